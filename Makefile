@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine (see README.md):
+#   make demo   sample corpus -> pools -> stats (-> fit -> plan as they land)
+#   make test   the test suite (what CI runs)
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DEMO    ?= demo-output
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test test-slow install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU torch first: a bare torch requirement would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[cpu,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/curate sample-corpus --output $(DEMO)/corpus
+	$(BIN)/curate run --input '$(DEMO)/corpus/*.jsonl.gz' --output $(DEMO)/run --pools 4
+	$(BIN)/curate stats $(DEMO)/run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

@@ -1,0 +1,1 @@
+"""The `curate` CLI, configuration, run manifests, runner selection and progress."""

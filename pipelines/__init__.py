@@ -1,0 +1,1 @@
+"""Beam transforms and pipeline assembly. The only package that imports apache_beam."""

@@ -1,0 +1,1 @@
+"""Pool bucketing rules, pool/stat schemas and the DuckDB catalog."""

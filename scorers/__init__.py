@@ -1,0 +1,1 @@
+"""Quality and dedup scoring as plain Python/numpy, reusable inside and outside Beam."""
