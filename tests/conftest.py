@@ -1,0 +1,36 @@
+"""Shared test fixtures: locations of ../shared data, offline model settings."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CURATE_SHARED", ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data directory {SHARED} is absent (CI always has it)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def corpora_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "corpora"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "reference"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    return path
