@@ -21,6 +21,12 @@ COMMANDS: list[tuple[str, str]] = [
     ("fit", "fit"),
     ("predict", "predict"),
     ("plan", "plan"),
+    ("probe", "probe"),
+    ("register", "register"),
+    ("runs", "runs"),
+    ("query", "query"),
+    ("diff", "diff"),
+    ("report", "report"),
 ]
 
 DESCRIPTION = """\
