@@ -1,0 +1,631 @@
+"""The workspace catalog: one DuckDB file that registers every run and exposes views over them.
+
+Layout of a workspace (default `./curate-workspace`, or `$CURATE_WORKSPACE`, or `--workspace`)::
+
+    WORKSPACE/catalog.duckdb        tables runs, observations, laws, plans + views over run files
+    WORKSPACE/catalog.duckdb.lock   writers hold an exclusive flock on it (one writer at a time)
+
+Tables: `runs` (id, time (UTC, from the manifest), registered_at, status, output_dir, and the
+manifest's config / versions / input fingerprints / counts as JSON), `observations` (the
+`curate fit` input contract), `laws` and `plans` (registered law / plan files).
+
+Views (each row carries `run_id`), built over the registered runs' own files — nothing is copied:
+
+    docs         RUN/pools/pool=K/*.parquet (hive-partitioned; every document column + pool)
+    pools        one row per (run, pool) computed from docs: docs, chars, tokens, score min/mean/max
+    pool_stats   RUN/stats.parquet as written by the pipeline
+    duplicates   RUN/dedup/ (removed_id, kept_id, method, similarity)
+    dead_letter  RUN/dead_letter/ (source, line/row, reason, raw)
+    filtered     RUN/filtered/ (documents dropped by a configured rule)
+
+Concurrency: DuckDB lets one process write a database file. Writers take the lock file (waiting up
+to `lock_timeout` seconds, then CatalogBusyError) and keep transactions short; readers open the
+file read-only and retry briefly while a writer has it open. Views are rebuilt inside the same
+transaction that changes `runs`, so the catalog is never seen half-updated.
+
+`Catalog.query` runs user SQL in a sandbox: the statement is checked by `pools.sql_guard`, the
+database is opened read-only, views are recreated as temporary views over the current files, and
+then external access is disabled except for exactly those files and the configuration is locked.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+DEFAULT_WORKSPACE = "curate-workspace"
+CATALOG_FILE = "catalog.duckdb"
+WORKSPACE_ENV = "CURATE_WORKSPACE"
+SCHEMA_VERSION = 1
+RUN_VIEWS = ("docs", "pools", "pool_stats", "duplicates", "dead_letter", "filtered")
+
+_TABLES_SQL = [
+    "CREATE TABLE IF NOT EXISTS catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        id VARCHAR PRIMARY KEY,
+        time TIMESTAMP,               -- when the run finished (manifest), else when registered
+        registered_at TIMESTAMP,
+        status VARCHAR,               -- complete | failed | running (as the run or caller says)
+        output_dir VARCHAR,
+        config JSON,
+        versions JSON,
+        input_fingerprints JSON,
+        counts JSON
+    )""",
+    # Contract of `curate fit` input (DESIGN.md): one row per measured point.
+    """CREATE TABLE IF NOT EXISTS observations (
+        source VARCHAR,               -- file or probe that produced the rows
+        pool VARCHAR,                 -- pool name or mixture `name=weight;name=weight`
+        samples_seen DOUBLE,
+        unique_samples DOUBLE,
+        metric DOUBLE,
+        params DOUBLE,
+        run_id VARCHAR,
+        step BIGINT,
+        registered_at TIMESTAMP
+    )""",
+    """CREATE TABLE IF NOT EXISTS laws (
+        id VARCHAR PRIMARY KEY,
+        path VARCHAR,
+        kind VARCHAR,                 -- qqt | data-constrained | chinchilla
+        unit VARCHAR,
+        params JSON,
+        pools JSON,
+        fit JSON,
+        document JSON,                -- the whole law file
+        registered_at TIMESTAMP
+    )""",
+    """CREATE TABLE IF NOT EXISTS plans (
+        id VARCHAR PRIMARY KEY,
+        path VARCHAR,
+        budget DOUBLE,
+        unit VARCHAR,
+        pools JSON,                   -- per pool weight / samples / unique / epochs
+        predicted JSON,               -- predicted metric and interval
+        baselines JSON,
+        document JSON,                -- the whole plan file
+        registered_at TIMESTAMP
+    )""",
+]
+
+# Column lists of the views when no registered run has such files (typed, empty).
+_EMPTY_VIEWS = {
+    "docs": "NULL::VARCHAR AS run_id, NULL::VARCHAR AS id, NULL::VARCHAR AS text, NULL::VARCHAR AS source, "
+    "NULL::DOUBLE AS score, NULL::BIGINT AS chars, NULL::BIGINT AS tokens, NULL::BIGINT AS pool",
+    "pool_stats": "NULL::VARCHAR AS run_id, NULL::BIGINT AS pool, NULL::BIGINT AS docs, NULL::BIGINT AS chars, "
+    "NULL::BIGINT AS tokens, NULL::DOUBLE AS score_min, NULL::DOUBLE AS score_mean, NULL::DOUBLE AS score_max, "
+    "NULL::VARCHAR AS source_share",
+    "duplicates": "NULL::VARCHAR AS run_id, NULL::VARCHAR AS removed_id, NULL::VARCHAR AS kept_id, "
+    "NULL::VARCHAR AS method, NULL::DOUBLE AS similarity",
+    "dead_letter": "NULL::VARCHAR AS run_id, NULL::VARCHAR AS source, NULL::BIGINT AS line, "
+    "NULL::VARCHAR AS reason, NULL::VARCHAR AS raw",
+    "filtered": "NULL::VARCHAR AS run_id, NULL::VARCHAR AS id, NULL::VARCHAR AS source, "
+    "NULL::VARCHAR AS reason, NULL::DOUBLE AS score",
+}
+
+_DATA_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
+
+
+class CatalogError(ValueError):
+    """A user error about the catalog: unknown run, not a run directory, no catalog yet."""
+
+
+class CatalogBusyError(OSError):
+    """Another process is writing the catalog and did not finish within the timeout."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.EBUSY, message)
+
+    def __str__(self) -> str:  # one line, without OSError's "[Errno 16]" prefix
+        return self.strerror
+
+
+def workspace_dir(workspace: str | os.PathLike | None = None) -> Path:
+    """The workspace directory: the argument, else $CURATE_WORKSPACE, else ./curate-workspace."""
+    chosen = workspace if workspace not in (None, "") else os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
+    return Path(chosen).expanduser().absolute()
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The data files of one run directory, grouped by the view they feed."""
+
+    run_dir: Path
+    pools: list[str] = field(default_factory=list)
+    stats: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    dead_letter: list[str] = field(default_factory=list)
+    filtered: list[str] = field(default_factory=list)
+
+    @classmethod
+    def scan(cls, run_dir: str | os.PathLike) -> "RunFiles":
+        root = Path(run_dir).resolve()
+        return cls(
+            run_dir=root,
+            pools=_data_files(root / "pools", pattern="pool=*/**/*"),
+            stats=[str(root / "stats.parquet")] if (root / "stats.parquet").is_file() else [],
+            duplicates=_data_files(root / "dedup"),
+            dead_letter=_data_files(root / "dead_letter"),
+            filtered=_data_files(root / "filtered"),
+        )
+
+    def for_view(self, view: str) -> list[str]:
+        return {"docs": self.pools, "pool_stats": self.stats, "duplicates": self.duplicates,
+                "dead_letter": self.dead_letter, "filtered": self.filtered}[view]
+
+    def all_files(self) -> list[str]:
+        return self.pools + self.stats + self.duplicates + self.dead_letter + self.filtered
+
+
+def _data_files(directory: Path, pattern: str = "**/*") -> list[str]:
+    """Non-empty data files under a directory; hidden/underscore files (temp, markers) are skipped."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.glob(pattern):
+        rel = path.relative_to(directory).parts
+        if any(part.startswith((".", "_")) for part in rel):
+            continue
+        if path.is_file() and path.name.endswith(_DATA_SUFFIXES) and path.stat().st_size > 0:
+            found.append(str(path))
+    return sorted(found)
+
+
+def read_manifest(run_dir: str | os.PathLike) -> dict:
+    """The run's manifest.json as a dict (CatalogError when missing or unreadable)."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise CatalogError(f"{run_dir} is not a curate run directory: no manifest.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CatalogError(f"cannot read {path}: {exc}") from None
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    types: list[str]
+    rows: list[tuple]
+
+    def records(self) -> list[dict]:
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+class Catalog:
+    """The DuckDB catalog of one workspace.
+
+    >>> cat = Catalog("ws")                 # creates nothing until the first write
+    >>> run_id = cat.register_run("run/")   # called by `curate run` at the end of a run
+    >>> cat.query("SELECT pool, count(*) FROM docs GROUP BY pool", run=run_id).rows
+    """
+
+    def __init__(self, workspace: str | os.PathLike | None = None, *, lock_timeout: float = 30.0):
+        self.workspace = workspace_dir(workspace)
+        self.path = self.workspace / CATALOG_FILE
+        self.lock_path = self.workspace / (CATALOG_FILE + ".lock")
+        self.lock_timeout = float(lock_timeout)
+
+    # ------------------------------------------------------------------ connections
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """Exclusive advisory lock on the lock file; waits up to lock_timeout, then refuses."""
+        import fcntl
+
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = _read_pid(self.lock_path)
+                        raise CatalogBusyError(
+                            f"catalog {self.path} is being written by another process"
+                            f"{f' (pid {holder})' if holder else ''}; waited {self.lock_timeout:g} s, try again"
+                        ) from None
+                    time.sleep(0.05)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def _connect(self, read_only: bool, timeout: float | None = None):
+        """Open the DuckDB file, retrying while another process holds DuckDB's own file lock."""
+        import duckdb
+
+        config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only, config=config)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise CatalogBusyError(
+                        f"catalog {self.path} is locked by another process; try again"
+                    ) from None
+                time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """Lock + read-write connection + one transaction (rolled back on any error)."""
+        with self._write_lock():
+            con = self._connect(read_only=False)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    _ensure_schema(con)
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the failed statement may have ended it
+                        con.execute("ROLLBACK")
+                    raise
+            finally:
+                con.close()
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[Any]:
+        if not self.path.is_file():
+            raise CatalogError(
+                f"no catalog at {self.path}: run `curate run` or `curate register RUN_DIR` first"
+            )
+        con = self._connect(read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # ------------------------------------------------------------------ runs
+    def register_run(self, run_dir: str | os.PathLike, *, run_id: str | None = None,
+                     status: str | None = None) -> str:
+        """Add (or refresh) a run directory in the catalog and rebuild the views; returns its id.
+
+        Idempotent: registering the same directory again updates its row under the same id.
+        The id is `run_id`, else the manifest's `run_id`, else the id this directory already has,
+        else the directory name (with a short hash of the path appended if another directory
+        already uses that name). A directory is registered under one id at a time.
+        Status: `status`, else the manifest's `status`, else "complete".
+        """
+        root = Path(run_dir).resolve()
+        if not root.is_dir():
+            raise CatalogError(f"run directory {run_dir} does not exist")
+        manifest = read_manifest(root)
+        row = _run_row(root, manifest, status)
+        with self._transaction() as con:
+            existing = con.execute("SELECT id FROM runs WHERE output_dir = ?", [str(root)]).fetchone()
+            wanted = run_id or _manifest_run_id(manifest) or (existing[0] if existing else None) or root.name
+            wanted = _clean_id(wanted)
+            taken = con.execute("SELECT output_dir FROM runs WHERE id = ?", [wanted]).fetchone()
+            if taken and taken[0] != str(root):
+                if run_id:
+                    raise CatalogError(f"run id {run_id!r} is already used by {taken[0]}")
+                wanted = f"{wanted}-{hashlib.sha256(str(root).encode()).hexdigest()[:6]}"
+            if existing and existing[0] != wanted:
+                con.execute("DELETE FROM runs WHERE id = ?", [existing[0]])
+            con.execute(
+                "INSERT OR REPLACE INTO runs (id, time, registered_at, status, output_dir, config, versions, "
+                "input_fingerprints, counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [wanted, row["time"], _now(), row["status"], str(root), row["config"], row["versions"],
+                 row["input_fingerprints"], row["counts"]],
+            )
+            self._rebuild_views(con)
+        return wanted
+
+    def remove_run(self, ref: str) -> str:
+        """Forget a run (its files are left alone); returns its id."""
+        run = self.resolve_run(ref)
+        with self._transaction() as con:
+            con.execute("DELETE FROM runs WHERE id = ?", [run["id"]])
+            self._rebuild_views(con)
+        return run["id"]
+
+    def runs(self) -> list[dict]:
+        """Every registered run, oldest first (empty when there is no catalog yet)."""
+        if not self.path.is_file():
+            return []
+        with self._reader() as con:
+            return _read_runs(con)
+
+    def resolve_run(self, ref: str) -> dict:
+        """A run by exact id, by output directory, or by unique id prefix."""
+        return _resolve(self.runs(), ref)
+
+    # ------------------------------------------------------------------ laws, plans, observations
+    def register_observations(self, rows: Iterable[dict], *, source: str) -> int:
+        """Append observation rows (keys per DESIGN.md); rows from the same source are replaced."""
+        columns = ("pool", "samples_seen", "unique_samples", "metric", "params", "run_id", "step")
+        values = [[source] + [row.get(c) for c in columns] + [_now()] for row in rows]
+        with self._transaction() as con:
+            con.execute("DELETE FROM observations WHERE source = ?", [source])
+            if values:
+                con.executemany(
+                    "INSERT INTO observations (source, pool, samples_seen, unique_samples, metric, params, "
+                    "run_id, step, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+        return len(values)
+
+    def register_law(self, path: str | os.PathLike, *, law_id: str | None = None) -> str:
+        """Record a law file (JSON, "curate-law/1"); returns its id (default: the file stem)."""
+        path = Path(path).resolve()
+        doc = _read_json(path)
+        law_id = _clean_id(law_id or path.stem)
+        with self._transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO laws (id, path, kind, unit, params, pools, fit, document, registered_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [law_id, str(path), doc.get("kind"), doc.get("unit"), _json(doc.get("params")),
+                 _json(doc.get("pools")), _json(doc.get("fit")), _json(doc), _now()],
+            )
+        return law_id
+
+    def register_plan(self, path: str | os.PathLike, *, plan_id: str | None = None) -> str:
+        """Record a plan file (JSON); returns its id (default: the file stem)."""
+        path = Path(path).resolve()
+        doc = _read_json(path)
+        plan_id = _clean_id(plan_id or path.stem)
+        budget = doc.get("budget")
+        if isinstance(budget, dict):
+            budget = budget.get("value", budget.get("amount"))
+        with self._transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO plans (id, path, budget, unit, pools, predicted, baselines, document, "
+                "registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [plan_id, str(path), _float_or_none(budget), doc.get("unit"), _json(doc.get("pools")),
+                 _json(doc.get("predicted", doc.get("prediction"))), _json(doc.get("baselines")), _json(doc),
+                 _now()],
+            )
+        return plan_id
+
+    # ------------------------------------------------------------------ views and queries
+    def _rebuild_views(self, con) -> None:
+        """(Re)create the persistent views over every registered run's current files."""
+        runs = con.execute("SELECT id, output_dir FROM runs ORDER BY id").fetchall()
+        scans = [(run_id, RunFiles.scan(output_dir)) for run_id, output_dir in runs]
+        create_views(con, scans, temporary=False)
+
+    def sandbox(self, run: str | None = None):
+        """A read-only connection for untrusted SQL (see module docstring). Caller closes it."""
+        if not self.path.is_file():
+            raise CatalogError(
+                f"no catalog at {self.path}: run `curate run` or `curate register RUN_DIR` first"
+            )
+        con = self._connect(read_only=True)
+        try:
+            runs = _read_runs(con)
+            selected = [_resolve(runs, run)] if run else runs
+            scans = [(r["id"], RunFiles.scan(r["output_dir"])) for r in selected]
+            create_views(con, scans, temporary=True)
+            if run:
+                (database,) = con.execute("SELECT current_database()").fetchone()
+                table = f'"{database.replace(chr(34), chr(34) * 2)}".main.runs'
+                con.execute(f"CREATE TEMP VIEW runs AS SELECT * FROM {table} WHERE id = {sql_literal(selected[0]['id'])}")
+            allowed = sorted({f for _, scan in scans for f in scan.all_files()})
+            con.execute(f"SET allowed_paths = {sql_list(allowed)}")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def query(self, sql: str, *, run: str | None = None, max_rows: int | None = None) -> QueryResult:
+        """Run one read-only SELECT (checked by pools.sql_guard) in the sandbox."""
+        import duckdb
+
+        from pools.sql_guard import QueryRefused, check_query
+
+        con = self.sandbox(run)
+        try:
+            check_query(sql, con)
+            try:
+                rel = con.execute(sql)
+                rows = rel.fetchmany(max_rows) if max_rows is not None else rel.fetchall()
+            except duckdb.PermissionException as exc:
+                raise QueryRefused(f"refused: {_first_line(exc)}") from None
+            except duckdb.Error as exc:
+                raise CatalogError(f"query failed: {_first_line(exc)}") from None
+            return QueryResult(
+                columns=[d[0] for d in rel.description],
+                types=[str(d[1]) for d in rel.description],
+                rows=rows,
+            )
+        finally:
+            con.close()
+
+
+def register_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = None, **kwargs) -> str:
+    """Shortcut for `Catalog(workspace).register_run(run_dir, **kwargs)` (used at the end of `curate run`)."""
+    return Catalog(workspace).register_run(run_dir, **kwargs)
+
+
+# ---------------------------------------------------------------------- view SQL
+def create_views(con, scans: Sequence[tuple[str, RunFiles]], *, temporary: bool) -> None:
+    """Create (or replace) every run view over the given runs' files on `con`."""
+    kind = "TEMP VIEW" if temporary else "VIEW"
+    for view in ("docs", "pool_stats", "duplicates", "dead_letter", "filtered"):
+        parts = []
+        for run_id, scan in scans:
+            parts.extend(_run_selects(view, run_id, scan.for_view(view)))
+        body = " UNION ALL BY NAME ".join(f"({p})" for p in parts) if parts else f"SELECT {_EMPTY_VIEWS[view]} WHERE false"
+        con.execute(f"CREATE OR REPLACE {kind} {view} AS {body}")
+    doc_columns = {row[0] for row in con.execute("DESCRIBE docs").fetchall()}
+    # Token counts are a pipeline column (an estimate); other writers may not have it.
+    tokens = "sum(tokens)::BIGINT" if "tokens" in doc_columns else "NULL::BIGINT"
+    con.execute(
+        f"CREATE OR REPLACE {kind} pools AS SELECT run_id, pool, count(*)::BIGINT AS docs, "
+        f"sum(length(text))::BIGINT AS chars, {tokens} AS tokens, "
+        "min(score) AS score_min, avg(score) AS score_mean, max(score) AS score_max "
+        "FROM docs GROUP BY run_id, pool"
+    )
+
+
+def _run_selects(view: str, run_id: str, files: list[str]) -> list[str]:
+    parquet = [f for f in files if f.endswith(".parquet")]
+    jsonl = [f for f in files if not f.endswith(".parquet")]
+    out = []
+    hive = "true" if view == "docs" else "false"
+    if parquet:
+        out.append(
+            f"SELECT {sql_literal(run_id)} AS run_id, * FROM read_parquet({sql_list(parquet)}, "
+            f"hive_partitioning={hive}, union_by_name=true)"
+        )
+    if jsonl:
+        out.append(
+            f"SELECT {sql_literal(run_id)} AS run_id, * FROM read_json({sql_list(jsonl)}, "
+            "format='newline_delimited', union_by_name=true, sample_size=-1, maximum_object_size=268435456)"
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- helpers
+def _read_runs(con) -> list[dict]:
+    if not _has_table(con, "runs"):
+        return []
+    rel = con.execute(
+        "SELECT id, time, registered_at, status, output_dir, config, versions, input_fingerprints, "
+        "counts FROM runs ORDER BY time, id"
+    )
+    cols = [d[0] for d in rel.description]
+    out = []
+    for values in rel.fetchall():
+        run = dict(zip(cols, values))
+        for key in ("config", "versions", "input_fingerprints", "counts"):
+            run[key] = json.loads(run[key]) if run[key] is not None else None
+        out.append(run)
+    return out
+
+
+def _resolve(runs: list[dict], ref: str) -> dict:
+    for run in runs:
+        if run["id"] == ref:
+            return run
+    if os.path.isdir(ref):
+        resolved = str(Path(ref).resolve())
+        for run in runs:
+            if run["output_dir"] == resolved:
+                return run
+    matches = [run for run in runs if run["id"].startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise CatalogError(f"run {ref!r} is ambiguous: matches {', '.join(r['id'] for r in matches)}")
+    known = ", ".join(run["id"] for run in runs) or "none registered"
+    raise CatalogError(f"unknown run {ref!r} (known runs: {known})")
+
+
+def _ensure_schema(con) -> None:
+    for sql in _TABLES_SQL:
+        con.execute(sql)
+    con.execute("INSERT OR REPLACE INTO catalog_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [name]
+    ).fetchone()[0])
+
+
+def _run_row(root: Path, manifest: dict, status: str | None) -> dict:
+    when = None
+    for key in ("finished_utc", "finished_at", "completed_at", "created_utc", "created_at", "time", "started_at"):
+        when = _parse_time(manifest.get(key))
+        if when:
+            break
+    if when is None:
+        when = _dt.datetime.fromtimestamp((root / "manifest.json").stat().st_mtime, _dt.timezone.utc).replace(tzinfo=None)
+    fingerprints = next((manifest[k] for k in ("input_fingerprints", "inputs", "fingerprints") if k in manifest), None)
+    return {
+        "time": when,
+        "status": status or manifest.get("status") or "complete",
+        "config": _json(manifest.get("config")),
+        "versions": _json(manifest.get("versions")),
+        "input_fingerprints": _json(fingerprints),
+        "counts": _json(manifest.get("counts")),
+    }
+
+
+def _manifest_run_id(manifest: dict) -> str | None:
+    value = manifest.get("run_id") or manifest.get("id")
+    return str(value) if value else None
+
+
+def _clean_id(value: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.:-]+", "-", str(value)).strip("-")
+    if not cleaned:
+        raise CatalogError(f"invalid id {value!r}")
+    return cleaned
+
+
+def _parse_time(value) -> _dt.datetime | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _dt.datetime.fromtimestamp(value, _dt.timezone.utc).replace(tzinfo=None)
+    if isinstance(value, str) and value:
+        try:
+            parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+        return parsed
+    return None
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def _json(value) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CatalogError(f"cannot read {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CatalogError(f"{path} is not a JSON object")
+    return doc
+
+
+def _float_or_none(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def sql_literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_list(values: Sequence[str]) -> str:
+    return "[" + ", ".join(sql_literal(v) for v in values) + "]"
+
+
+def _read_pid(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
