@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("CURATE_DEBUG") == "1"
     try:
         return int(args._run(args) or 0)
+    except BrokenPipeError:
+        # Output piped into e.g. `head` that exited early: not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (CurateError, ValueError, OSError) as exc:
         if debug:
             raise
