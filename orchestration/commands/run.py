@@ -1,0 +1,94 @@
+"""Run the curation pipeline: raw corpus -> dedup -> quality scores -> quality pools.
+
+Reads JSONL / JSONL.gz, Parquet and HF `datasets` save_to_disk directories, dead-letters bad
+records, removes exact and near duplicates (MinHash-LSH), scores documents with the Gopher,
+C4 and FineWeb heuristics and buckets them into K pools by score quantile (pool 0 = best).
+
+Writes into DIR: pools/pool=K/*.parquet, stats.parquet, dedup/, filtered/, dead_letter/,
+manifest.json (config, versions, input fingerprints, counts that reconcile).
+
+Config file (YAML or JSON), any subset of these sections: input (id_field, text_field,
+max_text_bytes, ...), exact_dedup, near_dedup (threshold 0.8, num_perm, shingle_size,
+bands/rows, verify), score (heuristics), filter (drop_failed, min_score), pools (num_pools,
+cut_points, exact_max_docs). Defaults: orchestration/config.py.
+
+Standard Apache Beam options pass through, e.g. --runner=FlinkRunner,
+--direct_num_workers=2 --direct_running_mode=multi_processing. The default runner is the
+local FnApiRunner.
+"""
+from __future__ import annotations
+
+import argparse
+
+HELP = __doc__
+
+BEAM_ARGS = "_beam_args"
+
+
+def _collect_unknown_as_beam_args(parser: argparse.ArgumentParser) -> None:
+    """Route options this parser does not know into `args._beam_args` instead of failing.
+
+    The dispatcher calls parse_args(); Beam's own options are validated later in run() (only
+    flags some Beam PipelineOptions class defines are accepted), so typos still fail there.
+    """
+    original = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, extras = original(args, namespace)
+        setattr(namespace, BEAM_ARGS, list(getattr(namespace, BEAM_ARGS, None) or []) + list(extras))
+        return namespace, []
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", action="append", required=True, metavar="PATH_OR_GLOB",
+                        help="input file, glob or save_to_disk directory (repeatable)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="run directory to write")
+    parser.add_argument("--config", metavar="FILE", help="YAML or JSON config (see orchestration/config.py)")
+    parser.add_argument("--pools", type=int, metavar="K", help="number of quality pools (default 4)")
+    parser.add_argument("--id-field", metavar="F", help="record field holding the id (default id)")
+    parser.add_argument("--text-field", metavar="F", help="record field holding the text (default text)")
+    parser.add_argument("--max-text-bytes", type=int, metavar="N",
+                        help="dead-letter texts larger than N UTF-8 bytes (default 1000000)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run in DIR")
+    parser.add_argument("--json", action="store_true", help="print the manifest's counts as JSON")
+    _collect_unknown_as_beam_args(parser)
+
+
+def _summary(manifest: dict, output: str) -> str:
+    c = manifest["counts"]
+    per_pool = manifest["written_rows"]["per_pool"]
+    pools = ", ".join(f"{k}:{v}" for k, v in sorted(per_pool.items(), key=lambda kv: int(kv[0])))
+
+    def fmt(group):
+        return ", ".join(f"{k} {v}" for k, v in c[group].items()) or "none"
+
+    ok = "yes" if manifest["reconciliation"]["holds"] else "NO"
+    return (f"{c['input_records']} records -> {c['kept']} kept in {len(per_pool)} pools [{pools}]; "
+            f"removed: {fmt('removed')}; filtered: {fmt('filtered')}; dead-lettered: {fmt('dead_letter')}; "
+            f"reconciled: {ok}; output: {output}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import logging
+    import os
+
+    from orchestration.config import resolve_config
+
+    if os.environ.get("CURATE_DEBUG") != "1":
+        logging.getLogger().setLevel(logging.ERROR)  # Beam is chatty at WARNING on import
+    config = resolve_config(args.config, pools=args.pools, id_field=args.id_field,
+                            text_field=args.text_field, max_text_bytes=args.max_text_bytes)
+    from orchestration.runner import run_job
+
+    manifest = run_job(args.input, args.output, config, getattr(args, BEAM_ARGS, []) or [],
+                       overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps({"output": args.output, "counts": manifest["counts"],
+                          "reconciliation": manifest["reconciliation"],
+                          "per_pool": manifest["written_rows"]["per_pool"]}, indent=2))
+    else:
+        print(_summary(manifest, args.output))
+    return 0 if manifest["reconciliation"]["holds"] else 1

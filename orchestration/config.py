@@ -1,0 +1,159 @@
+"""Pipeline configuration: defaults, loading YAML/JSON files, validation, CLI overrides.
+
+A config file holds any subset of DEFAULTS (nested sections); unknown keys are errors, so a
+typo never silently falls back to a default. The resolved config is stored in the manifest.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+from orchestration.errors import CurateError
+
+DEFAULTS: dict = {
+    "input": {
+        "id_field": "id",
+        "text_field": "text",
+        "max_text_bytes": 1_000_000,  # UTF-8 bytes of the text field
+        "max_record_bytes": 4_000_000,  # raw JSONL line
+        "dead_letter_max_chars": 10_000,  # raw record kept in a dead letter
+    },
+    "exact_dedup": {"enabled": True},
+    "near_dedup": {
+        "enabled": True,
+        "threshold": 0.8,  # Jaccard of word-shingle sets
+        "num_perm": 128,
+        # word bigrams: chosen by measurement (tests/pipelines/test_curation_planted.py):
+        # 5-grams put real documents with 5 % word edits at Jaccard ~0.66, bigrams at ~0.85
+        "shingle_size": 2,
+        "bands": None,  # None: chosen from threshold, num_perm, min_lsh_recall (16 x 6 for 0.8/128)
+        "rows": None,
+        "min_lsh_recall": 0.99,  # P(candidate) for a pair exactly at the threshold
+        "verify": "exact",  # "exact": Jaccard of shingle-hash sets; "minhash": signature estimate
+        "seed": 42,
+        "max_bucket_all_pairs": 20,
+        "cc_rounds": 5,
+    },
+    "score": {"heuristics": None},  # passed to scorers.heuristics.HeuristicScorer(config)
+    "filter": {"drop_failed": [], "min_score": None},  # default: drop nothing
+    "pools": {"num_pools": 4, "cut_points": None, "exact_max_docs": 2_000_000},
+}
+
+RULE_FAMILIES = ("gopher_quality", "gopher_repetition", "c4", "fineweb")
+
+
+def _merge(base: dict, override: dict, path: str = "") -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        where = f"{path}{key}"
+        if key not in base:
+            raise CurateError(f"config: unknown key {where!r} (known: {', '.join(sorted(base))})")
+        if isinstance(base[key], dict) and key != "heuristics":
+            if not isinstance(value, dict):
+                raise CurateError(f"config: {where!r} must be a mapping")
+            out[key] = _merge(base[key], value, where + ".")
+        else:
+            out[key] = value
+    return out
+
+
+def read_config_file(path: str) -> dict:
+    """Parse a YAML or JSON config file into a dict; one-line CurateError on any problem."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CurateError(f"cannot read config {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        if path.lower().endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error is a user error
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CurateError(f"cannot parse config {path}: {first}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise CurateError(f"config {path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _number(value, where: str, lo=None, hi=None, integer=False, open_range=False):
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise CurateError(f"config: {where} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if open_range and not (lo < value < hi):
+        raise CurateError(f"config: {where} must be in ({lo}, {hi}), got {value}")
+    if not open_range and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+        raise CurateError(f"config: {where} must be in [{lo}, {hi}], got {value}")
+    return value
+
+
+def validate(config: dict) -> dict:
+    ic, nd, pools, rule = config["input"], config["near_dedup"], config["pools"], config["filter"]
+    for key in ("id_field", "text_field"):
+        if not isinstance(ic[key], str) or not ic[key]:
+            raise CurateError(f"config: input.{key} must be a non-empty string")
+    for key in ("max_text_bytes", "max_record_bytes", "dead_letter_max_chars"):
+        _number(ic[key], f"input.{key}", lo=1, integer=True)
+    _number(nd["threshold"], "near_dedup.threshold", 0.0, 1.0, open_range=True)
+    for key in ("num_perm", "shingle_size", "seed", "max_bucket_all_pairs"):
+        _number(nd[key], f"near_dedup.{key}", lo=0 if key == "seed" else 1, integer=True)
+    _number(nd["cc_rounds"], "near_dedup.cc_rounds", lo=0, integer=True)
+    _number(nd["min_lsh_recall"], "near_dedup.min_lsh_recall", 0.0, 1.0, open_range=True)
+    if nd["verify"] not in ("exact", "minhash"):
+        raise CurateError("config: near_dedup.verify must be 'exact' or 'minhash'")
+    if (nd["bands"] is None) != (nd["rows"] is None):
+        raise CurateError("config: near_dedup.bands and near_dedup.rows go together")
+    if nd["bands"] is not None:
+        _number(nd["bands"], "near_dedup.bands", lo=1, integer=True)
+        _number(nd["rows"], "near_dedup.rows", lo=1, integer=True)
+        if nd["bands"] * nd["rows"] > nd["num_perm"]:
+            raise CurateError("config: near_dedup.bands * rows must be <= num_perm")
+    _number(pools["num_pools"], "pools.num_pools", lo=1, integer=True)
+    _number(pools["exact_max_docs"], "pools.exact_max_docs", lo=1, integer=True)
+    cuts = pools["cut_points"]
+    if cuts is not None:
+        if not isinstance(cuts, list) or not cuts:
+            raise CurateError("config: pools.cut_points must be a non-empty list of scores")
+        for c in cuts:
+            _number(c, "pools.cut_points[]")
+        if len(set(cuts)) != len(cuts):
+            raise CurateError("config: pools.cut_points must be distinct")
+    if not isinstance(rule["drop_failed"], list) or any(f not in RULE_FAMILIES for f in rule["drop_failed"]):
+        raise CurateError(f"config: filter.drop_failed must list rule families from {list(RULE_FAMILIES)}")
+    if rule["min_score"] is not None:
+        _number(rule["min_score"], "filter.min_score")
+    heuristics = config["score"]["heuristics"]
+    if heuristics is not None and not isinstance(heuristics, dict):
+        raise CurateError("config: score.heuristics must be a mapping")
+    from scorers.heuristics import HeuristicScorer
+
+    try:
+        HeuristicScorer(heuristics)
+    except ValueError as exc:
+        raise CurateError(f"config: score.{exc}") from None
+    return config
+
+
+def resolve_config(path: str | None = None, *, pools: int | None = None, id_field: str | None = None,
+                   text_field: str | None = None, max_text_bytes: int | None = None) -> dict:
+    """DEFAULTS <- config file <- command-line overrides, validated."""
+    config = _merge(DEFAULTS, read_config_file(path)) if path else copy.deepcopy(DEFAULTS)
+    if pools is not None:
+        cuts = config["pools"]["cut_points"]
+        if cuts and len(cuts) + 1 != pools:
+            raise CurateError(f"--pools {pools} contradicts {len(cuts)} pools.cut_points in the config")
+        config["pools"]["num_pools"] = pools
+    elif config["pools"]["cut_points"]:
+        config["pools"]["num_pools"] = len(config["pools"]["cut_points"]) + 1
+    if id_field is not None:
+        config["input"]["id_field"] = id_field
+    if text_field is not None:
+        config["input"]["text_field"] = text_field
+    if max_text_bytes is not None:
+        config["input"]["max_text_bytes"] = max_text_bytes
+    return validate(config)

@@ -1,0 +1,99 @@
+"""manifest.json: config, versions, input fingerprints, counts, and the reconciliation proof.
+
+Every input record ends in exactly one terminal bucket, so
+    input_records = kept + sum(removed.*) + sum(filtered.*) + sum(dead_letter.*)
+must hold; the manifest states the equation with its numbers and whether it holds. It also
+states whether the rows found on disk match the Beam counters (the check that catches sinks
+that silently drop files).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+
+DEAD_LETTER = "dead_letter."
+REMOVED = "removed."
+FILTERED = "filtered."
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("curate", "apache-beam", "pyarrow", "numpy", "duckdb"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _with_prefix(counters: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in sorted(counters.items()) if k.startswith(prefix)}
+
+
+def summarise_counts(counters: dict) -> dict:
+    """Counter dict (flat names) -> structured counts."""
+    return {
+        "input_records": counters.get("input_records", 0),
+        "kept": counters.get("kept", 0),
+        "removed": _with_prefix(counters, REMOVED),
+        "filtered": _with_prefix(counters, FILTERED),
+        "dead_letter": _with_prefix(counters, DEAD_LETTER),
+        "renamed_duplicate_ids": counters.get("renamed_duplicate_ids", 0),
+    }
+
+
+def reconcile(counts: dict) -> dict:
+    """The accounting equation with numbers, and whether it holds."""
+    terms = [("kept", counts["kept"])]
+    for group in ("removed", "filtered", "dead_letter"):
+        terms += [(f"{group}.{k}", v) for k, v in counts[group].items()]
+    total = sum(v for _, v in terms)
+    rhs = " + ".join(f"{name} ({v})" for name, v in terms)
+    return {
+        "equation": f"input_records ({counts['input_records']}) = {rhs}",
+        "accounted": total,
+        "holds": total == counts["input_records"],
+    }
+
+
+def check_written(counts: dict, written: dict) -> dict:
+    """Rows on disk vs counters, per output."""
+    expected = {
+        "pools": counts["kept"],
+        "dedup": sum(counts["removed"].values()),
+        "filtered": sum(counts["filtered"].values()),
+        "dead_letter": sum(counts["dead_letter"].values()),
+    }
+    found = {
+        "pools": sum(written["pools"].values()),
+        "dedup": written["dedup"],
+        "filtered": written["filtered"],
+        "dead_letter": written["dead_letter"],
+    }
+    return {"expected": expected, "found": found, "matches": expected == found}
+
+
+def build_manifest(*, config: dict, inputs: list[dict], counters: dict, written: dict,
+                   pool_cuts: dict, pipeline_options: dict, lsh: dict) -> dict:
+    counts = summarise_counts(counters)
+    return {
+        "format": "curate-run/1",
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "config": config,
+        "pipeline_options": pipeline_options,
+        "inputs": inputs,
+        "counts": counts,
+        "reconciliation": reconcile(counts),
+        "written_rows": {**check_written(counts, written), "per_pool": {str(k): v for k, v in written["pools"].items()}},
+        "pools": pool_cuts,
+        "near_dedup": {
+            **lsh,
+            "candidate_pairs": counters.get("near_dedup.candidate_pairs", 0),
+            "verified_pairs": counters.get("near_dedup.verified_pairs", 0),
+            "cc_residual_edges": counters.get("near_dedup.cc_residual_edges", 0),
+            "cc_converged_without_fallback": counters.get("near_dedup.cc_residual_edges", 0) == 0,
+        },
+    }

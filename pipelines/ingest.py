@@ -1,0 +1,185 @@
+"""Ingest + validate: input files -> documents, with every bad record dead-lettered.
+
+`ReadRecords` is a DoFn over `InputFile`s (one file per call, so files are read in parallel and
+line/row numbers are exact). It never raises on bad data: unreadable or truncated files become
+dead letters too, after the records that could be read.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import counters
+from pipelines import records as R
+from pipelines.inputs import InputFile
+
+DEAD = "dead_letter"
+_BATCH_ROWS = 4096
+
+
+def _open_text_source(path: str):
+    """Binary line source for a JSONL file, decompressing by extension.
+
+    gzip goes through Python's `gzip` module on the raw stream because it raises EOFError on
+    a truncated file, where Beam's CompressedFile just stops early (silent data loss).
+    """
+    if path.lower().endswith(".gz"):
+        import gzip
+
+        raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    return FileSystems.open(path, compression_type=CompressionTypes.AUTO)
+
+
+class ReadRecords(beam.DoFn):
+    """InputFile -> documents (main output) and dead letters (tagged `dead_letter`)."""
+
+    def __init__(self, id_field: str, text_field: str, max_text_bytes: int,
+                 max_record_bytes: int, max_raw_chars: int):
+        self.id_field = id_field
+        self.text_field = text_field
+        self.max_text_bytes = max_text_bytes
+        self.max_record_bytes = max_record_bytes
+        self.max_raw_chars = max_raw_chars
+
+    def _dead(self, f: InputFile, reason: str, detail: str = "", raw=None, line=None, row=None):
+        counters.inc(counters.INPUT)
+        counters.inc(counters.DEAD_LETTER_PREFIX + reason)
+        return beam.pvalue.TaggedOutput(DEAD, R.dead_letter(
+            source=f.source, reason=reason, detail=detail, raw=raw, line=line, row=row,
+            max_raw_chars=self.max_raw_chars))
+
+    def _document(self, f: InputFile, obj, position: int, line=None, row=None):
+        try:
+            doc = R.to_document(obj, id_field=self.id_field, text_field=self.text_field,
+                                max_text_bytes=self.max_text_bytes, source=f.source,
+                                order=(f.source, f.shard, position))
+        except R.RecordError as err:
+            return self._dead(f, err.reason, err.detail, raw=obj, line=line, row=row)
+        counters.inc(counters.INPUT)
+        return doc
+
+    def process(self, f: InputFile) -> Iterator:
+        if f.kind == "jsonl":
+            yield from self._read_jsonl(f)
+        else:
+            yield from self._read_table(f)
+
+    # -- JSONL ---------------------------------------------------------------------------
+    def _read_jsonl(self, f: InputFile) -> Iterator:
+        line_no = 0
+        try:
+            fh = _open_text_source(f.path)
+        except Exception as exc:  # noqa: BLE001 - any failure to open is a dead letter
+            yield self._dead(f, R.UNREADABLE_FILE, f"{type(exc).__name__}: {exc}")
+            return
+        try:
+            with fh:
+                while True:
+                    raw = fh.readline()
+                    if not raw:
+                        break
+                    line_no += 1
+                    yield from self._jsonl_line(f, raw, line_no)
+        except Exception as exc:  # noqa: BLE001
+            # EOFError: compressed stream ended early. Otherwise: unreadable from the start,
+            # or broken part-way (also reported as truncated: earlier lines were kept).
+            reason = R.TRUNCATED_FILE if line_no or isinstance(exc, EOFError) else R.UNREADABLE_FILE
+            yield self._dead(f, reason, f"after line {line_no}: {type(exc).__name__}: {exc}",
+                             line=line_no + 1)
+
+    def _jsonl_line(self, f: InputFile, raw: bytes, line_no: int) -> Iterator:
+        raw = raw.rstrip(b"\r\n")
+        if not raw.strip():
+            return  # blank lines are not records
+        if len(raw) > self.max_record_bytes:
+            yield self._dead(f, R.RECORD_TOO_LARGE,
+                             f"line is {len(raw)} bytes > limit {self.max_record_bytes}",
+                             raw=raw, line=line_no)
+            return
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield self._dead(f, R.INVALID_UTF8, str(exc), raw=raw, line=line_no)
+            return
+        try:
+            obj = json.loads(text)
+        except ValueError as exc:
+            yield self._dead(f, R.MALFORMED_JSON, str(exc), raw=text, line=line_no)
+            return
+        yield self._document(f, obj, line_no, line=line_no)
+
+    # -- Parquet / Arrow -----------------------------------------------------------------
+    def _batches(self, f: InputFile, fh):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if f.kind == "parquet":
+            pf = pq.ParquetFile(fh)
+            names = set(pf.schema_arrow.names)
+            columns = [c for c in (self.id_field, self.text_field) if c in names]
+            yield from pf.iter_batches(batch_size=_BATCH_ROWS, columns=columns or None)
+        else:  # HF datasets save_to_disk shards are Arrow IPC *streams*
+            reader = pa.ipc.open_stream(fh)
+            names = set(reader.schema.names)
+            columns = [c for c in (self.id_field, self.text_field) if c in names]
+            for batch in reader:
+                yield batch.select(columns) if columns else batch
+
+    def _read_table(self, f: InputFile) -> Iterator:
+        row = 0
+        try:
+            fh = FileSystems.open(f.path, compression_type=CompressionTypes.UNCOMPRESSED)
+        except Exception as exc:  # noqa: BLE001
+            yield self._dead(f, R.UNREADABLE_FILE, f"{type(exc).__name__}: {exc}")
+            return
+        try:
+            with fh:
+                for batch in self._batches(f, fh):
+                    for obj in batch.to_pylist():
+                        yield self._document(f, obj, row, row=row)
+                        row += 1
+        except Exception as exc:  # noqa: BLE001
+            reason = R.TRUNCATED_FILE if row else R.UNREADABLE_FILE
+            yield self._dead(f, reason, f"after row {row}: {type(exc).__name__}: {exc}", row=row)
+
+
+def _unique_ids(item):
+    """Same id from several records: the first by (source, shard, position) keeps it, the
+    k-th later one becomes `id#k` (deterministic; nothing is dropped for an id clash)."""
+    doc_id, docs = item
+    docs = sorted(docs, key=lambda d: d["_order"])
+    yield docs[0]
+    for k, doc in enumerate(docs[1:], start=1):
+        counters.inc(counters.RENAMED_IDS)
+        yield {**doc, "id": f"{doc_id}#{k}"}
+
+
+class IngestAndValidate(beam.PTransform):
+    """InputFiles -> {"documents": ..., "dead_letter": ...} with unique ids."""
+
+    def __init__(self, files: list[InputFile], id_field: str = "id", text_field: str = "text",
+                 max_text_bytes: int = 1_000_000, max_record_bytes: int = 4_000_000,
+                 max_raw_chars: int = 10_000):
+        super().__init__()
+        self.files = list(files)
+        self.read = ReadRecords(id_field, text_field, max_text_bytes, max_record_bytes, max_raw_chars)
+
+    def expand(self, pbegin):
+        parsed = (
+            pbegin
+            | "ListFiles" >> beam.Create(self.files)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadRecords" >> beam.ParDo(self.read).with_outputs(DEAD, main="documents")
+        )
+        documents = (
+            parsed.documents
+            | "KeyById" >> beam.Map(lambda d: (d["id"], d))
+            | "GroupById" >> beam.GroupByKey()
+            | "MakeIdsUnique" >> beam.FlatMap(_unique_ids)
+        )
+        return {"documents": documents, "dead_letter": parsed[DEAD]}

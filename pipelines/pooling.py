@@ -1,0 +1,93 @@
+"""Pool assignment: quantile cut points computed once (global combine), applied via side input.
+
+Exact quantiles while the corpus has at most `exact_max_docs` surviving documents: the combine
+keeps every rank key `(-score, id)` and sorts them. Past that size the accumulator switches to
+Beam's `ApproximateQuantilesCombineFn` (bounded memory, epsilon-approximate, and possibly
+dependent on bundling). Explicit cut points from config skip the combine altogether.
+The bucketing rule itself is plain Python in `pools.bucketing`.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
+
+from pools.bucketing import PoolCuts, exact_rank_cuts, rank_cuts_from_quantiles, rank_key, score_cuts
+
+
+class QuantileCutsFn(beam.CombineFn):
+    """Rank keys -> PoolCuts; exact up to `exact_max_docs` keys, approximate beyond."""
+
+    def __init__(self, num_pools: int, exact_max_docs: int = 2_000_000):
+        self.num_pools = num_pools
+        self.exact_max_docs = exact_max_docs
+
+    def _approx_fn(self):
+        return ApproximateQuantilesCombineFn.create(num_quantiles=self.num_pools + 1)
+
+    def _to_approx(self, keys):
+        fn = self._approx_fn()
+        acc = fn.create_accumulator()
+        for k in keys:
+            acc = fn.add_input(acc, k)
+        return acc
+
+    def create_accumulator(self):
+        return ("exact", [])
+
+    def add_input(self, acc, key):
+        kind, state = acc
+        if kind == "exact":
+            state.append(tuple(key))
+            if len(state) > self.exact_max_docs:
+                return ("approx", self._to_approx(state))
+            return acc
+        return ("approx", self._approx_fn().add_input(state, tuple(key)))
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        total = sum(len(s) for k, s in accs if k == "exact")
+        if all(k == "exact" for k, _ in accs) and total <= self.exact_max_docs:
+            merged = []
+            for _, s in accs:
+                merged.extend(s)
+            return ("exact", merged)
+        states = [s if k == "approx" else self._to_approx(s) for k, s in accs]
+        return ("approx", self._approx_fn().merge_accumulators(states))
+
+    def extract_output(self, acc):
+        kind, state = acc
+        if kind == "exact":
+            return exact_rank_cuts(state, self.num_pools), "exact"
+        quantiles = self._approx_fn().extract_output(state)
+        if len(quantiles) != self.num_pools + 1:  # fewer distinct keys than pools
+            return exact_rank_cuts(quantiles, self.num_pools), "approximate"
+        return rank_cuts_from_quantiles(quantiles, self.num_pools), "approximate"
+
+
+def _assign(doc, cuts_and_mode):
+    cuts: PoolCuts = cuts_and_mode[0]
+    return {**doc, "pool": int(cuts.assign(doc["score"], doc["id"]))}
+
+
+class AssignPools(beam.PTransform):
+    """scored documents -> documents with `pool`; `.cuts` holds the (PoolCuts, mode) PCollection."""
+
+    def __init__(self, num_pools: int, cut_points: list[float] | None = None,
+                 exact_max_docs: int = 2_000_000):
+        super().__init__()
+        self.num_pools = num_pools
+        self.cut_points = cut_points
+        self.exact_max_docs = exact_max_docs
+        self.cuts = None
+
+    def expand(self, docs):
+        if self.cut_points:
+            fixed = score_cuts(self.cut_points)
+            self.cuts = docs.pipeline | "ExplicitCuts" >> beam.Create([(fixed, "explicit")])
+        else:
+            self.cuts = (
+                docs
+                | "RankKeys" >> beam.Map(lambda d: rank_key(d["score"], d["id"]))
+                | "QuantileCuts" >> beam.CombineGlobally(QuantileCutsFn(self.num_pools, self.exact_max_docs))
+            )
+        return docs | "AssignPool" >> beam.Map(_assign, beam.pvalue.AsSingleton(self.cuts))

@@ -1,0 +1,92 @@
+"""`curate run` / `curate stats`: help texts and one-line user errors (no pipeline run)."""
+import subprocess
+import sys
+
+import pytest
+
+from orchestration.cli import main
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("command,words", [("run", ["--input", "--output", "--pools", "Beam"]),
+                                           ("stats", ["DIR", "--json", "DuckDB"])])
+def test_help_explains_itself(command, words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for word in words:
+        assert word in out
+
+
+def _one_line_error(result, fragment):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert fragment in lines[0]
+
+
+def test_missing_input_is_one_line_error(tmp_path):
+    r = _cli("run", "--input", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "out"))
+    _one_line_error(r, "input not found")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_and_invalid_config_are_one_line_errors(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    r = _cli("run", "--input", str(data), "--output", str(tmp_path / "o"), "--config", str(tmp_path / "no.yaml"))
+    _one_line_error(r, "cannot read config")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("near_dedup: [unclosed\n")
+    _one_line_error(_cli("run", "--input", str(data), "--output", str(tmp_path / "o"), "--config", str(bad)),
+                    "cannot parse config")
+    typo = tmp_path / "typo.json"
+    typo.write_text('{"near_dedup": {"treshold": 0.9}}')
+    _one_line_error(_cli("run", "--input", str(data), "--output", str(tmp_path / "o"), "--config", str(typo)),
+                    "unknown key 'near_dedup.treshold'")
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"near_dedup": {"threshold": 1.5}}')
+    _one_line_error(_cli("run", "--input", str(data), "--output", str(tmp_path / "o"), "--config", str(wrong)),
+                    "near_dedup.threshold")
+
+
+def test_unknown_option_is_one_line_error(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    r = _cli("run", "--input", str(data), "--output", str(tmp_path / "o"), "--no-such-option", "3")
+    _one_line_error(r, "--no-such-option")
+    assert not (tmp_path / "o").exists()
+
+
+def test_stats_on_missing_run_is_one_line_error(tmp_path):
+    _one_line_error(_cli("stats", str(tmp_path)), "stats.parquet")
+
+
+def test_beam_options_pass_through_and_default_runner():
+    from orchestration.runner import pipeline_options, unknown_beam_args
+
+    assert unknown_beam_args(["--direct_num_workers=2", "--direct_running_mode", "multi_processing",
+                              "--runner=FnApiRunner"]) == []
+    assert unknown_beam_args(["--bogus=1"]) == ["--bogus=1"]
+    opts = pipeline_options(["--direct_num_workers=2"]).get_all_options()
+    assert opts["runner"] == "FnApiRunner" and opts["direct_num_workers"] == 2
+
+
+def test_config_overrides_and_cut_points(tmp_path):
+    from orchestration.config import resolve_config
+    from orchestration.errors import CurateError
+
+    cfg = resolve_config(pools=3, id_field="key", text_field="body", max_text_bytes=10)
+    assert cfg["pools"]["num_pools"] == 3 and cfg["input"]["id_field"] == "key"
+    cuts = tmp_path / "cuts.yaml"
+    cuts.write_text("pools:\n  cut_points: [0.8, 0.5]\nfilter:\n  drop_failed: [c4]\n")
+    cfg = resolve_config(str(cuts))
+    assert cfg["pools"]["num_pools"] == 3 and cfg["filter"]["drop_failed"] == ["c4"]
+    with pytest.raises(CurateError, match="contradicts"):
+        resolve_config(str(cuts), pools=5)
