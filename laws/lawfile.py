@@ -1,0 +1,246 @@
+"""Law objects <-> the JSON law-file dict ("curate-law/1"), with validation.
+
+Pure dict conversion (no file I/O here: the CLI reads and writes the JSON). The contract:
+
+    {"format": "curate-law/1", "kind": "qqt" | "data-constrained" | "chinchilla",
+     "variant": "utility" | "data" (qqt), "unit": "samples" | "documents" | "tokens",
+     "normalizer": 1e5 (qqt), "params": {name: value}, "pools": [{"name", "size"}] (qqt),
+     "fixed": [names], "fit": {...} (optional), "bootstrap": {...} (optional)}
+
+QQT parameter names are `a`, `d`, `b[POOL]`, `tau[POOL]`; data-constrained ones are
+`E, A, B, alpha, beta, R_D_star, R_N_star` (Chinchilla: the first five).
+`law_from_dict` raises ValueError naming the missing or bad field.
+"""
+from __future__ import annotations
+
+import math
+
+FORMAT = "curate-law/1"
+KINDS = ("qqt", "data-constrained", "chinchilla")
+UNITS = ("samples", "documents", "tokens")
+CHINCHILLA_PARAMS = ("E", "A", "B", "alpha", "beta")
+DATA_CONSTRAINED_PARAMS = CHINCHILLA_PARAMS + ("R_D_star", "R_N_star")
+# Characters that would make a pool name ambiguous in `name=weight;name=weight` mixtures,
+# in `b[POOL]` parameter names or in `--mixture a=0.5,b=0.5`.
+_RESERVED_POOL_CHARS = set("=;,[]")
+
+
+def law_kind(law) -> str:
+    """The law-file kind of a law object."""
+    kind = getattr(law, "kind", None)
+    if kind in KINDS:
+        return kind
+    name = type(law).__name__
+    if name == "QQTLaw":
+        return "qqt"
+    if name == "DataConstrainedLaw":
+        return "data-constrained"
+    if name == "ChinchillaLaw":
+        return "chinchilla"
+    raise ValueError(f"cannot serialise a {name}: not a known law type")
+
+
+def law_to_dict(law) -> dict:
+    """The law-file dict for a QQTLaw, DataConstrainedLaw or ChinchillaLaw."""
+    kind = law_kind(law)
+    out: dict = {"format": FORMAT, "kind": kind}
+    if kind == "qqt":
+        out["variant"] = law.variant
+        out["unit"] = law.unit
+        out["normalizer"] = float(law.normalizer)
+        out["params"] = {k: float(v) for k, v in law.params.items()}
+        out["pools"] = [{"name": p, "size": _plain_number(n)} for p, n in law.pool_sizes.items()]
+    else:
+        out["unit"] = getattr(law, "unit", "tokens") or "tokens"
+        out["params"] = {k: float(v) for k, v in _dc_params(law, kind).items()}
+    fixed = getattr(law, "fixed", None)
+    if fixed is None:  # an LM law fitted directly carries laws-B's fitted attribute instead
+        fixed = getattr(law, "fixed_", None) or []
+    out["fixed"] = sorted(fixed) if kind != "qqt" else list(fixed)
+    fit_info = getattr(law, "fit_info", None)
+    if fit_info:
+        out["fit"] = _jsonable(fit_info)
+    boot = getattr(law, "bootstrap", None)
+    if boot:
+        out["bootstrap"] = _jsonable(boot)
+    return out
+
+
+def law_from_dict(data: dict):
+    """Validate a law-file dict and build the law object it describes."""
+    if not isinstance(data, dict):
+        raise ValueError("law file: expected a JSON object at the top level")
+    fmt = data.get("format")
+    if fmt != FORMAT:
+        raise ValueError(f"law file: field 'format' must be {FORMAT!r}, got {fmt!r}")
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"law file: field 'kind' must be one of {list(KINDS)}, got {kind!r}")
+    unit = data.get("unit", "samples" if kind == "qqt" else "tokens")
+    if unit not in UNITS:
+        raise ValueError(f"law file: field 'unit' must be one of {list(UNITS)}, got {unit!r}")
+    params = data.get("params")
+    if not isinstance(params, dict) or not params:
+        raise ValueError("law file: field 'params' is missing or not an object")
+    for name, value in params.items():
+        _finite(value, f"params.{name}")
+    fixed = data.get("fixed", []) or []
+    if not isinstance(fixed, list) or not all(isinstance(f, str) for f in fixed):
+        raise ValueError("law file: field 'fixed' must be a list of parameter names")
+    unknown_fixed = [f for f in fixed if f not in params]
+    if unknown_fixed:
+        raise ValueError(f"law file: field 'fixed' names unknown parameter(s) {unknown_fixed}")
+    for section in ("fit", "bootstrap"):
+        if section in data and data[section] is not None and not isinstance(data[section], dict):
+            raise ValueError(f"law file: field {section!r} must be an object")
+    if kind == "qqt":
+        law = _qqt_from_dict(data, params, unit, fixed)
+    else:
+        law = _dc_from_dict(data, kind, params, unit, fixed)
+    _check_bootstrap(data.get("bootstrap"), params)
+    return law
+
+
+# -- QQT ----------------------------------------------------------------------------------------
+
+def _qqt_from_dict(data, params, unit, fixed):
+    from laws.qqt import VARIANTS, QQTLaw, b_name, tau_name
+
+    variant = data.get("variant", "utility")
+    if variant not in VARIANTS:
+        raise ValueError(f"law file: field 'variant' must be one of {list(VARIANTS)}, got {variant!r}")
+    normalizer = _finite(data.get("normalizer", 1e5), "normalizer")
+    if normalizer <= 0:
+        raise ValueError(f"law file: field 'normalizer' must be positive, got {normalizer!r}")
+    pools = data.get("pools")
+    if not isinstance(pools, list) or not pools:
+        raise ValueError("law file: field 'pools' must be a non-empty list of {name, size}")
+    names, sizes = [], []
+    for i, entry in enumerate(pools):
+        where = f"pools[{i}]"
+        if not isinstance(entry, dict) or "name" not in entry or "size" not in entry:
+            raise ValueError(f"law file: {where} must be an object with 'name' and 'size'")
+        name = entry["name"]
+        check_pool_name(name, f"law file: {where}.name")
+        size = _finite(entry["size"], f"{where}.size")
+        if size <= 0:
+            raise ValueError(f"law file: {where}.size must be positive, got {size!r}")
+        names.append(name)
+        sizes.append(size)
+    if len(set(names)) != len(names):
+        raise ValueError(f"law file: field 'pools' has duplicate names {names}")
+    for name in ("a", "d"):
+        if name not in params:
+            raise ValueError(f"law file: params.{name} is missing")
+    if params["a"] <= 0:
+        raise ValueError(f"law file: params.a must be positive, got {params['a']!r}")
+    expected = {"a", "d"}
+    for p in names:
+        for key in (b_name(p), tau_name(p)):
+            if key not in params:
+                raise ValueError(f"law file: params.{key} is missing (pool {p!r})")
+            expected.add(key)
+        if params[tau_name(p)] <= 0:
+            raise ValueError(f"law file: params.{tau_name(p)} must be positive")
+    extra = sorted(set(params) - expected)
+    if extra:
+        raise ValueError(f"law file: params has unknown QQT parameter(s) {extra}")
+    return QQTLaw(params["a"], params["d"], names,
+                  b=[params[b_name(p)] for p in names], tau=[params[tau_name(p)] for p in names],
+                  sizes=sizes, variant=variant, normalizer=normalizer, unit=unit, fixed=fixed,
+                  fit_info=data.get("fit"), bootstrap=data.get("bootstrap"))
+
+
+def check_pool_name(name, where: str = "pool name") -> str:
+    """Pool names must be non-empty strings without the mixture/parameter syntax characters."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where}: must be a non-empty string, got {name!r}")
+    bad = sorted(_RESERVED_POOL_CHARS & set(name))
+    if bad or name != name.strip():
+        raise ValueError(f"{where}: pool name {name!r} may not contain {''.join(bad) or 'edge spaces'}")
+    return name
+
+
+# -- data-constrained / Chinchilla ------------------------------------------------------------
+
+def _dc_params(law, kind) -> dict:
+    names = DATA_CONSTRAINED_PARAMS if kind == "data-constrained" else CHINCHILLA_PARAMS
+    getter = getattr(law, "to_params", None)
+    if callable(getter):
+        got = dict(getter())
+    else:
+        got = {n: getattr(law, n) for n in names}
+    return {n: got[n] for n in names}
+
+
+def _dc_from_dict(data, kind, params, unit, fixed):
+    from laws import data_constrained as dc  # laws-B's module
+
+    names = DATA_CONSTRAINED_PARAMS if kind == "data-constrained" else CHINCHILLA_PARAMS
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise ValueError(f"law file: params.{missing[0]} is missing ({kind} law needs {list(names)})")
+    extra = sorted(set(params) - set(names))
+    if extra:
+        raise ValueError(f"law file: params has unknown {kind} parameter(s) {extra}")
+    cls = dc.DataConstrainedLaw if kind == "data-constrained" else dc.ChinchillaLaw
+    law = cls(**{n: float(params[n]) for n in names})
+    # Provenance travels with the object so that a loaded law can be written back unchanged.
+    law.unit = unit
+    law.fixed = list(fixed)
+    law.fit_info = data.get("fit")
+    law.bootstrap = data.get("bootstrap")
+    return law
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def _check_bootstrap(boot, params) -> None:
+    """Draws must name known parameters with numbers (predictions re-use them)."""
+    if not boot:
+        return
+    level = boot.get("level", 0.9)
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"law file: bootstrap.level must be in (0, 1), got {level!r}")
+    draws = boot.get("draws", [])
+    if not isinstance(draws, list):
+        raise ValueError("law file: bootstrap.draws must be a list of objects")
+    for i, draw in enumerate(draws):
+        if not isinstance(draw, dict):
+            raise ValueError(f"law file: bootstrap.draws[{i}] must be an object")
+        for name, value in draw.items():
+            if name not in params:
+                raise ValueError(f"law file: bootstrap.draws[{i}] names unknown parameter {name!r}")
+            _finite(value, f"bootstrap.draws[{i}].{name}")
+
+
+def _finite(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"law file: {where} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"law file: {where} must be finite, got {value!r}")
+    return float(value)
+
+
+def _plain_number(x: float):
+    """Integral sizes as ints (readable JSON), others as floats."""
+    x = float(x)
+    return int(x) if x.is_integer() and abs(x) < 2**53 else x
+
+
+def _jsonable(obj):
+    """numpy scalars/arrays and tuples -> plain JSON types (NaN/inf -> None)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

@@ -1,0 +1,192 @@
+"""Fit a scaling law to training observations and write a law file (JSON).
+
+Examples:
+  curate fit runs.csv --law qqt --fix d=0.1 --bootstrap 200 -o law.json
+  curate fit runs.parquet --law qqt --variant data --pool-size top10=12.8e6 -o law.json
+  curate fit runs.csv --law data-constrained --unit tokens \\
+      --columns samples_seen=tokens,unique_samples=unique_tokens,metric=val_loss \\
+      --fix E=1.869 --fix A=521 -o dc.json --plot fit.png
+  curate fit catalog.duckdb:probe_runs --law chinchilla -o chin.json --json
+
+Observations: one row per measured point with columns pool (a pool name or a mixture
+`name=weight;name=weight`), samples_seen, unique_samples, metric (lower is better), and for the
+language-model laws params (model size N); optional run_id (bootstrap resamples whole runs)
+and step. --columns maps other column names. Parameter names for --fix: QQT a, d, b[POOL],
+tau[POOL]; data-constrained / Chinchilla E, A, B, alpha, beta, R_D_star, R_N_star.
+Prints a table of parameters (with bootstrap intervals) and fit diagnostics, or JSON with --json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+HELP = __doc__
+LAWS = ("qqt", "data-constrained", "chinchilla")
+UNITS = ("samples", "documents", "tokens")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("observations", metavar="OBS",
+                        help="observations: FILE.csv, FILE.parquet or FILE.duckdb:TABLE")
+    parser.add_argument("--law", choices=LAWS, default="qqt", help="law to fit (default qqt)")
+    parser.add_argument("--variant", choices=("utility", "data"), default="utility",
+                        help="QQT variant: effective utility (paper) or effective data")
+    parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
+                        help="hold a parameter fixed; repeatable (e.g. --fix d=0.1)")
+    parser.add_argument("--pool-size", action="append", default=[], metavar="NAME=COUNT",
+                        help="QQT pool size in --unit (default: largest unique_samples seen "
+                             "for the pool); repeatable")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="bootstrap refits for confidence intervals (default 0: none)")
+    parser.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--unit", choices=UNITS, default=None,
+                        help="what a sample is (default: samples for qqt, tokens otherwise)")
+    parser.add_argument("--columns", default=None, metavar="CANON=SRC,...",
+                        help="map column names, e.g. samples_seen=tokens,metric=val_loss")
+    parser.add_argument("--huber-delta", type=float, default=None,
+                        help="Huber threshold on log residuals (default 0.01 qqt, 1e-3 LM laws)")
+    parser.add_argument("--no-cv", action="store_true",
+                        help="skip leave-one-out and hold-out-largest refits")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="LAW.json",
+                        help="where to write the law file")
+    parser.add_argument("--json", action="store_true", help="print the law file JSON")
+    parser.add_argument("--plot", type=Path, default=None, metavar="FIT.png",
+                        help="plot observations, fitted curves and intervals")
+
+
+def run(args: argparse.Namespace) -> int:
+    from laws.lawfile import law_to_dict
+    from orchestration.errors import CurateError
+    from orchestration.observations_io import load_observations, parse_column_map
+
+    if args.bootstrap < 0:
+        raise CurateError("--bootstrap must be >= 0")
+    if not 0 < args.level < 1:
+        raise CurateError(f"--level must be between 0 and 1, got {args.level:g}")
+    if args.huber_delta is not None and not args.huber_delta > 0:
+        raise CurateError("--huber-delta must be positive")
+    fix = parse_assignments(args.fix, "--fix")
+    sizes = parse_assignments(args.pool_size, "--pool-size")
+    if sizes and args.law != "qqt":
+        raise CurateError("--pool-size applies to --law qqt only")
+    if args.variant != "utility" and args.law != "qqt":
+        raise CurateError("--variant applies to --law qqt only")
+    unit = args.unit or ("samples" if args.law == "qqt" else "tokens")
+    obs = load_observations(args.observations, parse_column_map(args.columns), law=args.law)
+    try:
+        if args.law == "qqt":
+            law, extra = _fit_qqt(obs, fix, sizes, unit, args)
+        else:
+            from orchestration.lm_fitting import fit_lm_law
+
+            law, extra = fit_lm_law(obs, args.law, fix, unit=unit, n_bootstrap=args.bootstrap,
+                                    level=args.level, seed=args.seed, cv=not args.no_cv,
+                                    huber_delta=args.huber_delta)
+    except (RuntimeError, FloatingPointError) as exc:  # optimiser gave up: still one line
+        raise CurateError(f"fitting the {args.law} law failed: {exc}") from None
+    data = law_to_dict(law)
+    for warning in (data.get("fit") or {}).get("warnings") or []:
+        print(f"curate fit: warning: {warning}", file=sys.stderr)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(data, indent=2) + "\n")
+    if args.plot is not None:
+        from orchestration.fit_plot import plot_fit
+
+        plot_fit(law, obs, args.plot, level=args.level, **extra)
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        print()
+    else:
+        print(render_table(data))
+        print(f"law written to {args.output}")
+    return 0
+
+
+def _fit_qqt(obs, fix, sizes, unit, args):
+    from laws.qqt_fit import DEFAULT_HUBER_DELTA, QQTFit
+
+    est = QQTFit(variant=args.variant, fix=fix, sizes=sizes or None, unit=unit,
+                 huber_delta=args.huber_delta or DEFAULT_HUBER_DELTA,
+                 n_bootstrap=args.bootstrap, level=args.level, seed=args.seed,
+                 diagnostics=not args.no_cv)
+    unknown = sorted(set(sizes) - set(obs.pool_names))
+    if unknown:
+        from orchestration.errors import CurateError
+
+        raise CurateError(f"--pool-size names pool(s) {unknown} absent from the observations "
+                          f"(pools: {obs.pool_names})")
+    est.fit(obs)
+    return est.law_, {}
+
+
+def parse_assignments(items, option: str) -> dict[str, float]:
+    """["d=0.1", "b[top10]=-0.2"] -> {"d": 0.1, "b[top10]": -0.2} (one-line errors)."""
+    from orchestration.errors import CurateError
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise CurateError(f"{option}: expected NAME=VALUE, got {item!r}")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise CurateError(f"{option}: value for {name} is not a number: {raw!r}") from None
+        if not math.isfinite(value):
+            raise CurateError(f"{option}: value for {name} must be finite, got {raw!r}")
+        if name in out:
+            raise CurateError(f"{option}: {name} given twice")
+        out[name] = value
+    return out
+
+
+def render_table(data: dict) -> str:
+    """Human-readable summary of a law-file dict."""
+    lines = []
+    head = f"{data['kind']} law"
+    if data["kind"] == "qqt":
+        head += f" ({data['variant']} variant)"
+    lines.append(f"{head}, unit: {data['unit']}")
+    boot = data.get("bootstrap") or {}
+    intervals = boot.get("intervals", {})
+    level = boot.get("level")
+    fixed = set(data.get("fixed", []))
+    iv_head = f"{int(round(level * 100))}% interval" if intervals else ""
+    width = max(len(k) for k in data["params"]) + 2
+    lines.append(f"  {'parameter':<{width}} {'value':>14}  {iv_head}")
+    for name, value in data["params"].items():
+        note = "fixed" if name in fixed else ""
+        if name in intervals:
+            lo, hi = intervals[name]
+            note = f"[{_num(lo)}, {_num(hi)}]"
+        lines.append(f"  {name:<{width}} {_num(value):>14}  {note}")
+    if data["kind"] == "qqt":
+        sizes = ", ".join(f"{p['name']}={_num(p['size'])}" for p in data["pools"])
+        lines.append(f"  pool sizes: {sizes}")
+    fit = data.get("fit") or {}
+    if fit:
+        parts = []
+        for key, label in (("n_obs", "observations"), ("objective", "Huber objective"),
+                           ("r2", "R^2"), ("rmse", "RMSE"), ("loo_error", "LOO rel. error"),
+                           ("holdout_largest_error", "hold-out-largest rel. error")):
+            if fit.get(key) is not None:
+                parts.append(f"{label} {_num(fit[key])}")
+        lines.append("  fit: " + ", ".join(parts))
+        if fit.get("method"):
+            lines.append(f"  method: {fit['method']}")
+    if boot:
+        lines.append(f"  bootstrap: {len(boot.get('draws', []))} refits")
+    return "\n".join(lines)
+
+
+def _num(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e15):
+        return f"{int(x):d}" if abs(x) < 1e6 else f"{x:.4g}"
+    return f"{x:.6g}"

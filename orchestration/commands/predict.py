@@ -1,0 +1,204 @@
+"""Predict the metric of a training run from a fitted law file.
+
+Examples:
+  curate predict --law law.json --pool top10 --samples 1.28e8
+  curate predict --law law.json --mixture top10=0.5,top20=0.5 --samples 3.2e7,6.4e7 --json
+  curate predict --law law.json --pool top10 --samples 1e8 --unique 4e6   # a 4M subsample
+  curate predict --law dc.json --params 8.67e9 --samples 178e9 --unique 25e9
+
+QQT laws need --pool or --mixture (weights are normalised; sizes from the law file; --unique
+overrides a single pool's size). Language-model laws need --params (model size); --unique
+defaults to --samples (no repetition). With bootstrap draws in the law file the interval at the
+law's level is shown too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+HELP = __doc__
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--law", type=Path, required=True, metavar="LAW.json",
+                        help="law file from `curate fit`")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--pool", default=None, metavar="NAME", help="one pool (QQT laws)")
+    target.add_argument("--mixture", default=None, metavar="NAME=WEIGHT,...",
+                        help="a weighted mixture of pools (QQT laws)")
+    parser.add_argument("--samples", required=True, metavar="N[,N...]",
+                        help="samples (or tokens) seen; comma-separated for several")
+    parser.add_argument("--params", type=float, default=None, metavar="N", help="model size (LM laws)")
+    parser.add_argument("--unique", type=float, default=None, metavar="U",
+                        help="unique samples: the pool's size (QQT) or U_D (data-constrained)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from laws.lawfile import law_from_dict
+    from orchestration.errors import CurateError
+
+    law_data = read_law_file(args.law)
+    law = law_from_dict(law_data)
+    samples = _positive_list(args.samples, "--samples")
+    if args.unique is not None and not (math.isfinite(args.unique) and args.unique > 0):
+        raise CurateError("--unique must be a positive number")
+    if law.kind == "qqt":
+        result = _predict_qqt(law, args, samples)
+    else:
+        if args.pool or args.mixture:
+            raise CurateError(f"a {law.kind} law has no pools: drop --pool/--mixture")
+        if args.params is None or not args.params > 0:
+            raise CurateError(f"a {law.kind} law needs --params (model size N > 0)")
+        result = _predict_lm(law, args, samples)
+    result.update({"law": str(args.law), "kind": law.kind, "unit": law_data.get("unit")})
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    else:
+        print(render(result))
+    return 0
+
+
+def read_law_file(path: Path) -> dict:
+    from orchestration.errors import CurateError
+
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise CurateError(f"law file {path} does not exist") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CurateError(f"law file {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    return data
+
+
+def _predict_qqt(law, args, samples):
+    from orchestration.errors import CurateError
+
+    if not (args.pool or args.mixture):
+        raise CurateError(f"a QQT law needs --pool NAME or --mixture NAME=WEIGHT,... "
+                          f"(pools: {', '.join(law.pools)})")
+    if args.params is not None:
+        raise CurateError("--params does not apply to a QQT law")
+    if args.pool:
+        if args.pool not in law.pools:
+            raise CurateError(f"unknown pool {args.pool!r}; the law knows {', '.join(law.pools)}")
+        size = args.unique
+
+        def predict(m):
+            return m.predict(samples, pool=args.pool, size=size)
+        target = {"pool": args.pool, "pool_size": size or law.pool_sizes[args.pool]}
+    else:
+        if args.unique is not None:
+            raise CurateError("--unique applies to --pool only (mixture sizes come from the law)")
+        weights = parse_mixture_arg(args.mixture, law.pools)
+
+        def predict(m):
+            return m.predict_mixture(weights, samples)
+        target = {"mixture": weights}
+    out = {**target, "samples": samples.tolist(),
+           "prediction": [float(v) for v in predict(law)]}
+    out.update(_interval(law, predict))
+    return out
+
+
+def _predict_lm(law, args, samples):
+    import numpy as np
+
+    unique = samples if args.unique is None else np.full_like(samples, args.unique)
+    if np.any(unique > samples * (1 + 1e-12)):
+        from orchestration.errors import CurateError
+
+        raise CurateError("--unique must not exceed --samples")
+
+    def predict(m):
+        return np.asarray(m.predict(np.full_like(samples, args.params), samples, unique), dtype=float)
+
+    out = {"params": args.params, "samples": samples.tolist(), "unique": unique.tolist(),
+           "prediction": [float(v) for v in predict(law)]}
+    out.update(_interval(law, predict))
+    return out
+
+
+def _interval(law, predict) -> dict:
+    """Percentile interval over the law file's bootstrap draws (empty when there are none)."""
+    from laws.bootstrap import prediction_intervals
+
+    boot = getattr(law, "bootstrap", None) or {}
+    draws = boot.get("draws") or []
+    if not draws:
+        return {"interval": None}
+    level = float(boot.get("level", 0.9))
+    if law.kind == "qqt":
+        def moved(d):
+            return law.with_params(d)
+    else:
+        base = law.to_params()
+
+        def moved(d):
+            return type(law).from_params({**base, **d})
+    lo, hi = prediction_intervals(draws, lambda d: predict(moved(d)), level)
+    return {"level": level, "interval": [[float(a), float(b)] for a, b in zip(lo, hi)],
+            "n_draws": len(draws)}
+
+
+def parse_mixture_arg(text: str, pools) -> dict[str, float]:
+    """`a=0.5,b=0.5` (also `;`-separated) -> {pool: weight}, weights normalised."""
+    from laws.observations import parse_mixture
+    from orchestration.errors import CurateError
+
+    spec = text.replace(",", ";")
+    if "=" not in spec:
+        raise CurateError(f"--mixture: expected NAME=WEIGHT,..., got {text!r}")
+    try:
+        weights = parse_mixture(spec, where="--mixture")
+    except ValueError as exc:
+        raise CurateError(str(exc)) from None
+    unknown = [p for p in weights if p not in pools]
+    if unknown:
+        raise CurateError(f"--mixture: unknown pool(s) {unknown}; the law knows {', '.join(pools)}")
+    return weights
+
+
+def _positive_list(text: str, option: str):
+    import numpy as np
+
+    from orchestration.errors import CurateError
+
+    values = []
+    for part in text.split(","):
+        try:
+            v = float(part)
+        except ValueError:
+            raise CurateError(f"{option}: {part!r} is not a number") from None
+        if not (math.isfinite(v) and v > 0):
+            raise CurateError(f"{option}: values must be positive and finite, got {part!r}")
+        values.append(v)
+    return np.array(values)
+
+
+def render(result: dict) -> str:
+    unit = result.get("unit") or "samples"
+    if "pool" in result:
+        what = f"pool {result['pool']} (size {result['pool_size']:.4g})"
+    elif "mixture" in result:
+        what = "mixture " + ", ".join(f"{p}={w:.4g}" for p, w in result["mixture"].items())
+    else:
+        what = f"N = {result['params']:.4g} params"
+    lines = [f"{result['kind']} law {result['law']}: {what}"]
+    head = f"  {unit + ' seen':>16}  {'prediction':>12}"
+    if result.get("interval"):
+        head += f"  {int(round(result['level'] * 100))}% interval"
+    lines.append(head)
+    for i, (n, p) in enumerate(zip(result["samples"], result["prediction"])):
+        line = f"  {n:>16.6g}  {p:>12.6g}"
+        if result.get("interval"):
+            lo, hi = result["interval"][i]
+            line += f"  [{lo:.6g}, {hi:.6g}]"
+        lines.append(line)
+    return "\n".join(lines)

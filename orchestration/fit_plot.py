@@ -1,0 +1,103 @@
+"""Plot of a fitted law: observations, fitted curves and bootstrap intervals (matplotlib, Agg).
+
+QQT: metric against samples seen (log x), one colour per pool or mixture, the fitted curve and,
+when the law has bootstrap draws, its prediction band. Language-model laws: observed against
+predicted loss (the y = x line is a perfect fit), with bootstrap prediction intervals as error
+bars, coloured by model size.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MAX_DRAWS = 100  # draws used for the bands (enough for 90 % percentiles, keeps plotting quick)
+
+
+def plot_fit(law, obs, path: Path, level: float = 0.9) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    if getattr(law, "kind", "") == "qqt":
+        _plot_qqt(ax, law, obs, level)
+    else:
+        _plot_lm(ax, law, obs, level)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _draw_laws(law):
+    boot = getattr(law, "bootstrap", None) or {}
+    draws = boot.get("draws") or []
+    step = max(1, len(draws) // MAX_DRAWS)
+    return draws[::step]
+
+
+def _plot_qqt(ax, law, obs, level):
+    labels = list(dict.fromkeys(obs.pool))
+    colours = _colours(len(labels))
+    lo_n, hi_n = float(obs.samples_seen.min()), float(obs.samples_seen.max())
+    grid = np.geomspace(lo_n / 1.5, hi_n * 1.5, 60)
+    draws = _draw_laws(law)
+    for label, colour in zip(labels, colours):
+        rows = [i for i, p in enumerate(obs.pool) if p == label]
+        ax.scatter(obs.samples_seen[rows], obs.metric[rows], color=colour, s=22, zorder=3)
+        mix = obs.mixtures[rows[0]]
+
+        def curve(m, mix=mix, label=label):
+            return m.predict(grid, pool=label) if mix is None else m.predict_mixture(mix, grid)
+
+        ax.plot(grid, curve(law), color=colour, lw=1.6, label=label)
+        if draws:
+            band = np.array([curve(law.with_params(d)) for d in draws])
+            q = (1 - level) / 2
+            ax.fill_between(grid, np.quantile(band, q, axis=0), np.quantile(band, 1 - q, axis=0),
+                            color=colour, alpha=0.18, lw=0)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{law.unit} seen")
+    ax.set_ylabel("metric (lower is better)")
+    title = f"QQT fit ({law.variant} variant)"
+    if draws:
+        title += f", {int(round(level * 100))}% bootstrap bands"
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _plot_lm(ax, law, obs, level):
+    pred = np.asarray(law.predict(obs.params, obs.samples_seen, obs.unique_samples), dtype=float)
+    draws = _draw_laws(law)
+    sizes = obs.params
+    sc = ax.scatter(pred, obs.metric, c=np.log10(sizes), cmap="viridis", s=18, zorder=3)
+    if draws:
+        base = law.to_params()
+        cls = type(law)
+        band = np.array([cls.from_params({**base, **d}).predict(obs.params, obs.samples_seen,
+                                                                obs.unique_samples) for d in draws])
+        q = (1 - level) / 2
+        lo, hi = np.quantile(band, q, axis=0), np.quantile(band, 1 - q, axis=0)
+        ax.errorbar(pred, obs.metric, xerr=[pred - lo, hi - pred], fmt="none", ecolor="grey",
+                    alpha=0.5, lw=0.8)
+    lims = [min(pred.min(), obs.metric.min()), max(pred.max(), obs.metric.max())]
+    ax.plot(lims, lims, color="black", lw=1, ls="--", label="y = x")
+    ax.set_xlabel("predicted loss")
+    ax.set_ylabel("observed loss")
+    suffix = f", {int(round(level * 100))}% bootstrap intervals" if draws else ""
+    ax.set_title(f"{law.kind} law fit{suffix}")
+    ax.figure.colorbar(sc, ax=ax, label="log10 params")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+
+
+def _colours(n):
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "viridis"]
+    return [cmap(i if n <= 10 else i / max(1, n - 1)) for i in range(n)]
