@@ -6,6 +6,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO    ?= demo-output
+PROBE_BUDGET ?= 5m
+PLAN_BUDGET  ?= 5e8
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -23,8 +25,17 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/curate sample-corpus --output $(DEMO)/corpus
-	$(BIN)/curate run --input '$(DEMO)/corpus/*.jsonl.gz' --output $(DEMO)/run --pools 4
+	$(BIN)/curate run --input '$(DEMO)/corpus/*.jsonl.gz' --output $(DEMO)/run --pools 4 \
+	    --workspace $(DEMO)/workspace
 	$(BIN)/curate stats $(DEMO)/run
+	$(BIN)/curate probe $(DEMO)/run --time-budget $(PROBE_BUDGET) -o $(DEMO)/observations.parquet \
+	    --validate --workspace $(DEMO)/workspace
+	$(BIN)/curate fit $(DEMO)/observations.parquet --law qqt --bootstrap 100 \
+	    -o $(DEMO)/law.json --plot $(DEMO)/fit.png
+	$(BIN)/curate plan --law $(DEMO)/law.json --pools-from $(DEMO)/run --size-column chars \
+	    --budget $(PLAN_BUDGET) --plot $(DEMO)/plan.png -o $(DEMO)/plan.json
+	$(BIN)/curate report $(DEMO)/run -o $(DEMO)/report.html
+	@echo "demo outputs in $(DEMO)/: pools, stats, observations, law.json, plan.json, report.html"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
