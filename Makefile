@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO    ?= demo-output
 PROBE_BUDGET ?= 5m
-PLAN_BUDGET  ?= 5e8
+PLAN_BUDGET  ?= 5e7
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -32,7 +32,7 @@ demo: $(STAMP)
 	    --validate --workspace $(DEMO)/workspace
 	$(BIN)/curate fit $(DEMO)/observations.parquet --law qqt --bootstrap 100 \
 	    -o $(DEMO)/law.json --plot $(DEMO)/fit.png
-	$(BIN)/curate plan --law $(DEMO)/law.json --pools-from $(DEMO)/run --size-column chars \
+	$(BIN)/curate plan --law $(DEMO)/law.json \
 	    --budget $(PLAN_BUDGET) --plot $(DEMO)/plan.png -o $(DEMO)/plan.json
 	$(BIN)/curate report $(DEMO)/run -o $(DEMO)/report.html
 	@echo "demo outputs in $(DEMO)/: pools, stats, observations, law.json, plan.json, report.html"

@@ -10,6 +10,8 @@ reads the CLI's `--columns` value. Validation (and its row-naming errors) is
 """
 from __future__ import annotations
 
+import json
+
 import os
 from pathlib import Path
 from typing import Mapping
@@ -61,6 +63,25 @@ def read_table(spec: str) -> dict[str, list]:
         raise CurateError(f"{spec}: name the table, as {spec}:TABLE")
     raise CurateError(f"{spec}: unknown observations format (expected .csv, .parquet or "
                       "FILE.duckdb:TABLE)")
+
+
+def probe_metadata(spec: str) -> dict:
+    """The `curate probe` metadata of a Parquet observations file ({} for anything else).
+
+    A probe records its unit (tokens = UTF-8 bytes) and the byte size of every full pool, so a
+    law fitted on its output can carry the real pool sizes rather than the probe's subsets.
+    """
+    path = Path(spec)
+    if not path.is_file() or not path.name.lower().endswith((".parquet", ".pq")):
+        return {}
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(b"curate.probe")
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
 
 
 def load_observations(spec: str, columns: Mapping[str, str] | None = None, law: str | None = None):

@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from laws.lawfile import law_to_dict
     from orchestration.errors import CurateError
-    from orchestration.observations_io import load_observations, parse_column_map
+    from orchestration.observations_io import load_observations, parse_column_map, probe_metadata
 
     if args.bootstrap < 0:
         raise CurateError("--bootstrap must be >= 0")
@@ -75,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
         raise CurateError("--pool-size applies to --law qqt only")
     if args.variant != "utility" and args.law != "qqt":
         raise CurateError("--variant applies to --law qqt only")
-    unit = args.unit or ("samples" if args.law == "qqt" else "tokens")
+    probe = probe_metadata(args.observations)
+    if args.law == "qqt" and not sizes and probe.get("pool_bytes"):
+        # Probe output: pool sizes are the full pools (in bytes), not the probe's subsets.
+        sizes = {name: float(v) for name, v in probe["pool_bytes"].items()}
+    unit = args.unit or probe.get("unit") or ("samples" if args.law == "qqt" else "tokens")
     obs = load_observations(args.observations, parse_column_map(args.columns), law=args.law)
     try:
         if args.law == "qqt":
