@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (see README.md):
-#   make demo   sample corpus -> pools -> stats (-> fit -> plan as they land)
+#   make demo   sample corpus -> pools -> stats -> probe -> fit -> plan -> report
 #   make test   the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
