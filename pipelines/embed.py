@@ -1,0 +1,107 @@
+"""Beam embedding stage: sentence-transformers through RunInference, keyed by document id.
+
+``EmbedDocuments`` takes a PCollection of document dicts (``id``, ``text``, ...) and returns
+the same dicts with an ``embedding`` field (list of floats, float32 or float16-rounded).
+The model (``scorers.embedding.Embedder``) is loaded once per worker process by
+RunInference's shared handle and used by all threads; the document dict rides along as the
+example, so no join is needed afterwards.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
+
+EMBEDDING_FIELD = "embedding"
+
+
+class SentenceTransformerModelHandler(ModelHandler[dict, PredictionResult, Any]):
+    """ModelHandler for a sentence-transformers model; examples are document dicts."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: str | None = None,
+        precision: str | None = None,
+        mode: str = "sentences",
+        cache_dir: str | None = None,
+        text_field: str = "text",
+        min_batch_size: int = 16,
+        max_batch_size: int = 256,
+    ):
+        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+        self._model = model
+        self._device = device
+        self._precision = precision
+        self._mode = mode
+        self._cache_dir = cache_dir
+        self._text_field = text_field
+        self._batch = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
+
+    def load_model(self):
+        from scorers.embedding import EmbeddingCache, Embedder
+
+        cache = EmbeddingCache(self._cache_dir) if self._cache_dir else None
+        embedder = Embedder(self._model, device=self._device, precision=self._precision,
+                            cache=cache, mode=self._mode)
+        embedder.model  # load now (process-wide cache), not inside the first batch
+        return embedder
+
+    def run_inference(self, batch: Sequence[dict], model, inference_args: Optional[dict] = None
+                      ) -> Iterable[PredictionResult]:
+        texts = [doc.get(self._text_field) or "" for doc in batch]
+        vectors = model.encode(texts)
+        return [PredictionResult(doc, vec) for doc, vec in zip(batch, vectors)]
+
+    def batch_elements_kwargs(self):
+        return dict(self._batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "curate_embed"
+
+
+class EmbedDocuments(beam.PTransform):
+    """docs -> docs with ``embedding_field`` added (RunInference, KeyedModelHandler by id)."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: str | None = None,
+        precision: str | None = None,
+        mode: str = "sentences",
+        cache_dir: str | None = None,
+        id_field: str = "id",
+        text_field: str = "text",
+        embedding_field: str = EMBEDDING_FIELD,
+        dtype: str = "float32",
+        min_batch_size: int = 16,
+        max_batch_size: int = 256,
+    ):
+        super().__init__()
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"embedding dtype must be float32 or float16, got {dtype!r}")
+        self._handler = SentenceTransformerModelHandler(
+            model, device=device, precision=precision, mode=mode, cache_dir=cache_dir,
+            text_field=text_field, min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+        self._id_field = id_field
+        self._embedding_field = embedding_field
+        self._dtype = dtype
+
+    def expand(self, docs):
+        id_field, field, dtype = self._id_field, self._embedding_field, self._dtype
+
+        def attach(keyed):
+            _, result = keyed
+            vector = np.asarray(result.inference, dtype=dtype)
+            return {**result.example, field: vector.astype(np.float32).tolist()}
+
+        return (
+            docs
+            | "KeyById" >> beam.Map(lambda doc: (str(doc[id_field]), doc))
+            | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
+            | "AttachEmbedding" >> beam.Map(attach)
+        )

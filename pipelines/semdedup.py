@@ -1,0 +1,107 @@
+"""Beam semantic-dedup stage (SemDeDup): k-means on a hash sample, assign, dedup per cluster.
+
+``SemanticDedup`` takes documents carrying an ``embedding`` (and optionally a quality
+score) and returns every document annotated with:
+
+- ``semdedup_cluster`` (int leaf cluster), ``centroid_similarity`` and ``prototypicality``
+  (1 - centroid_similarity, Sorscher et al. 2022);
+- ``semdedup_duplicate`` (bool), ``semdedup_matched_id`` (the earlier-ranked document it
+  matched, or None) and ``semdedup_similarity`` (cosine to it, or None).
+
+The pipeline keeps documents with ``semdedup_duplicate`` False and writes
+``removed_pair_row(doc)`` for the others to RUN/dedup/.  The same scorers functions as the
+in-memory ``scorers.semdedup.semantic_dedup`` are used, so both give the same answer.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from scorers.semdedup import SemDedupConfig, dedup_group, fit_on_sample, training_fraction
+
+
+def removed_pair_row(doc: dict, id_field: str = "id") -> dict:
+    """RUN/dedup/ row for a document removed by semantic dedup."""
+    return {"removed_id": str(doc[id_field]), "kept_id": doc.get("semdedup_matched_id"),
+            "method": "semantic", "similarity": doc.get("semdedup_similarity")}
+
+
+class _DedupCluster(beam.DoFn):
+    """One leaf cluster -> its documents annotated (blocked, split above the size cap)."""
+
+    def __init__(self, config: SemDedupConfig, id_field: str, embedding_field: str, quality_field: str | None):
+        self._config = config
+        self._id_field = id_field
+        self._embedding_field = embedding_field
+        self._quality_field = quality_field
+        self._removed = Metrics.counter("curate_semdedup", "removed")
+        self._split = Metrics.counter("curate_semdedup", "split_clusters")
+
+    def process(self, element):
+        leaf, docs = element
+        docs = list(docs)
+        ids = [str(d[self._id_field]) for d in docs]
+        x = np.asarray([d[self._embedding_field] for d in docs], dtype=np.float32)
+        csim = np.asarray([d["centroid_similarity"] for d in docs], dtype=np.float64)
+        quality = None
+        if self._quality_field is not None:
+            quality = np.asarray([np.nan if d.get(self._quality_field) is None else d[self._quality_field]
+                                  for d in docs], dtype=np.float64)
+        out = dedup_group(ids, x, self._config, quality, csim)
+        self._removed.inc(int(out.is_duplicate.sum()))
+        if out.n_subgroups > 1:
+            self._split.inc()
+        for i, doc in enumerate(docs):
+            m = int(out.matched[i])
+            sim = float(out.similarity[i])
+            yield {**doc,
+                   "semdedup_duplicate": bool(out.is_duplicate[i]),
+                   "semdedup_matched_id": ids[m] if m >= 0 else None,
+                   "semdedup_similarity": None if np.isnan(sim) else sim}
+
+
+class SemanticDedup(beam.PTransform):
+    """Annotate documents with semantic-dedup results (see the module docstring)."""
+
+    def __init__(self, config: SemDedupConfig = SemDedupConfig(), *, id_field: str = "id",
+                 embedding_field: str = "embedding", quality_field: str | None = None):
+        super().__init__()
+        self._config = config
+        self._id_field = id_field
+        self._embedding_field = embedding_field
+        self._quality_field = quality_field
+
+    def expand(self, docs):
+        config, id_field, field = self._config, self._id_field, self._embedding_field
+        from scorers.clustering import in_sample
+
+        n_docs = docs | "CountDocs" >> beam.combiners.Count.Globally()
+        sample = (
+            docs
+            | "HashSample" >> beam.Filter(
+                lambda d, n: in_sample(str(d[id_field]), training_fraction(n, config), config.seed),
+                n=beam.pvalue.AsSingleton(n_docs))
+            | "SampleRows" >> beam.Map(lambda d: (str(d[id_field]), d[field]))
+            | "CollectSample" >> beam.combiners.ToList()
+        )
+
+        def fit(rows, n):
+            rows = sorted(rows)
+            return fit_on_sample([r[0] for r in rows], np.asarray([r[1] for r in rows], dtype=np.float32),
+                                 n, config)
+
+        model = sample | "FitKMeans" >> beam.Map(fit, n=beam.pvalue.AsSingleton(n_docs))
+
+        def assign(doc, model):
+            leaf, sim = model.assign_one(doc[field])
+            # plain int key: numpy ints are not deterministically encodable in GroupByKey
+            return int(leaf), {**doc, "semdedup_cluster": int(leaf), "centroid_similarity": sim,
+                               "prototypicality": 1.0 - sim}
+
+        return (
+            docs
+            | "AssignCluster" >> beam.Map(assign, model=beam.pvalue.AsSingleton(model))
+            | "GroupByCluster" >> beam.GroupByKey()
+            | "DedupCluster" >> beam.ParDo(_DedupCluster(config, id_field, field, self._quality_field))
+        )

@@ -1,0 +1,1 @@
+"""Shipped data files of the scorers (default quality reference; see its JSON for provenance)."""

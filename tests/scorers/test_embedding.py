@@ -1,0 +1,84 @@
+"""Embedding model path: fast batched encode vs plain encode, document units, cache."""
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+
+import numpy as np
+import pytest
+
+from scorers.embedding import (
+    EmbeddingCache,
+    Embedder,
+    document_units,
+    pick_precision,
+    text_key,
+    token_budget_batches,
+)
+
+
+def test_token_budget_batches_cover_everything_within_budget():
+    lengths = [5, 250, 30, 30, 120, 7, 256, 64] * 10
+    batches = token_budget_batches(lengths, batch_tokens=512)
+    seen = np.concatenate(batches)
+    assert sorted(seen.tolist()) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 512
+    # longest first, so padding inside a batch is small
+    assert lengths[batches[0][0]] == 256
+
+
+def test_document_units_ignore_sentence_order_and_are_bounded():
+    text = " ".join(f"Sentence number {i} talks about topic {i % 7}." for i in range(40))
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    random.Random(0).shuffle(sentences)
+    assert sorted(document_units(text)) == sorted(document_units(" ".join(sentences)))
+    assert len(document_units(text)) == 16
+    assert document_units("") == [""]
+    long_run = " ".join(["word"] * 450)  # no punctuation: cut into windows
+    assert len(document_units(long_run)) == 2  # windows of 200, 200, 50 words; repeats count once
+    assert len(document_units(" ".join(f"w{i}" for i in range(450)))) == 3
+
+
+def test_precision_follows_device():
+    assert pick_precision("cuda") == "fp16"
+    assert pick_precision("cpu") in ("fp32", "bf16")
+    assert pick_precision("cpu", "fp32") == "fp32"
+    with pytest.raises(ValueError):
+        pick_precision("cpu", "int4")
+    with pytest.raises(ValueError):
+        Embedder(mode="paragraphs")
+
+
+@pytest.fixture(scope="module")
+def real_texts(corpora_dir):
+    with gzip.open(corpora_dir / "c4_sample_c.jsonl.gz", "rt", encoding="utf-8") as f:
+        return [json.loads(line)["text"][:800] for _, line in zip(range(12), f)]
+
+
+def test_fast_path_matches_plain_encode(real_texts):
+    emb = Embedder(device="cpu", mode="truncate", batch_tokens=2048)
+    fast = emb.encode(real_texts)
+    plain = emb.model.encode(real_texts, batch_size=32, normalize_embeddings=True)
+    cos = (fast * plain).sum(axis=1)
+    assert fast.shape == (len(real_texts), 384) and fast.dtype == np.float32
+    assert cos.min() >= 0.99, cos.min()
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+
+
+def test_cache_returns_stored_vectors_without_the_model(real_texts, tmp_path):
+    texts = real_texts[:6]
+    first = Embedder(device="cpu", cache=EmbeddingCache(str(tmp_path))).encode(texts)
+    assert len(list(tmp_path.glob("part-*.parquet"))) == 1
+    again = Embedder(device="cpu", cache=EmbeddingCache(str(tmp_path)))
+
+    def boom(_texts):
+        raise AssertionError("model called although every text was cached")
+
+    again._encode_documents = boom
+    np.testing.assert_array_equal(again.encode(texts), first)
+    # a different model id misses the cache
+    other = Embedder(device="cpu", mode="truncate")
+    assert text_key(other.model_id, texts[0]) != text_key(again.model_id, texts[0])
