@@ -76,10 +76,13 @@ def check_written(counts: dict, written: dict) -> dict:
 
 
 def build_manifest(*, config: dict, inputs: list[dict], counters: dict, written: dict,
-                   pool_cuts: dict, pipeline_options: dict, lsh: dict) -> dict:
+                   pool_cuts: dict, pipeline_options: dict, lsh: dict,
+                   fingerprint: dict | None = None, cache_dir: str | None = None) -> dict:
     counts = summarise_counts(counters)
     return {
         "format": "curate-run/1",
+        # config + inputs + code hashes; a re-run with the same `fingerprint.run` reuses this run
+        "fingerprint": fingerprint,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "config": config,
@@ -95,5 +98,10 @@ def build_manifest(*, config: dict, inputs: list[dict], counters: dict, written:
             "verified_pairs": counters.get("near_dedup.verified_pairs", 0),
             "cc_residual_edges": counters.get("near_dedup.cc_residual_edges", 0),
             "cc_converged_without_fallback": counters.get("near_dedup.cc_residual_edges", 0) == 0,
+            "signature_cache": {
+                "dir": cache_dir,
+                "hits": counters.get("near_dedup.signature_cache_hits", 0),
+                "misses": counters.get("near_dedup.signature_cache_misses", 0),
+            },
         },
     }

@@ -4,18 +4,31 @@ Standard Beam options given on the command line pass through untouched (--runner
 --direct_num_workers, --direct_running_mode, Dataflow/Flink/Spark options...); anything Beam
 does not know is an error. Without --runner we pin the FnApiRunner: the DirectRunner would
 first try to download the Prism runner binary, which fails offline.
+
+A job is atomic, idempotent and resumable (see pipelines/publish.py for the publish order):
+it takes an exclusive lock on the output directory, removes what a killed run left behind
+(staging folders, a partially published run without a valid _SUCCESS marker), reuses a
+published run whose fingerprint (config + inputs + code) matches unless forced, and
+otherwise runs into DIR/_staging-<id> and publishes only after every check passed.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
+from dataclasses import dataclass
 
 from orchestration.errors import CurateError
+from orchestration.fingerprint import run_fingerprint
 from orchestration.manifest import build_manifest, check_written, reconcile, summarise_counts
+from orchestration.run_lock import RunLock
+from orchestration.worker_logs import quiet_worker_stderr
 
 DEFAULT_RUNNER = "FnApiRunner"
-PUBLISHED = ["pools", "dedup", "filtered", "dead_letter", "stats.parquet", "manifest.json"]
+PROGRESS_DIR = "_progress"
+# worker subprocesses (multi_processing) log every bundle at INFO on stderr otherwise
+QUIET_WORKERS = ["--default_sdk_harness_log_level=ERROR"]
 
 
 def unknown_beam_args(beam_args: list[str]) -> list[str]:
@@ -35,31 +48,79 @@ def pipeline_options(beam_args: list[str]):
         raise CurateError(str(exc)) from None
 
 
-def _output_in_use(output: str) -> bool:
-    return any(os.path.exists(os.path.join(output, name)) for name in PUBLISHED) if "://" not in output else False
+@dataclass
+class JobResult:
+    manifest: dict
+    output: str
+    reused: bool  # True: a published run with the same fingerprint was found and kept
+    fingerprint: dict
 
 
-def run_job(inputs: list[str], output: str, config: dict, beam_args: list[str],
-            overwrite: bool = False) -> dict:
-    """Run the curation pipeline into `output`; return the manifest (also written there)."""
-    from pipelines import fsutil
-    from pipelines.curation import run_curation
+def _join(root: str, name: str) -> str:
+    return root.rstrip("/") + "/" + name if "://" in root else os.path.join(root, name)
+
+
+def _quiet_worker_args(beam_args: list[str]) -> list[str]:
+    if any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+        return beam_args
+    return beam_args + QUIET_WORKERS
+
+
+def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[str], *,
+                overwrite: bool = False, force: bool = False, cache_dir: str | None = None,
+                progress=None) -> JobResult:
+    """Run (or reuse) the curation of `inputs` into `output`.
+
+    overwrite: replace a published run made with another fingerprint (else: CurateError).
+    force: recompute even when the published run has the same fingerprint.
+    cache_dir: stage cache folder (MinHash signatures); None disables caching.
+    progress: a callable(progress_dir, stream) -> context manager reporting while the pipeline runs.
+    """
+    from pipelines import fsutil, publish
     from pipelines.inputs import expand_inputs, fingerprint
-    from pipelines.writing import CUTS_FILE
-    from scorers.minhash import lsh_params
 
-    options = pipeline_options(beam_args)
+    options = pipeline_options(_quiet_worker_args(list(beam_args)))
     files = expand_inputs(inputs)
     if "://" not in output and os.path.exists(output) and not os.path.isdir(output):
         raise CurateError(f"--output {output} exists and is not a directory")
-    if _output_in_use(output) and not overwrite:
-        raise CurateError(f"{output} already holds a run; pass --overwrite to replace it")
+    input_fps = [{"source": f.source, "kind": f.kind, **fingerprint(f.path)} for f in files]
+    fp = run_fingerprint(config, input_fps)
+
     fsutil.mkdirs(output)
-    staging = os.path.join(output, f"_staging-{uuid.uuid4().hex[:12]}") if "://" not in output \
-        else output.rstrip("/") + f"/_staging-{uuid.uuid4().hex[:12]}"
+    with RunLock(output):
+        publish.remove_stale_staging(output)  # safe: we hold the lock, nobody else writes here
+        marker = publish.read_marker(output)
+        if marker is not None:
+            same = marker.get("fingerprint") == fp["run"]
+            if same and not (force or overwrite):
+                manifest = json.loads(fsutil.read_bytes(_join(output, publish.MANIFEST)))
+                return JobResult(manifest, output, True, fp)
+            if not same and not (force or overwrite):
+                raise CurateError(f"{output} already holds a run with another config or inputs; "
+                                  "pass --overwrite to replace it")
+        elif publish.leftovers(output):
+            publish.unpublish(output)  # a killed run's partial publish: never valid, remove it
+        manifest = _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, progress)
+    return JobResult(manifest, output, False, fp)
+
+
+def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, progress) -> dict:
+    from contextlib import nullcontext
+
+    from pipelines import fsutil, publish
+    from pipelines.curation import run_curation
+    from pipelines.runtime import set_runtime
+    from pipelines.writing import CUTS_FILE
+    from scorers.minhash import lsh_params
+
+    staging = _join(output, f"{publish.STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
+    progress_dir = _join(staging, PROGRESS_DIR)
+    set_runtime(options, cache_dir, progress_dir if progress else None)
     try:
-        outcome = run_curation(files, staging, config, options)
-    except Exception:
+        with quiet_worker_stderr(_multi_processing(options)) as stream:
+            with (progress(progress_dir, stream) if progress else nullcontext()):
+                outcome = run_curation(files, staging, config, options)
+    except BaseException:
         if fsutil.exists(staging):
             fsutil.delete(staging)
         raise
@@ -70,21 +131,42 @@ def run_job(inputs: list[str], output: str, config: dict, beam_args: list[str],
         raise CurateError(
             f"run outputs do not reconcile (left in {staging}): {balance['equation']}; "
             f"rows written {written['found']} vs counted {written['expected']}")
-    cuts_path = staging.rstrip("/") + "/" + CUTS_FILE
+    cuts_path = _join(staging, CUTS_FILE)
     pool_cuts = json.loads(fsutil.read_bytes(cuts_path))
     fsutil.delete(cuts_path)
+    if fsutil.exists(progress_dir):
+        fsutil.delete(progress_dir)
     nd = config["near_dedup"]
     bands, rows = (nd["bands"], nd["rows"]) if nd["bands"] else lsh_params(nd["threshold"], nd["num_perm"], nd["min_lsh_recall"])
+    all_options = options.get_all_options(drop_default=True)
+    all_options = {k: v for k, v in all_options.items() if not k.startswith("curate_")}
     manifest = build_manifest(
         config=config,
-        inputs=[{"source": f.source, "kind": f.kind, **fingerprint(f.path)} for f in files],
+        inputs=input_fps,
         counters=outcome.counters,
         written=outcome.written,
         pool_cuts=pool_cuts,
-        pipeline_options=options.get_all_options(drop_default=True),
+        pipeline_options=all_options,
         lsh={"bands": bands, "rows": rows},
+        fingerprint=fp,
+        cache_dir=cache_dir,
     )
-    fsutil.write_bytes(staging.rstrip("/") + "/manifest.json",
-                       json.dumps(manifest, indent=2, sort_keys=True, default=str).encode("utf-8"))
-    fsutil.publish(staging, output, PUBLISHED)
+    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode("utf-8")
+    publish.publish(staging, output, manifest_bytes, fp["run"])
     return manifest
+
+
+def _multi_processing(options) -> bool:
+    from pipelines.runtime import running_mode
+
+    return running_mode(options) == "multi_processing"
+
+
+def run_job(inputs: list[str], output: str, config: dict, beam_args: list[str],
+            overwrite: bool = False, **kwargs) -> dict:
+    """Run the curation pipeline into `output`; return the manifest (also written there)."""
+    return execute_job(inputs, output, config, beam_args, overwrite=overwrite, **kwargs).manifest
+
+
+def warn(message: str) -> None:
+    print(f"curate run: warning: {message}", file=sys.stderr)

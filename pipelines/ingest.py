@@ -16,13 +16,16 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import counters
 from pipelines import records as R
 from pipelines.inputs import InputFile
+from pipelines.progress import ProgressWriter
+from pipelines.runtime import runtime_options
 
 DEAD = "dead_letter"
 _BATCH_ROWS = 4096
 
 
 def _open_text_source(path: str):
-    """Binary line source for a JSONL file, decompressing by extension.
+    """(binary line source, raw file) for a JSONL file, decompressing by extension; the raw
+    file's position measures progress in input bytes.
 
     gzip goes through Python's `gzip` module on the raw stream because it raises EOFError on
     a truncated file, where Beam's CompressedFile just stops early (silent data loss).
@@ -31,20 +34,36 @@ def _open_text_source(path: str):
         import gzip
 
         raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    return FileSystems.open(path, compression_type=CompressionTypes.AUTO)
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
+    fh = FileSystems.open(path, compression_type=CompressionTypes.AUTO)
+    return fh, fh
+
+
+def _position(raw) -> int:
+    try:
+        return int(raw.tell())
+    except Exception:  # noqa: BLE001 - progress only
+        return 0
 
 
 class ReadRecords(beam.DoFn):
     """InputFile -> documents (main output) and dead letters (tagged `dead_letter`)."""
 
     def __init__(self, id_field: str, text_field: str, max_text_bytes: int,
-                 max_record_bytes: int, max_raw_chars: int):
+                 max_record_bytes: int, max_raw_chars: int, progress_dir: str | None = None):
         self.id_field = id_field
         self.text_field = text_field
         self.max_text_bytes = max_text_bytes
         self.max_record_bytes = max_record_bytes
         self.max_raw_chars = max_raw_chars
+        self.progress_dir = progress_dir
+        self.progress = ProgressWriter(None, "read")  # replaced in setup(); here for direct calls
+
+    def setup(self):
+        self.progress = ProgressWriter(self.progress_dir, "read")
+
+    def finish_bundle(self):
+        self.progress.flush()
 
     def _dead(self, f: InputFile, reason: str, detail: str = "", raw=None, line=None, row=None):
         counters.inc(counters.INPUT)
@@ -64,16 +83,22 @@ class ReadRecords(beam.DoFn):
         return doc
 
     def process(self, f: InputFile) -> Iterator:
+        # progress: records as read; bytes = the raw position in the current file
+        before = self.progress.bytes
+        self._file_start = before
         if f.kind == "jsonl":
             yield from self._read_jsonl(f)
         else:
             yield from self._read_table(f)
+        size = _file_size(f.path)
+        self.progress.bytes = before + size if size is not None else self.progress.bytes
+        self.progress.add(0)
 
     # -- JSONL ---------------------------------------------------------------------------
     def _read_jsonl(self, f: InputFile) -> Iterator:
         line_no = 0
         try:
-            fh = _open_text_source(f.path)
+            fh, raw_fh = _open_text_source(f.path)
         except Exception as exc:  # noqa: BLE001 - any failure to open is a dead letter
             yield self._dead(f, R.UNREADABLE_FILE, f"{type(exc).__name__}: {exc}")
             return
@@ -85,6 +110,10 @@ class ReadRecords(beam.DoFn):
                         break
                     line_no += 1
                     yield from self._jsonl_line(f, raw, line_no)
+                    if line_no % 256 == 0:
+                        self.progress.bytes = self._file_start + _position(raw_fh)
+                        self.progress.add(256)
+                self.progress.records += line_no % 256
         except Exception as exc:  # noqa: BLE001
             # EOFError: compressed stream ended early. Otherwise: unreadable from the start,
             # or broken part-way (also reported as truncated: earlier lines were kept).
@@ -143,9 +172,17 @@ class ReadRecords(beam.DoFn):
                     for obj in batch.to_pylist():
                         yield self._document(f, obj, row, row=row)
                         row += 1
+                    self.progress.add(batch.num_rows)
         except Exception as exc:  # noqa: BLE001
             reason = R.TRUNCATED_FILE if row else R.UNREADABLE_FILE
             yield self._dead(f, reason, f"after row {row}: {type(exc).__name__}: {exc}", row=row)
+
+
+def _file_size(path: str) -> int | None:
+    try:
+        return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    except Exception:  # noqa: BLE001 - progress only
+        return None
 
 
 def _unique_ids(item):
@@ -170,6 +207,8 @@ class IngestAndValidate(beam.PTransform):
         self.read = ReadRecords(id_field, text_field, max_text_bytes, max_record_bytes, max_raw_chars)
 
     def expand(self, pbegin):
+        runtime = runtime_options(pbegin.pipeline)
+        self.read.progress_dir = runtime.curate_progress_dir if runtime else None
         parsed = (
             pbegin
             | "ListFiles" >> beam.Create(self.files)

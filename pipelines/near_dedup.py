@@ -12,31 +12,116 @@
 """
 from __future__ import annotations
 
+import hashlib
+import uuid
+
 import apache_beam as beam
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines import counters
 from pipelines.components import ConnectedComponents
+from pipelines.progress import ProgressWriter
+from pipelines.runtime import runtime_options
 from scorers.minhash import MinHasher, band_keys, jaccard_estimate, jaccard_of_hashes, lsh_params
 
 BANDS = "bands"
+NEW_SIGNATURES = "new_signatures"
+SIG_CACHE_HITS = "near_dedup.signature_cache_hits"
+SIG_CACHE_MISSES = "near_dedup.signature_cache_misses"
+CACHE_FORMAT = "minhash-v1"  # bump when MinHasher's output changes for the same parameters
+
+
+def text_key(text: str) -> bytes:
+    """Content fingerprint of the text a signature is computed from."""
+    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+
+def cache_folder(cache_dir: str, hasher: MinHasher) -> str:
+    """One folder per signature-determining parameter set."""
+    return FileSystems.join(cache_dir, f"{CACHE_FORMAT}-p{hasher.num_perm}-s{hasher.shingle_size}-seed{hasher.seed}")
+
+
+def _cache_schema():
+    import pyarrow as pa
+
+    return pa.schema([("key", pa.binary()), ("sig", pa.binary())])
+
+
+def _attach_cached(item):
+    """(text key, {"doc": [...], "sig": [...]}) -> (doc, cached signature or None) per doc."""
+    _, grouped = item
+    cached = grouped["sig"][0] if grouped["sig"] else None
+    for doc in grouped["doc"]:
+        yield doc, cached
+
+
+class SignatureCache(beam.PTransform):
+    """docs -> (doc, cached signature bytes or None), joining on the text's content key.
+
+    The cache is a folder of Parquet files (key, sig) read at pipeline construction: files
+    appear only by Beam's finalize rename, so a half-written file is never read (temp files
+    sit in beam-temp-* sub-folders the `*.parquet` glob does not match).
+    """
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.folder = folder
+
+    def expand(self, docs):
+        pattern = FileSystems.join(self.folder, "*.parquet")
+        has_files = bool(FileSystems.match([pattern])[0].metadata_list)
+        if has_files:
+            cached = (docs.pipeline
+                      | "ReadSigCache" >> beam.io.ReadFromParquet(pattern)
+                      | "KeySigCache" >> beam.Map(lambda r: (r["key"], r["sig"])))
+        else:
+            cached = docs.pipeline | "EmptySigCache" >> beam.Create([])
+        keyed = docs | "KeyByText" >> beam.Map(lambda d: (text_key(d["_norm"]), d))
+        return ({"doc": keyed, "sig": cached}
+                | "JoinSigCache" >> beam.CoGroupByKey()
+                | "AttachCached" >> beam.FlatMap(_attach_cached))
 
 
 class _Sign(beam.DoFn):
-    """doc -> (id, verification payload) and (band key, id) per LSH band.
+    """(doc, cached signature bytes or None) -> (id, verification payload) and (band key, id)
+    per LSH band; newly computed signatures also go out tagged `new_signatures` for the cache.
 
     The payload is the sorted shingle-hash set (verify="exact": exact Jaccard, the default)
     or the MinHash signature (verify="minhash": smaller, but the estimate's noise, about
     +-0.035 at 128 permutations, loses pairs just above the threshold).
     """
 
-    def __init__(self, hasher: MinHasher, bands: int, rows: int, verify: str):
+    def __init__(self, hasher: MinHasher, bands: int, rows: int, verify: str,
+                 caching: bool = False, progress_dir: str | None = None):
         self.hasher, self.bands, self.rows, self.verify = hasher, bands, rows, verify
+        self.caching, self.progress_dir = caching, progress_dir
+        self.progress = ProgressWriter(None, "minhash")  # replaced in setup()
 
-    def process(self, doc):
-        hashes = self.hasher.shingle_hashes(doc["_norm"])
-        sig = self.hasher.signature_of_hashes(hashes)
-        yield doc["id"], (hashes if self.verify == "exact" else sig).tobytes()
+    def setup(self):
+        self.progress = ProgressWriter(self.progress_dir, "minhash")
+
+    def finish_bundle(self):
+        self.progress.flush()
+
+    def process(self, item):
+        doc, cached = item
+        hashes = None
+        if cached is not None:
+            sig = np.frombuffer(cached, dtype=np.uint32)
+            counters.inc(SIG_CACHE_HITS)
+        else:
+            hashes = self.hasher.shingle_hashes(doc["_norm"])
+            sig = self.hasher.signature_of_hashes(hashes)
+            if self.caching:
+                counters.inc(SIG_CACHE_MISSES)
+                yield beam.pvalue.TaggedOutput(NEW_SIGNATURES, {"key": text_key(doc["_norm"]), "sig": sig.tobytes()})
+        if self.verify == "exact":
+            payload = hashes if hashes is not None else self.hasher.shingle_hashes(doc["_norm"])
+        else:
+            payload = sig
+        self.progress.add(1)
+        yield doc["id"], payload.tobytes()
         for key in band_keys(sig, self.bands, self.rows):
             yield beam.pvalue.TaggedOutput(BANDS, (key, doc["id"]))
 
@@ -139,9 +224,24 @@ class NearDedup(beam.PTransform):
         self.cc_rounds = cc_rounds
 
     def expand(self, docs):
-        signed = docs | "Sign" >> beam.ParDo(_Sign(self.hasher, self.bands, self.rows, self.verify)).with_outputs(
-            BANDS, main="signatures")
+        runtime = runtime_options(docs.pipeline)
+        cache_dir = runtime.curate_cache_dir if runtime else None
+        progress_dir = runtime.curate_progress_dir if runtime else None
+        if cache_dir:
+            folder = cache_folder(cache_dir, self.hasher)
+            to_sign = docs | "SignatureCache" >> SignatureCache(folder)
+        else:
+            to_sign = docs | "NoSignatureCache" >> beam.Map(lambda d: (d, None))
+        signed = to_sign | "Sign" >> beam.ParDo(_Sign(
+            self.hasher, self.bands, self.rows, self.verify, bool(cache_dir), progress_dir)).with_outputs(
+            BANDS, NEW_SIGNATURES, main="signatures")
         signatures = signed.signatures
+        if cache_dir:
+            # unique prefix per run: concurrent runs never write the same cache file
+            (signed[NEW_SIGNATURES]
+             | "WriteSigCache" >> beam.io.WriteToParquet(
+                 FileSystems.join(folder, f"sigs-{uuid.uuid4().hex[:12]}"), _cache_schema(),
+                 file_name_suffix=".parquet"))
         candidates = (
             signed[BANDS]
             | "GroupBuckets" >> beam.GroupByKey()

@@ -12,6 +12,14 @@ max_text_bytes, ...), exact_dedup, near_dedup (threshold 0.8, num_perm, shingle_
 bands/rows, verify), score (heuristics), filter (drop_failed, min_score), pools (num_pools,
 cut_points, exact_max_docs). Defaults: orchestration/config.py.
 
+Runs are atomic and idempotent: outputs are staged in DIR/_staging-* and published only when
+the whole run succeeded (DIR/_SUCCESS is written last). A second run with the same config,
+inputs and code reuses the published result (--force recomputes it); a killed run leaves no
+visible partial output and the next run into DIR cleans up and completes. One run at a time
+per DIR (a lock). MinHash signatures are cached by content in WORKSPACE/cache (--cache-dir),
+and the published run is registered in WORKSPACE/catalog.duckdb (--no-catalog to skip).
+Progress goes to stderr (--quiet: none; --json: JSON lines, summary JSON on stdout).
+
 Standard Apache Beam options pass through, e.g. --runner=FlinkRunner,
 --direct_num_workers=2 --direct_running_mode=multi_processing. The default runner is the
 local FnApiRunner.
@@ -51,8 +59,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-field", metavar="F", help="record field holding the text (default text)")
     parser.add_argument("--max-text-bytes", type=int, metavar="N",
                         help="dead-letter texts larger than N UTF-8 bytes (default 1000000)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run in DIR")
-    parser.add_argument("--json", action="store_true", help="print the manifest's counts as JSON")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing run in DIR (made with another config or inputs)")
+    parser.add_argument("--force", action="store_true",
+                        help="recompute even if DIR holds a run with the same config, inputs and code")
+    parser.add_argument("--workspace", metavar="DIR",
+                        help="workspace holding catalog.duckdb and cache/ (default $CURATE_WORKSPACE "
+                             "or ./curate-workspace)")
+    parser.add_argument("--no-catalog", action="store_true", help="do not register the run in the catalog")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="stage cache folder (default WORKSPACE/cache); 'none' disables caching")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--json", action="store_true",
+                        help="progress as JSON lines on stderr, summary as JSON on stdout")
     _collect_unknown_as_beam_args(parser)
 
 
@@ -70,6 +89,34 @@ def _summary(manifest: dict, output: str) -> str:
             f"reconciled: {ok}; output: {output}")
 
 
+def _workspace(args) -> str:
+    import os
+
+    return args.workspace or os.environ.get("CURATE_WORKSPACE") or "curate-workspace"
+
+
+def _cache_dir(args) -> str | None:
+    import os
+
+    if args.cache_dir:
+        return None if args.cache_dir.lower() == "none" else args.cache_dir
+    return os.path.join(_workspace(args), "cache")
+
+
+def _register(args, output: str) -> tuple[str | None, str | None]:
+    """(run id, None) or (None, warning): a catalog problem never fails a finished run."""
+    if args.no_catalog or "://" in output:
+        return None, None
+    try:
+        from pools.catalog import register_run
+
+        return register_run(output, _workspace(args), status="complete"), None
+    except Exception as exc:  # noqa: BLE001 - the run directory is valid; register it later
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, (f"run is published in {output} but could not be registered in the catalog "
+                      f"({first}); register it later with `curate register {output}`")
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import logging
@@ -81,14 +128,37 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.ERROR)  # Beam is chatty at WARNING on import
     config = resolve_config(args.config, pools=args.pools, id_field=args.id_field,
                             text_field=args.text_field, max_text_bytes=args.max_text_bytes)
-    from orchestration.runner import run_job
+    from orchestration.progress import ProgressMonitor, choose_mode
+    from orchestration.runner import execute_job, warn
 
-    manifest = run_job(args.input, args.output, config, getattr(args, BEAM_ARGS, []) or [],
-                       overwrite=args.overwrite)
+    mode = choose_mode(args.quiet, args.json)
+    monitor = None
+    if mode != "quiet":
+        from pipelines.inputs import expand_inputs
+
+        try:
+            total = sum(os.path.getsize(f.path) for f in expand_inputs(args.input) if "://" not in f.path)
+        except (OSError, ValueError):
+            total = 0  # the job reports input problems itself
+        monitor = ProgressMonitor(mode, total)
+    result = execute_job(args.input, args.output, config, getattr(args, BEAM_ARGS, []) or [],
+                         overwrite=args.overwrite, force=args.force, cache_dir=_cache_dir(args),
+                         progress=monitor.watch if monitor else None)
+    manifest = result.manifest
+    run_id, warning = _register(args, args.output)
+    if warning:
+        warn(warning)
+    if result.reused and not args.json:
+        print(f"reusing the published run in {args.output}: same config, inputs and code "
+              f"(fingerprint {result.fingerprint['run'][:12]}); pass --force to recompute it")
     if args.json:
-        print(json.dumps({"output": args.output, "counts": manifest["counts"],
+        cache = manifest.get("near_dedup", {}).get("signature_cache", {})
+        print(json.dumps({"event": "summary", "output": args.output, "reused": result.reused,
+                          "fingerprint": result.fingerprint["run"], "catalog_run_id": run_id,
+                          "catalog_warning": warning, "counts": manifest["counts"],
                           "reconciliation": manifest["reconciliation"],
-                          "per_pool": manifest["written_rows"]["per_pool"]}, indent=2))
+                          "per_pool": manifest["written_rows"]["per_pool"],
+                          "signature_cache": cache}, indent=2))
     else:
         print(_summary(manifest, args.output))
     return 0 if manifest["reconciliation"]["holds"] else 1
