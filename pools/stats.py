@@ -69,6 +69,9 @@ def read_stats(run_dir: str) -> list[dict]:
     path = os.path.join(run_dir, STATS_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {run_dir} a finished `curate run` output?")
+    # manifest.json is published last: without it the run was interrupted while publishing.
+    if not os.path.exists(os.path.join(run_dir, "manifest.json")):
+        raise FileNotFoundError(f"{run_dir} has no manifest.json: the run did not finish; re-run it")
     con = duckdb.connect()
     try:
         rel = con.execute("SELECT * FROM read_parquet(?) ORDER BY pool", [path])

@@ -162,3 +162,18 @@ def test_catalog_failure_is_a_warning_not_an_error(tmp_path):
     assert run_id is None and "could not be registered" in warning and "curate register" in warning
     assert "\n" not in warning
     assert _register(argparse.Namespace(no_catalog=True, workspace=None), str(run)) == (None, None)
+
+
+def test_stats_refuses_a_run_interrupted_while_publishing(tmp_path, capsys):
+    """stats.parquet is published before manifest.json: without the manifest, no table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from orchestration.cli import main
+
+    run = tmp_path / "half"
+    run.mkdir()
+    pq.write_table(pa.table({"pool": [0], "docs": [1]}), run / "stats.parquet")
+    assert main(["stats", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did not finish" in err
