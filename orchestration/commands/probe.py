@@ -178,9 +178,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(fit_rows)} observations to {args.output}"
               + (f" and {len(holdout_rows)} held-out ones to {holdout_path}" if holdout_rows else "")
               + f" in {summary['elapsed_s']:.0f}s (budget {budget:.0f}s)")
-        sizes = " ".join(f"--pool-size {p}={n}" for p, n in data.pool_bytes.items())
-        print(f"next: curate fit {args.output} --law qqt --unit tokens {sizes} -o law.json"
-              "   (pool sizes in bytes = tokens)")
+        print(f"next: curate fit {args.output} --law qqt -o law.json"
+              "   (unit tokens = bytes and the full pools' byte sizes come from the file's metadata)")
     return 0
 
 
