@@ -31,9 +31,9 @@ demo: $(STAMP)
 	$(BIN)/curate probe $(DEMO)/run --time-budget $(PROBE_BUDGET) -o $(DEMO)/observations.parquet \
 	    --validate --workspace $(DEMO)/workspace
 	$(BIN)/curate fit $(DEMO)/observations.parquet --law qqt --bootstrap 100 \
-	    -o $(DEMO)/law.json --plot $(DEMO)/fit.png
+	    -o $(DEMO)/law.json --plot $(DEMO)/fit.png --workspace $(DEMO)/workspace
 	$(BIN)/curate plan --law $(DEMO)/law.json \
-	    --budget $(PLAN_BUDGET) --plot $(DEMO)/plan.png -o $(DEMO)/plan.json
+	    --budget $(PLAN_BUDGET) --plot $(DEMO)/plan.png -o $(DEMO)/plan.json --workspace $(DEMO)/workspace
 	$(BIN)/curate report $(DEMO)/run -o $(DEMO)/report.html
 	@echo "demo outputs in $(DEMO)/: pools, stats, observations, law.json, plan.json, report.html"
 

@@ -23,12 +23,15 @@ import math
 import sys
 from pathlib import Path
 
+from orchestration.catalog_hooks import add_workspace_argument, register_written_file
+
 HELP = __doc__
 LAWS = ("qqt", "data-constrained", "chinchilla")
 UNITS = ("samples", "documents", "tokens")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_workspace_argument(parser)
     parser.add_argument("observations", metavar="OBS",
                         help="observations: FILE.csv, FILE.parquet or FILE.duckdb:TABLE")
     parser.add_argument("--law", choices=LAWS, default="qqt", help="law to fit (default qqt)")
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"curate fit: warning: {warning}", file=sys.stderr)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(data, indent=2) + "\n")
+    register_written_file("law", args.output, args.workspace, "fit")
     if args.plot is not None:
         from orchestration.fit_plot import plot_fit
 

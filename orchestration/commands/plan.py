@@ -21,12 +21,15 @@ import json
 import sys
 from pathlib import Path
 
+from orchestration.catalog_hooks import add_workspace_argument, register_written_file
+
 HELP = __doc__
 
 UNITS = ("samples", "tokens", "flops")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_workspace_argument(parser)
     parser.add_argument("--law", required=True, type=Path, help="law file (JSON) from `curate fit`")
     parser.add_argument("--budget", type=float, help="budget: samples, tokens or FLOPs (see --unit)")
     parser.add_argument("--unit", choices=UNITS, default=None,
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=2) + "\n")
+        register_written_file("plan", args.output, args.workspace, "plan")
     if args.plot is not None:
         out.plot(result, args.plot)
     for w in result["warnings"]:

@@ -51,3 +51,22 @@ def test_fit_reads_unit_and_pool_sizes_from_probe_metadata(tmp_path, capsys):
     law = json.loads(law_path.read_text())
     assert law["unit"] == "samples"
     assert {p["name"]: p["size"] for p in law["pools"]} == {"pool0": 1e7, "pool1": 1e6}
+
+
+def test_fit_and_plan_register_their_files_in_the_workspace_catalog(tmp_path, capsys):
+    from pools.catalog import Catalog
+
+    obs = tmp_path / "obs.parquet"
+    _probe_like_parquet(obs)
+    ws = tmp_path / "ws"
+    law_path, plan_path = tmp_path / "law.json", tmp_path / "plan.json"
+    assert main(["fit", str(obs), "--law", "qqt", "-o", str(law_path), "--no-cv",
+                 "--workspace", str(ws)]) == 0
+    assert main(["plan", "--law", str(law_path), "--budget", "2e7", "-o", str(plan_path),
+                 "--workspace", str(ws)]) == 0
+    capsys.readouterr()
+    catalog = Catalog(ws)
+    laws = catalog.query("SELECT id, kind, unit FROM laws").rows
+    plans = catalog.query("SELECT id, unit FROM plans").rows
+    assert [tuple(r) for r in laws] == [("law", "qqt", "tokens")]
+    assert len(plans) == 1 and plans[0][0] == "plan"
