@@ -18,7 +18,7 @@ LOO_MAX_ROWS = 60  # leave-one-out refits beyond this many rows cost more than t
 
 def fit_lm_law(obs, kind: str, fix: dict[str, float], *, unit: str = "tokens",
                n_bootstrap: int = 0, level: float = 0.9, seed: int = 0, cv: bool = True,
-               huber_delta: float | None = None):
+               huber_delta: float | None = None, bounds: dict[str, tuple] | None = None):
     """Fit the law; returns (law with fit_info / bootstrap / fixed / unit set, plot extras)."""
     from laws import data_constrained as dc
     from laws.observations import require_points
@@ -37,6 +37,11 @@ def fit_lm_law(obs, kind: str, fix: dict[str, float], *, unit: str = "tokens",
     require_points(len(obs), len(free), kind)
     N, D, U, y = obs.params, obs.samples_seen, obs.unique_samples, obs.metric
     options = {} if huber_delta is None else {"delta": huber_delta}
+    unknown = sorted(set(bounds or {}) - set(free))
+    if unknown:
+        raise CurateError(f"--bound: {unknown} are not free {kind} parameters; free are {', '.join(free)}")
+    if bounds:
+        options["bounds"] = dict(bounds)
 
     def fit_rows(rows):
         law = cls(**fix)

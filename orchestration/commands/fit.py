@@ -32,6 +32,10 @@ UNITS = ("samples", "documents", "tokens")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_workspace_argument(parser)
+    parser.add_argument("--bound", action="append", default=[], metavar="NAME=LO:HI",
+                        help="search a data-constrained/Chinchilla parameter only in [LO, HI] "
+                             "(repeatable; either side may be empty), e.g. --bound R_D_star=0.01:20 "
+                             "to stay in the published fit's start range")
     parser.add_argument("observations", metavar="OBS",
                         help="observations: FILE.csv, FILE.parquet or FILE.duckdb:TABLE")
     parser.add_argument("--law", choices=LAWS, default="qqt", help="law to fit (default qqt)")
@@ -73,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.huber_delta is not None and not args.huber_delta > 0:
         raise CurateError("--huber-delta must be positive")
     fix = parse_assignments(args.fix, "--fix")
+    if args.bound and args.law == "qqt":
+        raise CurateError("--bound applies to --law data-constrained or chinchilla")
     sizes = parse_assignments(args.pool_size, "--pool-size")
     if sizes and args.law != "qqt":
         raise CurateError("--pool-size applies to --law qqt only")
@@ -92,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
             law, extra = fit_lm_law(obs, args.law, fix, unit=unit, n_bootstrap=args.bootstrap,
                                     level=args.level, seed=args.seed, cv=not args.no_cv,
-                                    huber_delta=args.huber_delta)
+                                    huber_delta=args.huber_delta,
+                                    bounds=parse_bounds(args.bound))
     except (RuntimeError, FloatingPointError) as exc:  # optimiser gave up: still one line
         raise CurateError(f"fitting the {args.law} law failed: {exc}") from None
     data = law_to_dict(law)
@@ -129,6 +136,27 @@ def _fit_qqt(obs, fix, sizes, unit, args):
                           f"(pools: {obs.pool_names})")
     est.fit(obs)
     return est.law_, {}
+
+
+def parse_bounds(items) -> dict[str, tuple]:
+    """["R_D_star=0.01:20", "alpha=:1"] -> {"R_D_star": (0.01, 20.0), "alpha": (None, 1.0)}."""
+    from orchestration.errors import CurateError
+
+    out: dict[str, tuple] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        lo_raw, colon, hi_raw = raw.partition(":")
+        if not sep or not name.strip() or not colon:
+            raise CurateError(f"--bound: expected NAME=LO:HI, got {item!r}")
+        try:
+            lo = float(lo_raw) if lo_raw.strip() else None
+            hi = float(hi_raw) if hi_raw.strip() else None
+        except ValueError:
+            raise CurateError(f"--bound: {item!r} has a bound that is not a number") from None
+        if lo is not None and hi is not None and not lo < hi:
+            raise CurateError(f"--bound: {item!r} needs LO < HI")
+        out[name.strip()] = (lo, hi)
+    return out
 
 
 def parse_assignments(items, option: str) -> dict[str, float]:
