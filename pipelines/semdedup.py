@@ -87,6 +87,8 @@ class SemanticDedup(beam.PTransform):
         )
 
         def fit(rows, n):
+            if n == 0:
+                return None  # no documents: nothing is assigned, so no model is needed
             rows = sorted(rows)
             return fit_on_sample([r[0] for r in rows], np.asarray([r[1] for r in rows], dtype=np.float32),
                                  n, config)

@@ -45,7 +45,7 @@ def dedup_schema():
         [
             ("removed_id", pa.string()),
             ("kept_id", pa.string()),
-            ("method", pa.string()),  # "exact" | "near"
+            ("method", pa.string()),  # "exact" | "near" | "semantic"
             ("similarity", pa.float64()),  # 1.0 for exact; MinHash Jaccard estimate for near
         ]
     )
