@@ -50,6 +50,31 @@ DEFAULTS: dict = {
         "mode": "sentences",  # "sentences" (mean of sentence embeddings) | "truncate"
         "cache_dir": None,  # optional embedding cache folder (model id + text hash)
         "batch_size": 256,  # largest RunInference batch
+        # RUN/embeddings/*.parquet: (id, embedding) for every embedded document, joinable by id
+        # with the pools (and with dedup rows: removed documents keep their vectors there)
+        "write": True,
+        "dtype": "float32",  # "float32" | "float16" (half the bytes; cosine error ~1e-4)
+    },
+    # Embedding-based quality scores (pipelines.embedding_scores.EmbeddingScores); requires
+    # embed.enabled. reference_score = P(looks like the reference set) from a logistic
+    # regression on embeddings trained on reference texts (label 1) vs a deterministic id-hash
+    # sample of `negatives` corpus documents (label 0); prototypicality = 1 - cosine to the
+    # nearest k-means centroid (clusters as semantic_dedup: n_clusters, max_cluster_size, seed).
+    # The pool score becomes sum_i w_i * s_i / sum_i |w_i| over heuristic (the heuristic
+    # score, kept as column heuristic_score), reference and prototypicality (a positive weight
+    # favours atypical "hard" documents, a negative one typical "easy" ones). It runs before
+    # semantic dedup, so ranking "quality" keeps the copy with the best combined score.
+    # reference None = the shipped default (all-MiniLM-L6-v2 embeddings of House of Commons
+    # speeches and news articles); otherwise a JSONL(.gz) file of texts (`reference_field`).
+    "embedding_scores": {
+        "enabled": False,
+        "reference": None,
+        "reference_field": "text",
+        "reference_limit": 5000,  # at most this many reference texts are embedded
+        "negatives": 20_000,
+        "C": 1.0,  # inverse L2 strength of the logistic regression
+        "weights": {"heuristic": 0.5, "reference": 0.5, "prototypicality": 0.0},
+        "reference_sha256": None,  # filled in by curate run (part of the run fingerprint)
     },
     # Semantic dedup (SemDeDup, pipelines.semdedup.SemanticDedup) after near dedup; requires
     # embed.enabled. A document whose cosine to an earlier-ranked document in its cluster is
@@ -77,7 +102,8 @@ def _merge(base: dict, override: dict, path: str = "") -> dict:
         where = f"{path}{key}"
         if key not in base:
             raise CurateError(f"config: unknown key {where!r} (known: {', '.join(sorted(base))})")
-        if isinstance(base[key], dict) and key != "heuristics":
+        # heuristics and weights are taken whole: the weights you give are the weights
+        if isinstance(base[key], dict) and key not in ("heuristics", "weights"):
             if not isinstance(value, dict):
                 raise CurateError(f"config: {where!r} must be a mapping")
             out[key] = _merge(base[key], value, where + ".")
@@ -148,6 +174,40 @@ def _validate_semantic(embed: dict, sem: dict) -> None:
     _number(sem["seed"], "semantic_dedup.seed", lo=0, integer=True)
     if sem["enabled"] and not embed["enabled"]:
         raise CurateError("config: semantic_dedup.enabled needs embed.enabled: true (it dedups on embeddings)")
+    if not isinstance(embed["write"], bool):
+        raise CurateError(f"config: embed.write must be true or false, got {embed['write']!r}")
+    if embed["dtype"] not in ("float32", "float16"):
+        raise CurateError(f"config: embed.dtype must be 'float32' or 'float16', got {embed['dtype']!r}")
+
+
+def _validate_embedding_scores(embed: dict, es: dict) -> None:
+    from scorers.embedding import DEFAULT_MODEL
+    from scorers.embedding_quality import SCORE_NAMES
+
+    if not isinstance(es["enabled"], bool):
+        raise CurateError(f"config: embedding_scores.enabled must be true or false, got {es['enabled']!r}")
+    _optional_str(es["reference"], "embedding_scores.reference")
+    _optional_str(es["reference_sha256"], "embedding_scores.reference_sha256")
+    if not isinstance(es["reference_field"], str) or not es["reference_field"]:
+        raise CurateError("config: embedding_scores.reference_field must be a non-empty string")
+    _number(es["reference_limit"], "embedding_scores.reference_limit", lo=1, integer=True)
+    _number(es["negatives"], "embedding_scores.negatives", lo=2, integer=True)
+    if isinstance(es["C"], bool) or not isinstance(es["C"], (int, float)) or not es["C"] > 0:
+        raise CurateError(f"config: embedding_scores.C must be a number > 0, got {es['C']!r}")
+    weights = es["weights"]
+    for name, w in weights.items():
+        if name not in SCORE_NAMES:
+            raise CurateError(f"config: embedding_scores.weights.{name}: unknown score (known: {', '.join(SCORE_NAMES)})")
+        _number(w, f"embedding_scores.weights.{name}")
+    if not any(weights.values()):
+        raise CurateError("config: embedding_scores.weights must give some score a non-zero weight")
+    if es["enabled"] and not embed["enabled"]:
+        raise CurateError("config: embedding_scores.enabled needs embed.enabled: true (it scores embeddings)")
+    model = embed["model"]
+    if es["enabled"] and es["reference"] is None and model not in (None, DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        raise CurateError(f"config: the shipped quality reference holds {DEFAULT_MODEL} embeddings; with "
+                          f"embed.model {model!r} give your own reference texts (embedding_scores.reference "
+                          "or --quality-reference FILE.jsonl)")
 
 
 def validate(config: dict) -> dict:
@@ -186,6 +246,7 @@ def validate(config: dict) -> dict:
     if rule["min_score"] is not None:
         _number(rule["min_score"], "filter.min_score")
     _validate_semantic(config["embed"], config["semantic_dedup"])
+    _validate_embedding_scores(config["embed"], config["embedding_scores"])
     heuristics = config["score"]["heuristics"]
     if heuristics is not None and not isinstance(heuristics, dict):
         raise CurateError("config: score.heuristics must be a mapping")
@@ -199,9 +260,24 @@ def validate(config: dict) -> dict:
 
 
 def resolve_config(path: str | None = None, *, pools: int | None = None, id_field: str | None = None,
-                   text_field: str | None = None, max_text_bytes: int | None = None) -> dict:
-    """DEFAULTS <- config file <- command-line overrides, validated."""
+                   text_field: str | None = None, max_text_bytes: int | None = None,
+                   semantic_dedup: bool = False, embedding_scores: bool = False,
+                   quality_reference: str | None = None) -> dict:
+    """DEFAULTS <- config file <- command-line overrides, validated.
+
+    ``semantic_dedup`` / ``embedding_scores`` switch those stages on (and ``embed`` with
+    them); ``quality_reference`` also switches embedding scores on, with that reference file.
+    """
     config = _merge(DEFAULTS, read_config_file(path)) if path else copy.deepcopy(DEFAULTS)
+    if quality_reference is not None:
+        config["embedding_scores"]["reference"] = quality_reference
+        embedding_scores = True
+    if embedding_scores:
+        config["embedding_scores"]["enabled"] = True
+    if semantic_dedup:
+        config["semantic_dedup"]["enabled"] = True
+    if semantic_dedup or embedding_scores:
+        config["embed"]["enabled"] = True
     if pools is not None:
         cuts = config["pools"]["cut_points"]
         if cuts and len(cuts) + 1 != pools:

@@ -26,7 +26,8 @@ def code_version() -> str:
     digest = hashlib.sha256()
     for package in RESULT_PACKAGES:
         root = Path(import_module(package).__file__).parent
-        for path in sorted(root.rglob("*.py")):
+        # sources and shipped data (e.g. the default quality reference) decide results
+        for path in sorted([*root.rglob("*.py"), *root.rglob("data/*.json")]):
             digest.update(str(path.relative_to(root.parent)).encode())
             digest.update(path.read_bytes())
     return f"{release}+{digest.hexdigest()[:12]}"

@@ -41,6 +41,7 @@ def summarise_counts(counters: dict) -> dict:
         "filtered": _with_prefix(counters, FILTERED),
         "dead_letter": _with_prefix(counters, DEAD_LETTER),
         "renamed_duplicate_ids": counters.get("renamed_duplicate_ids", 0),
+        "embedded": counters.get("embedded", 0),  # informational: not a terminal bucket
     }
 
 
@@ -58,8 +59,8 @@ def reconcile(counts: dict) -> dict:
     }
 
 
-def check_written(counts: dict, written: dict) -> dict:
-    """Rows on disk vs counters, per output."""
+def check_written(counts: dict, written: dict, embeddings_written: bool = False) -> dict:
+    """Rows on disk vs counters, per output (embeddings: one row per embedded document)."""
     expected = {
         "pools": counts["kept"],
         "dedup": sum(counts["removed"].values()),
@@ -72,13 +73,49 @@ def check_written(counts: dict, written: dict) -> dict:
         "filtered": written["filtered"],
         "dead_letter": written["dead_letter"],
     }
+    if embeddings_written:
+        expected["embeddings"] = counts.get("embedded", 0)
+        found["embeddings"] = written.get("embeddings", 0)
     return {"expected": expected, "found": found, "matches": expected == found}
+
+
+def embeddings_written(config: dict) -> bool:
+    return bool(config["embed"]["enabled"] and config["embed"]["write"])
+
+
+def embedding_sections(config: dict, counts: dict, written: dict, stage_info: dict) -> dict:
+    """Manifest sections of the optional embedding stages (absent when they are off)."""
+    out: dict = {}
+    embed = config["embed"]
+    if not embed["enabled"]:
+        return out
+    from scorers.embedding import DEFAULT_MODEL
+
+    out["embeddings"] = {
+        "model": embed["model"] or DEFAULT_MODEL, "mode": embed["mode"], "dtype": embed["dtype"],
+        "documents": counts.get("embedded", 0),
+        "dir": "embeddings/" if embed["write"] else None,
+        "rows_written": written.get("embeddings", 0) if embed["write"] else 0,
+    }
+    sem, es = config["semantic_dedup"], config["embedding_scores"]
+    clusters = stage_info.get("clusters")
+    if sem["enabled"]:
+        out["semantic_dedup"] = {"eps": sem["eps"], "similarity_threshold": round(1.0 - sem["eps"], 12),
+                                 "ranking": sem["ranking"], "removed": counts["removed"].get("semantic", 0),
+                                 "clusters": clusters}
+    if es["enabled"]:
+        out["embedding_scores"] = {**stage_info.get("embedding_scores", {}), "clusters": clusters,
+                                   "reference_sha256": es["reference_sha256"],
+                                   "score": "combined: sum_i w_i * s_i / sum_i |w_i|; heuristic_score keeps the rule-based score"}
+    return out
 
 
 def build_manifest(*, config: dict, inputs: list[dict], counters: dict, written: dict,
                    pool_cuts: dict, pipeline_options: dict, lsh: dict,
-                   fingerprint: dict | None = None, cache_dir: str | None = None) -> dict:
+                   fingerprint: dict | None = None, cache_dir: str | None = None,
+                   stage_info: dict | None = None) -> dict:
     counts = summarise_counts(counters)
+    emb_written = embeddings_written(config)
     return {
         "format": "curate-run/1",
         # config + inputs + code hashes; a re-run with the same `fingerprint.run` reuses this run
@@ -90,7 +127,9 @@ def build_manifest(*, config: dict, inputs: list[dict], counters: dict, written:
         "inputs": inputs,
         "counts": counts,
         "reconciliation": reconcile(counts),
-        "written_rows": {**check_written(counts, written), "per_pool": {str(k): v for k, v in written["pools"].items()}},
+        "written_rows": {**check_written(counts, written, emb_written),
+                         "per_pool": {str(k): v for k, v in written["pools"].items()}},
+        **embedding_sections(config, counts, written, stage_info or {}),
         "pools": pool_cuts,
         "near_dedup": {
             **lsh,

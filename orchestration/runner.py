@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from orchestration.errors import CurateError
 from orchestration.fingerprint import run_fingerprint
-from orchestration.manifest import build_manifest, check_written, reconcile, summarise_counts
+from orchestration.manifest import build_manifest, check_written, embeddings_written, reconcile, summarise_counts
 from orchestration.run_lock import RunLock
 from orchestration.worker_logs import quiet_worker_stderr
 
@@ -66,6 +66,23 @@ def _quiet_worker_args(beam_args: list[str]) -> list[str]:
     return beam_args + QUIET_WORKERS
 
 
+def check_quality_reference(config: dict) -> None:
+    """Fail early on an unusable reference file; record its sha256 (part of the fingerprint)."""
+    es = config["embedding_scores"]
+    if not (es["enabled"] and es["reference"]):
+        return
+    import hashlib
+
+    from pipelines import fsutil
+    from pipelines.embedding_scores import read_reference_texts
+
+    try:
+        read_reference_texts(es["reference"], es["reference_field"], es["reference_limit"])
+        es["reference_sha256"] = hashlib.sha256(fsutil.read_bytes(es["reference"])).hexdigest()
+    except (ValueError, OSError) as exc:
+        raise CurateError(str(exc).splitlines()[0]) from None
+
+
 def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[str], *,
                 overwrite: bool = False, force: bool = False, cache_dir: str | None = None,
                 progress=None) -> JobResult:
@@ -84,6 +101,7 @@ def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[st
     if "://" not in output and os.path.exists(output) and not os.path.isdir(output):
         raise CurateError(f"--output {output} exists and is not a directory")
     input_fps = [{"source": f.source, "kind": f.kind, **fingerprint(f.path)} for f in files]
+    check_quality_reference(config)
     fp = run_fingerprint(config, input_fps)
 
     fsutil.mkdirs(output)
@@ -110,7 +128,7 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
     from pipelines import fsutil, publish
     from pipelines.curation import run_curation
     from pipelines.runtime import set_runtime
-    from pipelines.writing import CUTS_FILE
+    from pipelines.writing import CUTS_FILE, STAGE_INFO_FILE
     from scorers.minhash import lsh_params
 
     staging = _join(output, f"{publish.STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
@@ -126,7 +144,7 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
         raise
     counts = summarise_counts(outcome.counters)
     balance = reconcile(counts)
-    written = check_written(counts, outcome.written)
+    written = check_written(counts, outcome.written, embeddings_written(config))
     if not balance["holds"] or not written["matches"]:
         raise CurateError(
             f"run outputs do not reconcile (left in {staging}): {balance['equation']}; "
@@ -134,6 +152,11 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
     cuts_path = _join(staging, CUTS_FILE)
     pool_cuts = json.loads(fsutil.read_bytes(cuts_path))
     fsutil.delete(cuts_path)
+    info_path = _join(staging, STAGE_INFO_FILE)
+    stage_info = {}
+    if fsutil.exists(info_path):
+        stage_info = json.loads(fsutil.read_bytes(info_path))
+        fsutil.delete(info_path)
     if fsutil.exists(progress_dir):
         fsutil.delete(progress_dir)
     nd = config["near_dedup"]
@@ -150,6 +173,7 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
         lsh={"bands": bands, "rows": rows},
         fingerprint=fp,
         cache_dir=cache_dir,
+        stage_info=stage_info,
     )
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode("utf-8")
     publish.publish(staging, output, manifest_bytes, fp["run"])

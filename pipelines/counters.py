@@ -14,6 +14,7 @@ RENAMED_IDS = "renamed_duplicate_ids"  # informational: not a terminal counter
 CC_RESIDUAL_EDGES = "near_dedup.cc_residual_edges"  # informational
 NEAR_CANDIDATE_PAIRS = "near_dedup.candidate_pairs"
 NEAR_VERIFIED_PAIRS = "near_dedup.verified_pairs"
+EMBEDDED = "embedded"  # informational: documents embedded (= rows of RUN/embeddings/)
 
 
 def inc(name: str, n: int = 1) -> None:

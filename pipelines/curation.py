@@ -1,10 +1,13 @@
 """The curation pipeline, stage by stage, in one readable place.
 
-    ingest+validate -> normalise -> exact dedup -> near dedup -> score
-        -> [embed -> semantic dedup] -> keep/drop rule -> pools -> write
+    ingest+validate -> normalise -> exact dedup -> near dedup -> heuristic score
+        -> [embed -> (clusters) -> embedding scores -> semantic dedup]
+        -> keep/drop rule -> pools -> write
 
-Scoring drops nothing, so it runs before the optional semantic stage (off by default:
-config `embed` / `semantic_dedup`), whose "quality" ranking keeps the best-scored copy.
+Scoring drops nothing, so it runs before the optional embedding stages (off by default:
+config `embed`, `embedding_scores`, `semantic_dedup`): embedding scores fold the reference
+classifier and prototypicality into `score`, and semantic dedup's "quality" ranking then
+keeps the best-scored copy. One k-means clustering serves prototypicality and dedup.
 
 Every dedup-like stage takes documents and returns {"documents": survivors, "dedup": rows},
 so inserting a stage (e.g. semantic dedup) is one `if` block in `build_curation`. Each stage
@@ -25,7 +28,8 @@ from pipelines.near_dedup import NearDedup
 from pipelines.normalise import Normalise
 from pipelines.pooling import AssignPools
 from pipelines.scoring import KeepDropRule, Score, feature_column
-from pipelines.semdedup import SemanticDedup, removed_pair_row
+from pipelines.embedding_scores import SCORE_COLUMNS, EmbeddingScores
+from pipelines.semdedup import FitClusters, SemanticDedup, cluster_info, removed_pair_row
 from pipelines.writing import WriteRun, count_written
 
 
@@ -71,13 +75,28 @@ def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
     # then has the heuristic score to keep the best copy.
     scored = docs | "Score" >> Score(config["score"].get("heuristics"))
 
+    embedded, infos = None, []
     if config["embed"]["enabled"]:
-        scored = scored | "Embed" >> embed_stage(config["embed"])
-        if config["semantic_dedup"]["enabled"]:
-            semantic = scored | "SemanticDedup" >> SemanticStage(config["semantic_dedup"])
+        sem, es = config["semantic_dedup"], config["embedding_scores"]
+        embedded = (scored | "Embed" >> embed_stage(config["embed"])
+                    | "CountEmbedded" >> beam.Map(_count_embedded))
+        scored = embedded
+        clusters = None
+        if sem["enabled"] or es["enabled"]:  # one clustering serves dedup and prototypicality
+            cluster_config = semdedup_config(sem)
+            clusters = embedded | "FitClusters" >> FitClusters(cluster_config)
+            infos.append(clusters | "ClusterInfo" >> beam.Map(
+                lambda model: ("clusters", cluster_info(model, cluster_config))))
+        if es["enabled"]:  # before semantic dedup: ranking "quality" then uses the final score
+            rescored = scored | "EmbeddingScores" >> EmbeddingScores(
+                es, config["embed"], clusters, seed=sem["seed"])
+            scored = rescored["documents"]
+            infos.append(rescored["info"] | "EmbeddingScoresInfo" >> beam.Map(lambda i: ("embedding_scores", i)))
+        if sem["enabled"]:
+            semantic = scored | "SemanticDedup" >> SemanticStage(sem, clusters)
             scored = semantic["documents"]
             dedup_rows.append(semantic["dedup"])
-        else:  # embeddings alone (e.g. to fill embed.cache_dir): nothing downstream reads them
+        else:  # the vectors are written from `embedded`; later stages do not need them
             scored = scored | "DropEmbeddings" >> beam.Map(_drop_semantic_fields)
 
     rule = config["filter"]
@@ -89,14 +108,18 @@ def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
     pooled = docs | "AssignPools" >> assign
 
     dedup = (dedup_rows or [p | "NoDedup" >> beam.Create([])]) | "AllDedupRows" >> beam.Flatten()
+    extra = list(SCORE_COLUMNS) if config["embed"]["enabled"] and config["embedding_scores"]["enabled"] else []
+    write_embeddings = embedded if embedded is not None and config["embed"]["write"] else None
     pooled | "Write" >> WriteRun(out_dir, k, feature_columns(config), dedup, kept["filtered"],
-                                 ingested["dead_letter"], assign.cuts)
+                                 ingested["dead_letter"], assign.cuts, extra_columns=extra,
+                                 embeddings=write_embeddings, embedding_dtype=config["embed"]["dtype"],
+                                 stage_info=infos)
 
 
 SEMANTIC_DUPLICATE = "semantic_duplicate"
 # fields added by EmbedDocuments / SemanticDedup; dropped before the later stages (the pool
 # Parquet has no column for them, and the vectors are the bulk of the shuffled bytes)
-_SEMANTIC_FIELDS = (EMBEDDING_FIELD, "semdedup_cluster", "centroid_similarity", "prototypicality",
+_SEMANTIC_FIELDS = (EMBEDDING_FIELD, "semdedup_cluster", "centroid_similarity",
                     "semdedup_duplicate", "semdedup_matched_id", "semdedup_similarity")
 
 
@@ -122,24 +145,38 @@ def embed_stage(e: dict) -> EmbedDocuments:
                           min_batch_size=min(16, e["batch_size"]))
 
 
-class SemanticStage(beam.PTransform):
-    """embedded documents -> {"documents": survivors, "dedup": `semantic` rows}."""
+def semdedup_config(sem: dict):
+    """The `semantic_dedup` config section -> scorers.semdedup.SemDedupConfig."""
+    from scorers.semdedup import SemDedupConfig
 
-    def __init__(self, sem: dict):
+    return SemDedupConfig(eps=sem["eps"], n_clusters=sem["n_clusters"], ranking=sem["ranking"],
+                          max_cluster_size=sem["max_cluster_size"], seed=sem["seed"])
+
+
+class SemanticStage(beam.PTransform):
+    """embedded documents -> {"documents": survivors, "dedup": `semantic` rows}.
+
+    ``clusters``: the run's FitClusters output (shared with prototypicality), or None.
+    """
+
+    def __init__(self, sem: dict, clusters=None):
         super().__init__()
         self.sem = sem
+        self.clusters = clusters
 
     def expand(self, docs):
-        from scorers.semdedup import SemDedupConfig
-
         s = self.sem
-        sem_config = SemDedupConfig(eps=s["eps"], n_clusters=s["n_clusters"], ranking=s["ranking"],
-                                    max_cluster_size=s["max_cluster_size"], seed=s["seed"])
         annotated = docs | "Annotate" >> SemanticDedup(
-            sem_config, quality_field="score" if s["ranking"] == "quality" else None)
+            semdedup_config(s), quality_field="score" if s["ranking"] == "quality" else None,
+            clusters=self.clusters)
         routed = annotated | "Route" >> beam.ParDo(_RouteSemantic()).with_outputs(
             SEMANTIC_DUPLICATE, main="documents")
         return {"documents": routed.documents, "dedup": routed[SEMANTIC_DUPLICATE]}
+
+
+def _count_embedded(doc):
+    counters.inc(counters.EMBEDDED)
+    return doc
 
 
 def _count_kept(doc):

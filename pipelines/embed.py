@@ -17,6 +17,16 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, Predi
 EMBEDDING_FIELD = "embedding"
 
 
+def quiet_model_loading() -> None:
+    """No per-load progress bars from transformers on stderr (curate reports progress itself)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # older/newer layouts: a cosmetic loss only
+        pass
+
+
 class SentenceTransformerModelHandler(ModelHandler[dict, PredictionResult, Any]):
     """ModelHandler for a sentence-transformers model; examples are document dicts."""
 
@@ -44,6 +54,7 @@ class SentenceTransformerModelHandler(ModelHandler[dict, PredictionResult, Any])
     def load_model(self):
         from scorers.embedding import EmbeddingCache, Embedder
 
+        quiet_model_loading()
         cache = EmbeddingCache(self._cache_dir) if self._cache_dir else None
         embedder = Embedder(self._model, device=self._device, precision=self._precision,
                             cache=cache, mode=self._mode)

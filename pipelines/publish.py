@@ -25,7 +25,7 @@ from pipelines import fsutil
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
 STATS = "stats.parquet"
-DATA_DIRS = ["pools", "dedup", "filtered", "dead_letter"]
+DATA_DIRS = ["pools", "dedup", "filtered", "dead_letter", "embeddings"]
 STAGING_PREFIX = "_staging-"
 # Order of appearance when publishing; reversed when unpublishing.
 PUBLISH_ORDER = DATA_DIRS + [STATS, MANIFEST]
@@ -105,8 +105,12 @@ def _files_under(root: str, name: str) -> list[str]:
 
 def publish(staging: str, run_dir: str, manifest_bytes: bytes, fingerprint: str) -> dict:
     """Replace whatever is in `run_dir` with the staged run; returns the _SUCCESS contents."""
-    unpublish(run_dir)
     prefix = staging.rstrip("/") + "/"
+    known = tuple(prefix + name for name in PUBLISH_ORDER)
+    unknown = [f for f in fsutil.list_files(staging) if not f.startswith(known)]
+    if unknown:  # publishing would silently lose these: refuse before touching run_dir
+        raise RuntimeError(f"staged run has outputs publish does not know ({unknown[:3]}); not publishing")
+    unpublish(run_dir)
     for name in PUBLISH_ORDER[:-1]:
         _move(staging, run_dir, [f for f in _files_under(staging, name) if f.startswith(prefix)])
     marker = {"manifest_sha256": manifest_digest(manifest_bytes), "fingerprint": fingerprint}

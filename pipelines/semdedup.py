@@ -61,16 +61,19 @@ class _DedupCluster(beam.DoFn):
                    "semdedup_similarity": None if np.isnan(sim) else sim}
 
 
-class SemanticDedup(beam.PTransform):
-    """Annotate documents with semantic-dedup results (see the module docstring)."""
+class FitClusters(beam.PTransform):
+    """embedded docs -> a one-element PCollection: the fitted ClusterModel (None if no docs).
+
+    k-means on a deterministic id-hash sample (``scorers.semdedup.fit_on_sample``); used as a
+    side input by semantic dedup and by prototypicality (one clustering serves both).
+    """
 
     def __init__(self, config: SemDedupConfig = SemDedupConfig(), *, id_field: str = "id",
-                 embedding_field: str = "embedding", quality_field: str | None = None):
+                 embedding_field: str = "embedding"):
         super().__init__()
         self._config = config
         self._id_field = id_field
         self._embedding_field = embedding_field
-        self._quality_field = quality_field
 
     def expand(self, docs):
         config, id_field, field = self._config, self._id_field, self._embedding_field
@@ -93,7 +96,37 @@ class SemanticDedup(beam.PTransform):
             return fit_on_sample([r[0] for r in rows], np.asarray([r[1] for r in rows], dtype=np.float32),
                                  n, config)
 
-        model = sample | "FitKMeans" >> beam.Map(fit, n=beam.pvalue.AsSingleton(n_docs))
+        return sample | "FitKMeans" >> beam.Map(fit, n=beam.pvalue.AsSingleton(n_docs))
+
+
+def cluster_info(model, config: SemDedupConfig) -> dict:
+    """What the manifest records about the clustering (plain JSON)."""
+    if model is None:
+        return {"n_clusters": 0, "n_leaves": 0, "seed": config.seed}
+    return {"n_clusters": int(model.n_clusters), "n_leaves": int(model.n_leaves), "seed": config.seed,
+            "max_cluster_size": config.max_cluster_size}
+
+
+class SemanticDedup(beam.PTransform):
+    """Annotate documents with semantic-dedup results (see the module docstring).
+
+    ``clusters``: a one-element PCollection from ``FitClusters`` to reuse; None fits one here.
+    """
+
+    def __init__(self, config: SemDedupConfig = SemDedupConfig(), *, id_field: str = "id",
+                 embedding_field: str = "embedding", quality_field: str | None = None, clusters=None):
+        super().__init__()
+        self._config = config
+        self._id_field = id_field
+        self._embedding_field = embedding_field
+        self._quality_field = quality_field
+        self._clusters = clusters
+
+    def expand(self, docs):
+        config, id_field, field = self._config, self._id_field, self._embedding_field
+        model = self._clusters
+        if model is None:
+            model = docs | "FitClusters" >> FitClusters(config, id_field=id_field, embedding_field=field)
 
         def assign(doc, model):
             leaf, sim = model.assign_one(doc[field])

@@ -3,8 +3,10 @@
 - pools/pool=K/part-*.parquet : one WriteToParquet per pool (Partition), never WriteToFiles
   with sub-directories in file names (that silently loses data on the local filesystem).
 - dedup/part-*.parquet, filtered/part-*.parquet, dead_letter/part-*.jsonl
+- embeddings/part-*.parquet : (id, embedding) of every embedded document, when embedding is on
 - stats.parquet : one row per pool, written by a single DoFn call from the combined stats
 - _pool_cuts.json : the cut points used (read into the manifest, not published)
+- _stage_info.json : what optional stages report for the manifest (clusters, classifier)
 Row counts of everything written are checked against the Beam counters afterwards
 (`count_written`).
 """
@@ -23,6 +25,8 @@ POOLS_DIR = "pools"
 DEDUP_DIR = "dedup"
 FILTERED_DIR = "filtered"
 DEAD_LETTER_DIR = "dead_letter"
+EMBEDDINGS_DIR = "embeddings"
+STAGE_INFO_FILE = "_stage_info.json"
 STATS_FILE = pool_stats.STATS_FILE
 CUTS_FILE = "_pool_cuts.json"
 
@@ -67,6 +71,16 @@ def _write_cuts(cuts_and_mode, path: str) -> None:
     fsutil.write_bytes(path, json.dumps({"mode": mode, **cuts.to_json()}).encode("utf-8"))
 
 
+def _write_stage_info(items: list, path: str) -> None:
+    fsutil.write_bytes(path, json.dumps(dict(sorted(items)), sort_keys=True, default=str).encode("utf-8"))
+
+
+def _embedding_row(doc: dict, dtype: str) -> dict:
+    import numpy as np
+
+    return {"id": str(doc["id"]), "embedding": np.asarray(doc["embedding"], dtype=dtype)}
+
+
 def _by_pool(doc, num_partitions):
     return doc["pool"]
 
@@ -75,13 +89,16 @@ class WriteRun(beam.PTransform):
     """Write pooled documents, dedup rows, filtered rows, dead letters, stats and cut points."""
 
     def __init__(self, root: str, num_pools: int, feature_columns: list[str], dedup, filtered,
-                 dead_letter, cuts):
+                 dead_letter, cuts, *, extra_columns=(), embeddings=None, embedding_dtype: str = "float32",
+                 stage_info=()):
         super().__init__()
         self.root = root
         self.num_pools = num_pools
-        self.schema = S.document_schema([c[2:] for c in feature_columns])
+        self.schema = S.document_schema([c[2:] for c in feature_columns], extra_columns)
         self.columns = self.schema.names
         self.dedup, self.filtered, self.dead_letter, self.cuts = dedup, filtered, dead_letter, cuts
+        self.embeddings, self.embedding_dtype = embeddings, embedding_dtype
+        self.stage_info = list(stage_info)
 
     def expand(self, pooled):
         root, columns = self.root, self.columns
@@ -121,6 +138,22 @@ class WriteRun(beam.PTransform):
             | "WriteStats" >> beam.Map(_write_stats, FileSystems.join(root, STATS_FILE), num_pools)
         )
         self.cuts | "WriteCuts" >> beam.Map(_write_cuts, FileSystems.join(root, CUTS_FILE))
+        if self.embeddings is not None:
+            dtype = self.embedding_dtype
+            (
+                self.embeddings
+                | "EmbeddingRows" >> beam.Map(_embedding_row, dtype)
+                | "WriteEmbeddings" >> beam.io.WriteToParquet(
+                    FileSystems.join(root, EMBEDDINGS_DIR, "part"), S.embedding_schema(dtype),
+                    file_name_suffix=".parquet")
+            )
+        if self.stage_info:
+            (
+                self.stage_info
+                | "AllStageInfo" >> beam.Flatten()
+                | "CollectStageInfo" >> beam.combiners.ToList()
+                | "WriteStageInfo" >> beam.Map(_write_stage_info, FileSystems.join(root, STAGE_INFO_FILE))
+            )
         return pooled.pipeline
 
 
@@ -148,4 +181,5 @@ def count_written(root: str, num_pools: int) -> dict:
         "dedup": parquet_rows(FileSystems.join(root, DEDUP_DIR)),
         "filtered": parquet_rows(FileSystems.join(root, FILTERED_DIR)),
         "dead_letter": jsonl_rows(FileSystems.join(root, DEAD_LETTER_DIR)),
+        "embeddings": parquet_rows(FileSystems.join(root, EMBEDDINGS_DIR)),
     }

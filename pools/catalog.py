@@ -17,6 +17,7 @@ Views (each row carries `run_id`), built over the registered runs' own files —
     duplicates   RUN/dedup/ (removed_id, kept_id, method, similarity)
     dead_letter  RUN/dead_letter/ (source, line/row, reason, raw)
     filtered     RUN/filtered/ (documents dropped by a configured rule)
+    embeddings   RUN/embeddings/ (id, embedding) when the run embedded documents
 
 Concurrency: DuckDB lets one process write a database file. Writers take the lock file (waiting up
 to `lock_timeout` seconds, then CatalogBusyError) and keep transactions short; readers open the
@@ -45,7 +46,7 @@ DEFAULT_WORKSPACE = "curate-workspace"
 CATALOG_FILE = "catalog.duckdb"
 WORKSPACE_ENV = "CURATE_WORKSPACE"
 SCHEMA_VERSION = 1
-RUN_VIEWS = ("docs", "pools", "pool_stats", "duplicates", "dead_letter", "filtered")
+RUN_VIEWS = ("docs", "pools", "pool_stats", "duplicates", "dead_letter", "filtered", "embeddings")
 
 _TABLES_SQL = [
     "CREATE TABLE IF NOT EXISTS catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -109,6 +110,7 @@ _EMPTY_VIEWS = {
     "NULL::VARCHAR AS reason, NULL::VARCHAR AS raw",
     "filtered": "NULL::VARCHAR AS run_id, NULL::VARCHAR AS id, NULL::VARCHAR AS source, "
     "NULL::VARCHAR AS reason, NULL::DOUBLE AS score",
+    "embeddings": "NULL::VARCHAR AS run_id, NULL::VARCHAR AS id, NULL::FLOAT[] AS embedding",
 }
 
 _DATA_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
@@ -144,6 +146,7 @@ class RunFiles:
     duplicates: list[str] = field(default_factory=list)
     dead_letter: list[str] = field(default_factory=list)
     filtered: list[str] = field(default_factory=list)
+    embeddings: list[str] = field(default_factory=list)
 
     @classmethod
     def scan(cls, run_dir: str | os.PathLike) -> "RunFiles":
@@ -155,14 +158,16 @@ class RunFiles:
             duplicates=_data_files(root / "dedup"),
             dead_letter=_data_files(root / "dead_letter"),
             filtered=_data_files(root / "filtered"),
+            embeddings=_data_files(root / "embeddings"),
         )
 
     def for_view(self, view: str) -> list[str]:
         return {"docs": self.pools, "pool_stats": self.stats, "duplicates": self.duplicates,
-                "dead_letter": self.dead_letter, "filtered": self.filtered}[view]
+                "dead_letter": self.dead_letter, "filtered": self.filtered,
+                "embeddings": self.embeddings}[view]
 
     def all_files(self) -> list[str]:
-        return self.pools + self.stats + self.duplicates + self.dead_letter + self.filtered
+        return self.pools + self.stats + self.duplicates + self.dead_letter + self.filtered + self.embeddings
 
 
 def _data_files(directory: Path, pattern: str = "**/*") -> list[str]:
@@ -458,7 +463,7 @@ def register_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None
 def create_views(con, scans: Sequence[tuple[str, RunFiles]], *, temporary: bool) -> None:
     """Create (or replace) every run view over the given runs' files on `con`."""
     kind = "TEMP VIEW" if temporary else "VIEW"
-    for view in ("docs", "pool_stats", "duplicates", "dead_letter", "filtered"):
+    for view in ("docs", "pool_stats", "duplicates", "dead_letter", "filtered", "embeddings"):
         parts = []
         for run_id, scan in scans:
             parts.extend(_run_selects(view, run_id, scan.for_view(view)))

@@ -37,6 +37,14 @@ def document_schema(feature_names: Sequence[str], extra: Sequence[tuple[str, str
     return pa.schema(fields)
 
 
+def embedding_schema(dtype: str = "float32"):
+    """`embeddings/*.parquet`: one vector per embedded document, joinable by `id`."""
+    import pyarrow as pa
+
+    value = {"float32": pa.float32(), "float16": pa.float16()}[dtype]
+    return pa.schema([pa.field("id", pa.string()), pa.field("embedding", pa.list_(value))])
+
+
 def dedup_schema():
     """`dedup/*.parquet`: which id was removed as a duplicate of which, and why."""
     import pyarrow as pa

@@ -22,7 +22,7 @@ import base64
 import gzip
 import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -167,26 +167,57 @@ def load_default_reference(model_name: str = "all-MiniLM-L6-v2", path: Path = DE
     return decode_int8(data["embeddings"])
 
 
+def parse_reference_lines(lines: Iterable[str | bytes], source: str, field: str = "text",
+                          limit: int | None = None) -> list[str]:
+    """Texts of JSONL reference lines (one JSON object per line; blank lines skipped).
+
+    A line that is not a JSON object with a string ``field`` is a ValueError naming
+    ``source`` and the line number: a reference set is small and hand-made, so a bad line is
+    a mistake to fix, not a record to dead-letter.
+    """
+    texts: list[str] = []
+    for line_no, line in enumerate(lines, 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{source}:{line_no}: not UTF-8 ({exc.reason})") from None
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)[field]
+        except (json.JSONDecodeError, KeyError, TypeError, IndexError):
+            raise ValueError(f"{source}:{line_no}: expected a JSON object with a {field!r} field") from None
+        if not isinstance(value, str):
+            raise ValueError(f"{source}:{line_no}: {field!r} must be a string, got {type(value).__name__}")
+        if value.strip():
+            texts.append(value)
+        if limit is not None and len(texts) >= limit:
+            break
+    if not texts:
+        raise ValueError(f"{source}: no reference texts found (JSONL with a {field!r} field expected)")
+    return texts
+
+
 def read_reference_texts(path: str | Path, field: str = "text", limit: int | None = None) -> list[str]:
-    """Texts of a JSONL (optionally .gz) reference file, one JSON object per line."""
+    """Texts of a local JSONL (optionally .gz) reference file, one JSON object per line."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    texts: list[str] = []
     with opener(path, "rt", encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)[field]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{line_no}: expected a JSON object with a {field!r} field") from exc
-            if isinstance(value, str) and value.strip():
-                texts.append(value)
-            if limit is not None and len(texts) >= limit:
-                break
-    if not texts:
-        raise ValueError(f"{path}: no reference texts found")
-    return texts
+        return parse_reference_lines(f, str(path), field, limit)
+
+
+def ranking_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(score of a random positive > score of a random negative), ties counting half."""
+    positive = np.asarray(positive, dtype=np.float64)
+    negative = np.asarray(negative, dtype=np.float64)
+    if len(positive) == 0 or len(negative) == 0:
+        return float("nan")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([positive, negative]))
+    n_pos = len(positive)
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * len(negative)))
 
 
 def reference_embeddings_from_jsonl(path: str | Path, embedder, field: str = "text", limit: int | None = 5000) -> np.ndarray:
@@ -204,6 +235,8 @@ def prototypicality(embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray
     return (1.0 - sim).astype(np.float32)
 
 
+#: Names of the scores ``combine_scores`` knows (heuristic = the rule-based pool score).
+SCORE_NAMES = ("heuristic", "reference", "prototypicality")
 DEFAULT_SCORE_WEIGHTS = {"heuristic": 0.5, "reference": 0.5, "prototypicality": 0.0}
 
 

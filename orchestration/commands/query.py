@@ -1,6 +1,7 @@
 """curate query: ask the workspace catalog a question in SQL (read-only).
 
-Views (every row has run_id): runs, docs, pools, pool_stats, duplicates, dead_letter, filtered;
+Views (every row has run_id): runs, docs, pools, pool_stats, duplicates, dead_letter, filtered,
+embeddings;
 tables: observations, laws, plans. Only one SELECT is allowed: statements that write, attach,
 copy out, change settings, install/load extensions or read files are refused.
 

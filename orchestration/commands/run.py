@@ -7,10 +7,26 @@ C4 and FineWeb heuristics and buckets them into K pools by score quantile (pool 
 Writes into DIR: pools/pool=K/*.parquet, stats.parquet, dedup/, filtered/, dead_letter/,
 manifest.json (config, versions, input fingerprints, counts that reconcile).
 
+Optional embedding stages (off by default; MiniLM on CPU embeds ~30-40 docs/s per core):
+  --semantic-dedup        embed documents and remove semantic duplicates (SemDeDup: FAISS
+                          k-means, then cosine > 1 - eps within a cluster; dedup rows with
+                          method "semantic", the kept id and the cosine)
+  --embedding-scores      fold embedding scores into the pool score: a reference classifier
+                          (shipped default reference: House of Commons speeches + news) and
+                          prototypicality (distance to the nearest k-means centroid), weighted
+                          with the heuristic score (embedding_scores.weights)
+  --quality-reference F   the same with your own reference: JSONL(.gz), one {"text": ...} per
+                          line, texts that look like the data you want (up to 5000 are used)
+Either writes DIR/embeddings/*.parquet (id, embedding), joinable by id with the pools, and
+adds heuristic_score, reference_score, prototypicality columns to the pools (embedding scores).
+
 Config file (YAML or JSON), any subset of these sections: input (id_field, text_field,
 max_text_bytes, ...), exact_dedup, near_dedup (threshold 0.8, num_perm, shingle_size,
 bands/rows, verify), score (heuristics), filter (drop_failed, min_score), pools (num_pools,
-cut_points, exact_max_docs). Defaults: orchestration/config.py.
+cut_points, exact_max_docs), embed (model, device, precision, mode, cache_dir, write, dtype),
+embedding_scores (reference, negatives, C, weights {heuristic, reference, prototypicality}),
+semantic_dedup (eps 0.1, n_clusters, ranking quality|far|close, max_cluster_size, seed).
+Defaults and what each key means: orchestration/config.py.
 
 Runs are atomic and idempotent: outputs are staged in DIR/_staging-* and published only when
 the whole run succeeded (DIR/_SUCCESS is written last). A second run with the same config,
@@ -59,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-field", metavar="F", help="record field holding the text (default text)")
     parser.add_argument("--max-text-bytes", type=int, metavar="N",
                         help="dead-letter texts larger than N UTF-8 bytes (default 1000000)")
+    parser.add_argument("--semantic-dedup", action="store_true",
+                        help="embed documents and remove semantic duplicates (config semantic_dedup)")
+    parser.add_argument("--embedding-scores", action="store_true",
+                        help="combine embedding quality scores into the pool score (config embedding_scores)")
+    parser.add_argument("--quality-reference", metavar="FILE.jsonl",
+                        help="high-quality reference texts (JSONL with a 'text' field) for the embedding "
+                             "quality classifier; implies --embedding-scores")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing run in DIR (made with another config or inputs)")
     parser.add_argument("--force", action="store_true",
@@ -84,9 +107,15 @@ def _summary(manifest: dict, output: str) -> str:
         return ", ".join(f"{k} {v}" for k, v in c[group].items()) or "none"
 
     ok = "yes" if manifest["reconciliation"]["holds"] else "NO"
+    extra = ""
+    if "semantic_dedup" in manifest:
+        extra += f"; semantic dedup at cosine > {manifest['semantic_dedup']['similarity_threshold']:g}"
+    if "embedding_scores" in manifest:
+        w = manifest["embedding_scores"].get("weights", {})
+        extra += "; pool score = " + " + ".join(f"{v:g} {k}" for k, v in w.items() if v)
     return (f"{c['input_records']} records -> {c['kept']} kept in {len(per_pool)} pools [{pools}]; "
             f"removed: {fmt('removed')}; filtered: {fmt('filtered')}; dead-lettered: {fmt('dead_letter')}; "
-            f"reconciled: {ok}; output: {output}")
+            f"reconciled: {ok}{extra}; output: {output}")
 
 
 def _workspace(args) -> str:
@@ -127,7 +156,9 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("CURATE_DEBUG") != "1":
         logging.getLogger().setLevel(logging.ERROR)  # Beam is chatty at WARNING on import
     config = resolve_config(args.config, pools=args.pools, id_field=args.id_field,
-                            text_field=args.text_field, max_text_bytes=args.max_text_bytes)
+                            text_field=args.text_field, max_text_bytes=args.max_text_bytes,
+                            semantic_dedup=args.semantic_dedup, embedding_scores=args.embedding_scores,
+                            quality_reference=args.quality_reference)
     from orchestration.progress import ProgressMonitor, choose_mode
     from orchestration.runner import execute_job, warn
 
@@ -158,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
                           "catalog_warning": warning, "counts": manifest["counts"],
                           "reconciliation": manifest["reconciliation"],
                           "per_pool": manifest["written_rows"]["per_pool"],
-                          "signature_cache": cache}, indent=2))
+                          "signature_cache": cache,
+                          **{k: manifest[k] for k in ("embeddings", "semantic_dedup", "embedding_scores")
+                             if k in manifest}}, indent=2))
     else:
         print(_summary(manifest, args.output))
     return 0 if manifest["reconciliation"]["holds"] else 1

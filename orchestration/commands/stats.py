@@ -1,7 +1,13 @@
 """Show the per-pool table of a finished run (read from DIR/stats.parquet with DuckDB).
 
 Columns: pool (0 = best), docs, chars, tokens (estimate: whitespace words x 1.3),
-score min/mean/max, and each source's share of the pool's documents.
+score min/mean/max, and each source's share of the pool's documents. Below the table: what
+dedup removed (semantic dedup with its cosine threshold and clusters) and, when embedding
+scores were on, how the pool score was combined and how well the reference classifier
+separated the reference from the corpus.
+
+--json prints {"run", "pools": [rows], "removed", "embeddings", "semantic_dedup",
+"embedding_scores"} (the last three null when those stages were off).
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ HELP = __doc__
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="DIR", help="output directory of `curate run`")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--json", action="store_true", help="print the table and run summary as JSON")
 
 
 def _fmt(value, digits=3):
@@ -37,16 +43,45 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _summary_lines(manifest: dict) -> list[str]:
+    removed = manifest.get("counts", {}).get("removed", {})
+    parts = [f"{k} {v}" for k, v in removed.items()]
+    sem = manifest.get("semantic_dedup")
+    if sem:
+        clusters = sem.get("clusters") or {}
+        parts = [p for p in parts if not p.startswith("semantic ")]
+        parts.append(f"semantic {sem['removed']} (cosine > {sem['similarity_threshold']:g}, ranking "
+                     f"{sem['ranking']}, {clusters.get('n_leaves', '?')} clusters)")
+    lines = ["removed: " + (", ".join(parts) or "none")]
+    es = manifest.get("embedding_scores")
+    if es:
+        weights = " + ".join(f"{w:g} {k}" for k, w in es.get("weights", {}).items() if w)
+        lines.append(f"pool score = ({weights}) / sum |w|; reference {es.get('reference')} "
+                     f"({es.get('n_reference')} texts vs {es.get('n_negatives')} corpus docs, "
+                     f"training AUC {_fmt(es.get('training_auc'))})")
+    emb = manifest.get("embeddings")
+    if emb and emb.get("dir"):
+        lines.append(f"embeddings: {emb['rows_written']} x {emb['model']} ({emb['dtype']}) in {emb['dir']}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     import json
+    import os
 
     from pools.stats import read_stats
 
     rows = read_stats(args.run_dir)
+    with open(os.path.join(args.run_dir, "manifest.json"), encoding="utf-8") as fh:
+        manifest = json.load(fh)
     if args.json:
         for r in rows:
             r["source_share"] = json.loads(r["source_share"] or "{}")
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"run": args.run_dir, "pools": rows,
+                          "removed": manifest.get("counts", {}).get("removed", {}),
+                          **{k: manifest.get(k) for k in ("embeddings", "semantic_dedup", "embedding_scores")}},
+                         indent=2))
     else:
         print(_table(rows))
+        print("\n".join(_summary_lines(manifest)))
     return 0

@@ -139,12 +139,15 @@ def test_pools_ordered_by_score_and_balanced(run_dir):
 
 def test_stats_command_reads_the_table(run_dir, capsys):
     assert main(["stats", str(run_dir), "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    rows = out["pools"]
     assert [r["pool"] for r in rows] == [0, 1, 2, 3]
     assert all(r["score_min"] <= r["score_mean"] <= r["score_max"] for r in rows)
+    assert out["removed"]["exact"] > 0 and out["semantic_dedup"] is None and out["embedding_scores"] is None
     assert main(["stats", str(run_dir)]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:2] == ["pool", "docs"] and len(table) == 5
+    assert table[0].split()[:2] == ["pool", "docs"] and len(table) == 6
+    assert table[5].startswith("removed: exact ")
 
 
 def test_multi_processing_two_workers_gives_identical_results(planted, run_dir, tmp_path):

@@ -1,0 +1,152 @@
+"""Beam stage: embedding-based quality scores and the combined pool score.
+
+``EmbeddingScores`` takes embedded, heuristically scored documents and adds
+
+- ``reference_score``: P(looks like the reference set), a logistic regression on embeddings
+  (``scorers.embedding_quality.ReferenceClassifier``) fitted once per run on the reference
+  embeddings (label 1) and a deterministic id-hash sample of the corpus (label 0);
+- ``prototypicality``: 1 - cosine to the nearest k-means centroid (Sorscher et al. 2022),
+  from the run's shared clustering (``pipelines.semdedup.FitClusters``);
+- ``heuristic_score``: the rule-based score as it was;
+
+and replaces ``score`` (what pools, the keep/drop rule and semantic-dedup ranking read) by
+``combine_scores`` of the three with the configured weights. Scoring stays separate from the
+keep/drop decision: nothing is dropped here.
+
+The reference is the shipped default (MiniLM embeddings) or a JSONL file read through Beam's
+filesystems and embedded on a worker with the run's own embedding settings.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+
+REFERENCE_SCORE = "reference_score"
+PROTOTYPICALITY = "prototypicality"
+HEURISTIC_SCORE = "heuristic_score"
+#: Extra pool-Parquet columns this stage adds (name, schema type).
+SCORE_COLUMNS = ((HEURISTIC_SCORE, "float64"), (REFERENCE_SCORE, "float64"), (PROTOTYPICALITY, "float64"))
+
+
+def read_reference_texts(path: str, field: str = "text", limit: int | None = None) -> list[str]:
+    """Texts of a JSONL(.gz) reference file on any Beam filesystem; ValueError if unusable."""
+    import gzip
+    import io
+
+    from apache_beam.io.filesystems import FileSystems
+
+    from scorers.embedding_quality import parse_reference_lines
+
+    try:
+        with FileSystems.open(path) as fh:  # compression is inferred from the suffix
+            raw = fh.read()
+    except Exception as exc:  # noqa: BLE001 - missing file, bad gzip, permissions: one message
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"cannot read quality reference {path}: {first}") from None
+    if raw[:2] == b"\x1f\x8b":  # gzip not named .gz
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"cannot read quality reference {path}: {exc}") from None
+    return parse_reference_lines(io.BytesIO(raw), path, field, limit)
+
+
+def reference_embeddings(es: dict, embed: dict) -> dict:
+    """{"embeddings", "source", "n_texts"} of the configured reference set."""
+    if es["reference"] is None:
+        from scorers.embedding import DEFAULT_MODEL
+        from scorers.embedding_quality import DEFAULT_REFERENCE_PATH, load_default_reference
+
+        x = load_default_reference(DEFAULT_MODEL)
+        return {"embeddings": x, "source": f"default ({DEFAULT_REFERENCE_PATH.name})", "n_texts": len(x)}
+    from pipelines.embed import quiet_model_loading
+    from scorers.embedding import Embedder
+
+    quiet_model_loading()
+    texts = read_reference_texts(es["reference"], es["reference_field"], es["reference_limit"])
+    embedder = Embedder(embed["model"], device=embed["device"], precision=embed["precision"], mode=embed["mode"])
+    return {"embeddings": embedder.encode(texts), "source": es["reference"], "n_texts": len(texts)}
+
+
+def fit_reference_classifier(negatives: list, reference: dict, C: float, max_negatives: int) -> dict:
+    """Classifier fitted on reference (1) vs corpus sample (0), with its training figures."""
+    from scorers.embedding_quality import ReferenceClassifier, ranking_auc
+
+    rows = sorted(negatives)  # collection order is not deterministic; the fit must be
+    ref = np.asarray(reference["embeddings"], dtype=np.float32)
+    if not rows:  # empty corpus: nothing will be scored
+        return {"classifier": None, "info": {"reference": reference["source"], "n_reference": int(len(ref)),
+                                             "n_negatives": 0}}
+    corpus = np.asarray([r[1] for r in rows], dtype=np.float32)
+    clf = ReferenceClassifier(C=C, max_negatives=max_negatives).fit(ref, corpus)
+    used = min(len(corpus), max_negatives)
+    info = {
+        "reference": reference["source"],
+        "n_reference": int(len(ref)),
+        "n_negatives": int(used),
+        # in-sample: how separable the reference is from this corpus (1.0 = fully)
+        "training_auc": round(ranking_auc(clf.score(ref), clf.score(corpus)), 6),
+        "reference_score_mean_reference": round(float(clf.score(ref).mean()), 6),
+        "reference_score_mean_corpus_sample": round(float(clf.score(corpus).mean()), 6),
+    }
+    return {"classifier": clf, "info": info}
+
+
+class _ScoreDocument(beam.DoFn):
+    def __init__(self, weights: dict, embedding_field: str):
+        self._weights = dict(weights)
+        self._field = embedding_field
+
+    def process(self, doc, fitted, clusters):
+        from scorers.embedding_quality import combine_scores
+
+        x = np.asarray(doc[self._field], dtype=np.float32)
+        reference = float(fitted["classifier"].score(x[None, :])[0])
+        proto = float("nan")
+        if clusters is not None:
+            _, sim = clusters.assign_one(x)
+            proto = 1.0 - float(sim)
+        heuristic = float(doc["score"])
+        combined = combine_scores({"heuristic": heuristic, "reference": reference, "prototypicality": proto},
+                                  self._weights)[0]
+        yield {**doc, HEURISTIC_SCORE: heuristic, REFERENCE_SCORE: reference,
+               PROTOTYPICALITY: None if np.isnan(proto) else proto, "score": float(combined)}
+
+
+class EmbeddingScores(beam.PTransform):
+    """embedded scored docs -> {"documents": re-scored docs, "info": one manifest dict}.
+
+    ``es`` / ``embed``: the resolved ``embedding_scores`` / ``embed`` config sections;
+    ``clusters``: one-element PCollection of a ClusterModel (or None) for prototypicality.
+    """
+
+    def __init__(self, es: dict, embed: dict, clusters, *, seed: int = 0, id_field: str = "id",
+                 embedding_field: str = "embedding"):
+        super().__init__()
+        self._es, self._embed, self._clusters = dict(es), dict(embed), clusters
+        self._seed, self._id_field, self._field = seed, id_field, embedding_field
+
+    def expand(self, docs):
+        from scorers.clustering import in_sample
+
+        es, embed, seed, id_field, field = self._es, self._embed, self._seed, self._id_field, self._field
+        reference = (docs.pipeline
+                     | "ReferenceSpec" >> beam.Create([None])
+                     | "EmbedReference" >> beam.Map(lambda _: reference_embeddings(es, embed)))
+        n_docs = docs | "CountDocs" >> beam.combiners.Count.Globally()
+        negatives = (
+            docs
+            | "NegativeSample" >> beam.Filter(
+                lambda d, n: in_sample(str(d[id_field]), min(1.0, es["negatives"] / max(n, 1)), seed),
+                n=beam.pvalue.AsSingleton(n_docs))
+            | "NegativeRows" >> beam.Map(lambda d: (str(d[id_field]), d[field]))
+            | "CollectNegatives" >> beam.combiners.ToList()
+        )
+        fitted = negatives | "FitClassifier" >> beam.Map(
+            fit_reference_classifier, reference=beam.pvalue.AsSingleton(reference), C=float(es["C"]),
+            max_negatives=int(es["negatives"]))
+        scored = docs | "ScoreDocuments" >> beam.ParDo(
+            _ScoreDocument(es["weights"], field), fitted=beam.pvalue.AsSingleton(fitted),
+            clusters=beam.pvalue.AsSingleton(self._clusters))
+        info = fitted | "Info" >> beam.Map(lambda f: {**f["info"], "weights": dict(es["weights"])})
+        return {"documents": scored, "info": info}
