@@ -224,3 +224,16 @@ def test_embedding_scores_config_is_validated(tmp_path):
     assert config["embedding_scores"]["weights"] == {"reference": 1.0}
     assert config["embed"]["enabled"] and config["embedding_scores"]["enabled"]
     assert config["embedding_scores"]["reference"] == "ref.jsonl"
+
+
+def test_catalog_joins_embeddings_with_documents(reference_run, tmp_path):
+    from pools.catalog import Catalog
+
+    out, manifest = reference_run
+    cat = Catalog(tmp_path / "ws")
+    run_id = cat.register_run(out, status="complete")
+    rows = cat.query(f"SELECT d.id, len(e.embedding), d.reference_score FROM docs d JOIN embeddings e "
+                     f"USING (run_id, id) WHERE run_id = '{run_id}'").rows
+    assert len(rows) == manifest["counts"]["kept"] and {r[1] for r in rows} == {384}
+    empty = cat.query("SELECT count(*) FROM embeddings WHERE run_id = 'none'").rows
+    assert empty == [(0,)]
