@@ -17,7 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-STAGES = {"read": "reading", "minhash": "minhash"}
+STAGES = {"read": "reading", "minhash": "minhash", "embed": "embedding"}
 
 
 def choose_mode(quiet: bool, as_json: bool, stream=None) -> str:
@@ -38,10 +38,18 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def snapshot(state: dict, elapsed: float, total_bytes: int) -> dict:
-    """Progress numbers from the summed worker records: per-stage counts, rates, read fraction, ETA."""
+def snapshot(state: dict, elapsed: float, total_bytes: int, embed_elapsed: float | None = None,
+             embed_base: int = 0) -> dict:
+    """Progress numbers from the summed worker records: per-stage counts, rates, read fraction, ETA.
+
+    ``embed_elapsed``: seconds since embedded documents were first seen, ``embed_base`` how
+    many there were then (the embedding stage, when on, is the slow one: its rate over that
+    window, from 2 s on, and an ETA against the documents that reached MinHash, an upper
+    bound of what is left after dedup, are reported).
+    """
     read = state.get("read", {"records": 0, "bytes": 0})
     sign = state.get("minhash", {"records": 0})
+    embed = state.get("embed", {"records": 0})
     rate = read["records"] / elapsed if elapsed > 0 else 0.0
     fraction = min(1.0, read["bytes"] / total_bytes) if total_bytes else None
     eta = None
@@ -49,11 +57,18 @@ def snapshot(state: dict, elapsed: float, total_bytes: int) -> dict:
         eta = elapsed * (1 - fraction) / fraction
     elif fraction == 1:
         eta = 0.0
-    stage = "minhash" if sign.get("records") else "read"
-    return {"event": "progress", "stage": stage, "elapsed_s": round(elapsed, 1),
-            "records_read": read["records"], "read_fraction": None if fraction is None else round(fraction, 4),
-            "read_rate_per_s": round(rate, 1), "read_eta_s": None if eta is None else round(eta, 1),
-            "docs_signed": sign.get("records", 0)}
+    stage = "embed" if embed.get("records") else "minhash" if sign.get("records") else "read"
+    out = {"event": "progress", "stage": stage, "elapsed_s": round(elapsed, 1),
+           "records_read": read["records"], "read_fraction": None if fraction is None else round(fraction, 4),
+           "read_rate_per_s": round(rate, 1), "read_eta_s": None if eta is None else round(eta, 1),
+           "docs_signed": sign.get("records", 0)}
+    if embed.get("records"):
+        done, upper = embed["records"], max(sign.get("records", 0), embed["records"])
+        embed_rate = ((done - embed_base) / embed_elapsed
+                      if embed_elapsed and embed_elapsed >= 2 and done > embed_base else None)
+        out.update(docs_embedded=done, embed_rate_per_s=None if embed_rate is None else round(embed_rate, 1),
+                   embed_eta_s=None if not embed_rate else round((upper - done) / embed_rate, 1))
+    return out
 
 
 def render(snap: dict) -> str:
@@ -62,6 +77,10 @@ def render(snap: dict) -> str:
             f" at {snap['read_rate_per_s']:,.0f}/s, ETA {_fmt_duration(snap['read_eta_s'])}")
     if snap["docs_signed"]:
         line += f"; minhash {snap['docs_signed']:,} docs"
+    if snap.get("docs_embedded"):
+        rate = snap["embed_rate_per_s"]
+        line += (f"; embedded {snap['docs_embedded']:,} of <= {snap['docs_signed']:,} docs"
+                 f"{'' if rate is None else f' at {rate:,.1f}/s'}, ETA <= {_fmt_duration(snap['embed_eta_s'])}")
     return line
 
 
@@ -90,9 +109,17 @@ class ProgressMonitor:
         reader, stop = ProgressReader(progress_dir), threading.Event()
         start = time.monotonic()
 
+        embed_start: list[tuple[float, int]] = []
+
         def emit(final: bool = False):
-            snap = snapshot(reader.poll(), time.monotonic() - start, self.total_bytes)
-            counts = (snap["records_read"], snap["docs_signed"])
+            state = reader.poll()
+            embedded = state.get("embed", {}).get("records", 0)
+            if embedded and not embed_start:
+                embed_start.append((time.monotonic(), embedded))  # the rate counts from here
+            t0, base = embed_start[0] if embed_start else (None, 0)
+            snap = snapshot(state, time.monotonic() - start, self.total_bytes,
+                            None if t0 is None else time.monotonic() - t0, base)
+            counts = (snap["records_read"], snap["docs_signed"], snap.get("docs_embedded"))
             stale = time.monotonic() - self._last_emit < self.heartbeat_s
             if not final and self.last is not None and counts == self._last_counts and stale:
                 return  # nothing new: no line (tty still ticks for the clock)

@@ -27,6 +27,8 @@ from pipelines.inputs import InputFile
 from pipelines.near_dedup import NearDedup
 from pipelines.normalise import Normalise
 from pipelines.pooling import AssignPools
+from pipelines.progress import ProgressWriter
+from pipelines.runtime import runtime_options
 from pipelines.scoring import KeepDropRule, Score, feature_column
 from pipelines.embedding_scores import SCORE_COLUMNS, EmbeddingScores
 from pipelines.semdedup import FitClusters, SemanticDedup, cluster_info, removed_pair_row
@@ -78,8 +80,9 @@ def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
     embedded, infos = None, []
     if config["embed"]["enabled"]:
         sem, es = config["semantic_dedup"], config["embedding_scores"]
+        runtime = runtime_options(p)
         embedded = (scored | "Embed" >> embed_stage(config["embed"])
-                    | "CountEmbedded" >> beam.Map(_count_embedded))
+                    | "CountEmbedded" >> beam.ParDo(_CountEmbedded(runtime.curate_progress_dir if runtime else None)))
         scored = embedded
         clusters = None
         if sem["enabled"] or es["enabled"]:  # one clustering serves dedup and prototypicality
@@ -174,9 +177,22 @@ class SemanticStage(beam.PTransform):
         return {"documents": routed.documents, "dedup": routed[SEMANTIC_DUPLICATE]}
 
 
-def _count_embedded(doc):
-    counters.inc(counters.EMBEDDED)
-    return doc
+class _CountEmbedded(beam.DoFn):
+    """Counts embedded documents (manifest, rows check) and reports them as progress."""
+
+    def __init__(self, progress_dir: str | None):
+        self.progress_dir = progress_dir
+
+    def setup(self):
+        self.progress = ProgressWriter(self.progress_dir, "embed")
+
+    def process(self, doc):
+        counters.inc(counters.EMBEDDED)
+        self.progress.add(1)
+        yield doc
+
+    def finish_bundle(self):
+        self.progress.flush()
 
 
 def _count_kept(doc):

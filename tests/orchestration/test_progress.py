@@ -35,6 +35,19 @@ def test_snapshot_rate_eta_and_rendering():
     assert snapshot({}, 0.0, 0)["read_eta_s"] is None  # nothing known yet: no made-up ETA
 
 
+def test_embedding_progress_rate_and_eta():
+    state = {"read": {"records": 1000, "bytes": 1000}, "minhash": {"records": 900},
+             "embed": {"records": 300}}
+    snap = snapshot(state, elapsed=100.0, total_bytes=1000, embed_elapsed=10.0, embed_base=100)
+    assert snap["stage"] == "embed" and snap["docs_embedded"] == 300
+    assert snap["embed_rate_per_s"] == 20.0 and snap["embed_eta_s"] == 30.0  # 200 in 10 s; 600 left
+    line = render(snap)
+    assert "embedded 300 of <= 900 docs at 20.0/s, ETA <= 0:30" in line
+    early = snapshot(state, 100.0, 1000, embed_elapsed=0.5, embed_base=300)
+    assert early["embed_rate_per_s"] is None and "ETA <= ?" in render(early)  # no made-up rate
+    assert "docs_embedded" not in snapshot({"minhash": {"records": 5}}, 1.0, 0)
+
+
 def test_modes():
     assert choose_mode(True, True) == "quiet"
     assert choose_mode(False, True) == "json"
