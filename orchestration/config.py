@@ -48,7 +48,9 @@ DEFAULTS: dict = {
         "device": None,  # "cpu", "cuda", ... or None (auto)
         "precision": None,  # "fp32" | "fp16" | "bf16" | None (auto)
         "mode": "sentences",  # "sentences" (mean of sentence embeddings) | "truncate"
-        "cache_dir": None,  # optional embedding cache folder (model id + text hash)
+        # embedding cache folder (model id + text hash); None: WORKSPACE/cache/embeddings
+        # (curate run --cache-dir; 'none' there disables caching)
+        "cache_dir": None,
         "batch_size": 256,  # largest RunInference batch
         # RUN/embeddings/*.parquet: (id, embedding) for every embedded document, joinable by id
         # with the pools (and with dedup rows: removed documents keep their vectors there)

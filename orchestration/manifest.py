@@ -83,7 +83,8 @@ def embeddings_written(config: dict) -> bool:
     return bool(config["embed"]["enabled"] and config["embed"]["write"])
 
 
-def embedding_sections(config: dict, counts: dict, written: dict, stage_info: dict) -> dict:
+def embedding_sections(config: dict, counts: dict, written: dict, stage_info: dict,
+                       cache_dir: str | None = None) -> dict:
     """Manifest sections of the optional embedding stages (absent when they are off)."""
     out: dict = {}
     embed = config["embed"]
@@ -96,6 +97,7 @@ def embedding_sections(config: dict, counts: dict, written: dict, stage_info: di
         "documents": counts.get("embedded", 0),
         "dir": "embeddings/" if embed["write"] else None,
         "rows_written": written.get("embeddings", 0) if embed["write"] else 0,
+        "cache_dir": embed["cache_dir"] or (cache_dir.rstrip("/") + "/embeddings" if cache_dir else None),
     }
     sem, es = config["semantic_dedup"], config["embedding_scores"]
     clusters = stage_info.get("clusters")
@@ -129,7 +131,7 @@ def build_manifest(*, config: dict, inputs: list[dict], counters: dict, written:
         "reconciliation": reconcile(counts),
         "written_rows": {**check_written(counts, written, emb_written),
                          "per_pool": {str(k): v for k, v in written["pools"].items()}},
-        **embedding_sections(config, counts, written, stage_info or {}),
+        **embedding_sections(config, counts, written, stage_info or {}, cache_dir),
         "pools": pool_cuts,
         "near_dedup": {
             **lsh,

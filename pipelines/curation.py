@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines import counters
 from pipelines.embed import EMBEDDING_FIELD, EmbedDocuments
@@ -81,7 +82,8 @@ def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
     if config["embed"]["enabled"]:
         sem, es = config["semantic_dedup"], config["embedding_scores"]
         runtime = runtime_options(p)
-        embedded = (scored | "Embed" >> embed_stage(config["embed"])
+        stage_cache = runtime.curate_cache_dir if runtime else None
+        embedded = (scored | "Embed" >> embed_stage(config["embed"], stage_cache)
                     | "CountEmbedded" >> beam.ParDo(_CountEmbedded(runtime.curate_progress_dir if runtime else None)))
         scored = embedded
         clusters = None
@@ -141,10 +143,16 @@ class _RouteSemantic(beam.DoFn):
         yield _drop_semantic_fields(doc)
 
 
-def embed_stage(e: dict) -> EmbedDocuments:
-    """The `embed` config section -> EmbedDocuments (adds an `embedding` field)."""
+def embed_stage(e: dict, stage_cache_dir: str | None = None) -> EmbedDocuments:
+    """The `embed` config section -> EmbedDocuments (adds an `embedding` field).
+
+    Cache: `embed.cache_dir` if set, else `embeddings/` in the run's stage cache (the
+    workspace cache of `curate run`), so a re-run with other dedup/score settings does not
+    embed the corpus again (keys: model, precision, document mode and text hash).
+    """
+    cache_dir = e["cache_dir"] or (FileSystems.join(stage_cache_dir, "embeddings") if stage_cache_dir else None)
     return EmbedDocuments(e["model"], device=e["device"], precision=e["precision"], mode=e["mode"],
-                          cache_dir=e["cache_dir"], max_batch_size=e["batch_size"],
+                          cache_dir=cache_dir, max_batch_size=e["batch_size"],
                           min_batch_size=min(16, e["batch_size"]))
 
 

@@ -8,6 +8,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# tests that run `curate run` without --workspace must not share caches (MinHash signatures,
+# embeddings) or a catalog with the developer's ./curate-workspace or with earlier test runs
+if "CURATE_WORKSPACE" not in os.environ:
+    import tempfile
+
+    os.environ["CURATE_WORKSPACE"] = tempfile.mkdtemp(prefix="curate-tests-")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CURATE_SHARED", ROOT.parent / "shared"))

@@ -32,7 +32,8 @@ Runs are atomic and idempotent: outputs are staged in DIR/_staging-* and publish
 the whole run succeeded (DIR/_SUCCESS is written last). A second run with the same config,
 inputs and code reuses the published result (--force recomputes it); a killed run leaves no
 visible partial output and the next run into DIR cleans up and completes. One run at a time
-per DIR (a lock). MinHash signatures are cached by content in WORKSPACE/cache (--cache-dir),
+per DIR (a lock). MinHash signatures and embeddings are cached by content in WORKSPACE/cache
+(--cache-dir),
 and the published run is registered in WORKSPACE/catalog.duckdb (--no-catalog to skip).
 Progress goes to stderr (--quiet: none; --json: JSON lines, summary JSON on stdout).
 

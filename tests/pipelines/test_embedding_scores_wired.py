@@ -237,3 +237,29 @@ def test_catalog_joins_embeddings_with_documents(reference_run, tmp_path):
     assert len(rows) == manifest["counts"]["kept"] and {r[1] for r in rows} == {384}
     empty = cat.query("SELECT count(*) FROM embeddings WHERE run_id = 'none'").rows
     assert empty == [(0,)]
+
+
+def test_rerun_with_other_settings_reuses_cached_embeddings(corpus, tmp_path):
+    import pyarrow.parquet as pq
+
+    root, data, _ = corpus
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(data.read_text(encoding="utf-8").splitlines(keepends=True)[:20]), encoding="utf-8")
+    cache = tmp_path / "cache"
+    common = ["--input", str(small), "--semantic-dedup", "--runner=FnApiRunner", "--no-catalog",
+              "--quiet", "--cache-dir", str(cache)]
+    outs = []
+    for eps in (0.1, 0.2):
+        config = _config(root, f"eps{eps}", {"semantic_dedup": {"eps": eps}})
+        out = tmp_path / f"eps{eps}"
+        shards_before = sorted((cache / "embeddings").glob("*.parquet")) if (cache / "embeddings").exists() else []
+        assert main(["run", "--output", str(out), "--config", config, *common]) == 0
+        shards = sorted((cache / "embeddings").glob("*.parquet"))
+        outs.append((out, shards_before, shards))
+    (first, _, shards1), (second, before2, shards2) = outs
+    assert sum(pq.ParquetFile(s).metadata.num_rows for s in shards1) == 20
+    assert shards2 == before2 == shards1  # the second run embedded nothing new
+    manifest = json.loads((second / "manifest.json").read_text())
+    assert manifest["embeddings"]["cache_dir"] == str(cache / "embeddings")
+    a, b = _embeddings(first), _embeddings(second)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
