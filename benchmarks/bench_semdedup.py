@@ -1,15 +1,22 @@
 """Semantic dedup time and peak memory on synthetic 384-d embeddings with planted duplicates.
 
 Compares against exact all-pairs nearest-neighbour search (faiss.IndexFlatIP) on 100k.
-Usage: python benchmarks/bench_semdedup.py [--sizes 100000 1000000] [--out benchmarks/results/semdedup.json]
+``--baseline REV`` also runs the semantic dedup of git revision REV (e.g. the commit before
+a speed-up) on the same data in the same process, so the speed-up is a ratio measured under
+the same machine load.  Each row carries a per-stage breakdown of the wall time.
+Usage: python benchmarks/bench_semdedup.py [--sizes 100000 1000000] [--baseline REV]
+       [--out benchmarks/results/semdedup.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -18,7 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scorers.semdedup import SemDedupConfig, semantic_dedup  # noqa: E402
+import scorers.semdedup as current_semdedup  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DIM = 384
 
@@ -57,26 +66,98 @@ def exact_pairs(x: np.ndarray, threshold: float) -> tuple[set, float]:
     return pairs, dt
 
 
-def run(n: int, with_exact: bool) -> dict:
-    x, src, n_base = synthetic(n)
-    ids = [f"doc{i:08d}" for i in range(n)]
-    cfg = SemDedupConfig()
+def load_baseline(rev: str):
+    """``scorers.semdedup`` (with its ``scorers.clustering``) as of git revision ``rev``."""
+    folder = Path(tempfile.mkdtemp(prefix="semdedup_baseline_"))
+    for name in ("clustering", "semdedup"):
+        text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:scorers/{name}.py"],
+                              capture_output=True, text=True, check=True).stdout
+        text = text.replace("from scorers.clustering import", "from baseline_clustering import")
+        (folder / f"baseline_{name}.py").write_text(text)
+    sys.path.insert(0, str(folder))
+    import baseline_semdedup
+
+    return baseline_semdedup
+
+
+class StageTimer:
+    """Wall time of the pipeline stages, by wrapping the module functions that run them.
+
+    Works on the current and the baseline module alike (same function names).  The
+    dedup phase (grouping by leaf, per-cluster dedup, assembly) is what is left.
+    """
+
+    STAGES = {"sample_mask": "sample selection (id hash)", "fit_on_sample": "k-means fit"}
+
+    def __init__(self, module):
+        self.module, self.seconds, self._undo = module, {}, []
+
+    def _wrap(self, owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - t
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, original))
+
+    def __enter__(self):
+        for name, label in self.STAGES.items():
+            self._wrap(self.module, name, label)
+        self._wrap(self.module.ClusterModel, "assign", "assign (nearest centroid, all docs)")
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+
+    def breakdown(self, total: float) -> dict:
+        out = {k: round(v, 2) for k, v in self.seconds.items()}
+        out["dedup phase + rest (normalise, group, per-cluster, assemble)"] = round(total - sum(self.seconds.values()), 2)
+        return out
+
+
+def traced_peak_mb(module, ids, x, cfg) -> float:
+    """Peak numpy/Python memory of one more run under tracemalloc (kept out of the timing:
+    tracing every allocation slowed the timed run by up to 2x, most in the per-id hashing
+    and the threaded per-cluster loop)."""
     tracemalloc.start()
-    t = time.perf_counter()
-    result = semantic_dedup(ids, x, config=cfg)
-    seconds = time.perf_counter() - t
+    module.semantic_dedup(ids, x, config=cfg)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    return round(peak / 2**20, 1)
+
+
+def run(n: int, with_exact: bool, module=current_semdedup, label: str = "current", data=None,
+        trace: bool = True) -> dict:
+    x, src, n_base = synthetic(n) if data is None else data
+    ids = [f"doc{i:08d}" for i in range(n)]
+    cfg = module.SemDedupConfig()
+    load_before = os.getloadavg()
+    with StageTimer(module) as timer:
+        t = time.perf_counter()
+        result = module.semantic_dedup(ids, x, config=cfg)
+        seconds = time.perf_counter() - t
+    load_after = os.getloadavg()
     planted = {(int(s), n_base + k) for k, s in enumerate(src)}
+    involved = {i for pair in planted for i in pair}
     flagged = set(np.flatnonzero(result.is_duplicate).tolist())
     found = sum(1 for a, b in planted if a in flagged or b in flagged)
     row = {
-        "n_docs": n, "dim": DIM, "eps": cfg.eps, "n_clusters": result.model.n_clusters,
+        "code": label, "n_docs": n, "dim": DIM, "eps": cfg.eps, "n_clusters": result.model.n_clusters,
         "n_leaves": result.model.n_leaves, "seconds": round(seconds, 2),
-        "docs_per_s": round(n / seconds), "numpy_peak_mb": round(peak / 2**20, 1),
+        "docs_per_s": round(n / seconds), "numpy_peak_mb": traced_peak_mb(module, ids, x, cfg) if trace else None,
         "input_mb": round(x.nbytes / 2**20, 1), "n_by_n_matrix_gb": round(n * n * 4 / 2**30, 1),
         "removed": result.n_removed, "planted": len(planted), "planted_found": found,
+        "false_removals": len(flagged - involved),
         "max_tile_elements": result.max_tile_elements,
+        "load_avg_1_5_15_before": [round(v, 2) for v in load_before],
+        "load_avg_1_5_15_after": [round(v, 2) for v in load_after],
+        "stages_s": timer.breakdown(seconds),
     }
     print(json.dumps(row), flush=True)
     if with_exact:
@@ -92,17 +173,32 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--out", default="benchmarks/results/semdedup_cpu.json")
     ap.add_argument("--no-exact", action="store_true", help="skip the all-pairs IndexFlatIP reference")
+    ap.add_argument("--baseline", metavar="REV", help="also run scorers/semdedup.py of this git revision")
+    ap.add_argument("--no-baseline-memory", action="store_true",
+                    help="skip the (slow) traced-memory pass of the baseline")
     args = ap.parse_args()
+    baseline = load_baseline(args.baseline) if args.baseline else None
     rows = []
+
+    def save(meta=None):  # after every row, so partial results survive
+        Path(args.out).write_text(json.dumps({**({"meta": meta} if meta else {}), "runs": rows}, indent=1) + "\n")
+
     for n in args.sizes:
-        row = run(n, with_exact=n <= 100_000 and not args.no_exact)
-        print(json.dumps(row), flush=True)
+        data = synthetic(n)
+        row = run(n, with_exact=n <= 100_000 and not args.no_exact, data=data)
         rows.append(row)
-        Path(args.out).write_text(json.dumps({"runs": rows}, indent=1) + "\n")  # partial results survive
-    meta = {"machine": platform.machine(), "processor": platform.processor(),
+        save()
+        if baseline is not None:
+            old = run(n, with_exact=False, module=baseline, label=f"baseline {args.baseline}", data=data,
+                      trace=not args.no_baseline_memory)
+            old["speedup_current_vs_baseline"] = round(old["seconds"] / row["seconds"], 2)
+            rows.append(old)
+            save()
+        del data
+    meta = {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "note": "shared 2-core machine; other jobs were running"}
-    Path(args.out).write_text(json.dumps({"meta": meta, "runs": rows}, indent=1) + "\n")
+            "note": "shared 2-core machine; other jobs were running (see load_avg_* per row)"}
+    save(meta)
     return 0
 
 

@@ -6,8 +6,11 @@ document is assigned to its nearest centroid.  Clusters whose estimated size exc
 are split by a second, seeded k-means on their own sample points, so the leaves that later
 stages group by stay small enough for one worker.  Leaf ids are plain Python ints.
 
-FAISS is imported lazily; its GPU k-means is used when FAISS sees a GPU, the CPU one
-otherwise (same algorithm, equal up to float tolerance).
+On a CPU the k-means is a seeded Lloyd loop in numpy: its matrix products go through
+numpy's BLAS, which is several times faster than the OpenBLAS bundled with the faiss-cpu
+wheel on CPUs that build does not recognise (it falls back to a generic SSE3 kernel: 12 vs
+60 GFLOP/s on the 2-core benchmark machine).  FAISS is imported lazily and its GPU k-means
+is used when FAISS sees a GPU (same algorithm, different random start).
 """
 from __future__ import annotations
 
@@ -58,8 +61,24 @@ def in_sample(doc_id: str, fraction: float, seed: int = 0) -> bool:
 
 
 def sample_mask(ids: Sequence[str], fraction: float, seed: int = 0) -> np.ndarray:
-    """Boolean mask of the documents that ``in_sample`` keeps."""
-    return np.fromiter((in_sample(i, fraction, seed) for i in ids), dtype=bool, count=len(ids))
+    """Boolean mask of the documents that ``in_sample`` keeps (same rule, vectorised).
+
+    The hash state of the "seed:" prefix is computed once and copied per id, and the
+    digests are compared in numpy: 3x faster than calling ``in_sample`` per id.
+    uint64 -> float64 rounds like Python's int / float, so the mask equals ``in_sample``.
+    """
+    if fraction >= 1.0:
+        return np.ones(len(ids), dtype=bool)
+    prefix = hashlib.blake2b(f"{seed}:".encode("utf-8"), digest_size=8)
+
+    def digest(doc_id) -> bytes:
+        h = prefix.copy()
+        h.update(f"{doc_id}".encode("utf-8"))
+        return h.digest()
+
+    digests = b"".join([digest(i) for i in ids])
+    units = np.frombuffer(digests, dtype=">u8").astype(np.float64) / 2.0**64
+    return units < fraction
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -69,40 +88,128 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def _use_faiss_gpu() -> bool:
-    import faiss
+def as_unit_rows(x: np.ndarray, tol: float = 1e-5) -> np.ndarray:
+    """``normalize_rows(x)``, but ``x`` itself when it already is unit-norm float32.
 
+    Embedders already return unit rows; not copying them saves n * d * 4 bytes (1.5 GB
+    for 1M x 384).  Within ``tol`` the two differ by float rounding only.
+    """
+    x = np.asarray(x)
+    if x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous and len(x):
+        # squared norms in row blocks: no n x d temporary (np.linalg.norm makes one)
+        step = 65536
+        if all(np.abs(np.einsum("ij,ij->i", x[s:s + step], x[s:s + step]) - 1.0).max() <= 2 * tol
+               for s in range(0, len(x), step)):
+            return x
+    return normalize_rows(x)
+
+
+def _use_faiss_gpu() -> bool:
+    try:
+        import faiss
+    except ImportError:  # the CPU k-means is numpy only
+        return False
     return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
 
 
 def spherical_kmeans(x: np.ndarray, k: int, seed: int = 0, niter: int = 20) -> np.ndarray:
     """Unit-norm centroids (k' x d, k' = min(k, len(x))) of a seeded spherical k-means."""
-    import faiss
+    return _spherical_kmeans(normalize_rows(x), k, seed, niter)[0]
 
-    x = normalize_rows(x)
+
+def _spherical_kmeans(x: np.ndarray, k: int, seed: int, niter: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(centroids, nearest centroid of each row of unit ``x``, or None where not computed)."""
     k = max(1, min(int(k), len(x)))
     if k == 1:
-        return normalize_rows(x.mean(axis=0, keepdims=True))
-    km = faiss.Kmeans(
-        x.shape[1], k, niter=niter, seed=seed, spherical=True,
-        # we already chose the training sample; let FAISS use all of it
-        max_points_per_centroid=max(256, math.ceil(len(x) / k) + 1),
-        min_points_per_centroid=1, verbose=False, gpu=_use_faiss_gpu(),
-    )
-    km.train(x)
-    return normalize_rows(km.centroids)
+        return normalize_rows(x.mean(axis=0, keepdims=True)), np.zeros(len(x), dtype=np.int64)
+    search = faiss_nearest(gpu=True) if _use_faiss_gpu() else nearest
+    return _lloyd_spherical(x, k, seed, niter, search)
 
 
-def nearest(x: np.ndarray, centroids: np.ndarray, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """(index, cosine) of the nearest centroid for each row of unit-norm ``x`` (blocked)."""
+def faiss_nearest(gpu: bool = False):
+    """A ``nearest(x, centroids)`` that searches a FAISS IndexFlatIP (on the GPU if asked).
+
+    The k-means loop is the same on every device; only this search (the n x k x d part)
+    moves to FAISS, so GPU and CPU runs pick the same start, handle empty clusters the
+    same way and agree up to float tolerance.  On CPU numpy's BLAS is used instead: the
+    OpenBLAS bundled with faiss-cpu does not recognise this project's CPU and ran ~5x
+    slower than numpy's (benchmarks/results/embed_semdedup.md).
+    """
+    import faiss
+
+    resources = faiss.StandardGpuResources() if gpu else None
+
+    def search(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = np.ascontiguousarray(centroids, dtype=np.float32)
+        index = faiss.GpuIndexFlatIP(resources, c.shape[1]) if gpu else faiss.IndexFlatIP(c.shape[1])
+        index.add(c)
+        sim, idx = index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
+        return idx[:, 0].astype(np.int64), sim[:, 0]
+
+    return search
+
+
+def _lloyd_spherical(x: np.ndarray, k: int, seed: int, niter: int, search=None) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded spherical Lloyd iterations on unit rows ``x``: niter (assign, update) rounds.
+
+    Start: k distinct rows drawn by ``default_rng(seed)``.  An empty cluster is re-seeded
+    with the row worst served by its centroid (deterministic; FAISS instead splits a large
+    cluster with its own RNG).  When an assignment repeats the previous one with no empty
+    cluster, the centroids are a fixed point and the remaining rounds would change nothing,
+    so the loop stops there (same result, less time).  ``search``: the nearest-centroid
+    function (default numpy ``nearest``; ``faiss_nearest(gpu=True)`` on a GPU).  Returns
+    the centroids and the rows' labels with respect to them.
+    """
+    search = search or nearest
+    rng = np.random.default_rng(seed)
+    centroids = x[np.sort(rng.choice(len(x), size=k, replace=False))]
+    labels = None
+    for _ in range(niter):
+        new_labels, sim = search(x, centroids)
+        if labels is not None and np.array_equal(new_labels, labels):
+            return centroids, labels  # fixed point (the previous update had no empty cluster)
+        labels = new_labels
+        sums = _cluster_sums(x, labels, k)
+        empty = np.flatnonzero(np.bincount(labels, minlength=k) == 0)
+        if len(empty):
+            worst = np.argsort(sim, kind="stable")[:len(empty)]
+            sums[empty] = x[worst]
+            labels = None  # the re-seeded centroids are no fixed point yet
+        centroids = normalize_rows(sums)
+    return centroids, search(x, centroids)[0]
+
+
+def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Sum of the rows of each label (k x d float32; zero for an empty label).
+
+    One small gather and sum per label: 10x faster than gathering all rows in label order
+    and ``np.add.reduceat`` (64k x 384 rows, 1000 labels), and no n x d copy.
+    """
+    by_label = np.argsort(labels, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=k)))).tolist()
+    sums = np.zeros((k, x.shape[1]), dtype=np.float32)
+    for c in range(k):
+        if bounds[c + 1] > bounds[c]:
+            np.take(x, by_label[bounds[c]:bounds[c + 1]], axis=0).sum(axis=0, out=sums[c])
+    return sums
+
+
+def nearest(x: np.ndarray, centroids: np.ndarray, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(index, cosine) of the nearest centroid for each row of unit-norm ``x`` (blocked).
+
+    The default block keeps the score tile near 32 MB (8192 rows for 1000 centroids): big
+    enough for BLAS to run at full speed, small enough to stay out of the memory peak.
+    """
+    ct = np.ascontiguousarray(centroids.T, dtype=np.float32)
+    if block is None:
+        block = max(1024, (8 << 20) // max(1, ct.shape[1]))
     idx = np.empty(len(x), dtype=np.int64)
     sim = np.empty(len(x), dtype=np.float32)
-    ct = np.ascontiguousarray(centroids.T, dtype=np.float32)
     for s in range(0, len(x), block):
         scores = x[s:s + block] @ ct
         best = scores.argmax(axis=1)
         idx[s:s + block] = best
-        sim[s:s + block] = scores[np.arange(len(best)), best]
+        sim[s:s + block] = np.take_along_axis(scores, best[:, None], axis=1)[:, 0]
     return idx, sim
 
 
@@ -149,8 +256,9 @@ class ClusterModel:
         if len(sample) == 0:
             raise ValueError("cannot fit clusters on an empty sample")
         n_docs = len(sample) if n_docs is None else n_docs
-        centroids = spherical_kmeans(sample, n_clusters, seed=seed, niter=niter)
-        top, _ = nearest(sample, centroids)
+        centroids, top = _spherical_kmeans(sample, n_clusters, seed, niter)
+        if top is None:
+            top, _ = nearest(sample, centroids)
         scale = n_docs / len(sample)
         subs: dict[int, np.ndarray] = {}
         offsets = np.zeros(len(centroids), dtype=np.int64)

@@ -19,15 +19,19 @@ order-free.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from scorers.clustering import (
     DEFAULT_MAX_CLUSTER_SIZE,
     POINTS_PER_CENTROID,
     ClusterModel,
+    as_unit_rows,
     default_n_clusters,
     normalize_rows,
     sample_fraction,
@@ -105,31 +109,50 @@ class ClusterDedup:
     max_tile_elements: int = 0  # largest similarity tile computed (memory witness)
 
 
-def _max_earlier_similarity(ranked: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, int]:
+#: Rows per product inside a diagonal tile: the strict-lower-triangle mask then touches
+#: only a strip x strip square per product instead of the whole block x block tile.
+DIAGONAL_STRIP = 256
+
+
+def _max_earlier_similarity(
+    ranked: np.ndarray, block: int, strip: int = DIAGONAL_STRIP,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """For row i of ``ranked`` (unit rows), max cosine and argmax over rows j < i.
 
-    Tiles of at most block x block; running max per row.
+    Tiles of at most block x block; running max per row.  The diagonal tile of each row
+    block is done in strips of ``strip`` rows against the columns up to the strip's end,
+    so only earlier columns are computed (half the products of a full tile) and only the
+    strip's own square is masked.  Ties go to the earliest column, as with one argmax.
     """
     n = len(ranked)
     best = np.full(n, -np.inf, dtype=np.float32)
     arg = np.full(n, -1, dtype=np.int64)
     max_tile = 0
+    strip = max(1, min(strip, block))
+    # 0 strictly below the diagonal, -inf on and above: added to a strip's own square
+    mask = np.triu(np.full((strip, strip), -np.inf, dtype=np.float32))
+
+    def merge(r0: int, c0: int, tile: np.ndarray) -> None:
+        col = tile.argmax(axis=1)
+        val = np.take_along_axis(tile, col[:, None], axis=1)[:, 0]
+        r1 = r0 + len(tile)
+        better = val > best[r0:r1]
+        best[r0:r1][better] = val[better]
+        arg[r0:r1][better] = c0 + col[better]
+
     for rs in range(0, n, block):
         re = min(rs + block, n)
         rows = ranked[rs:re]
-        for cs in range(0, re, block):
-            ce = min(cs + block, re)
-            tile = rows @ ranked[cs:ce].T  # (re-rs) x (ce-cs)
+        for cs in range(0, rs, block):  # tiles wholly before the row block
+            tile = rows @ ranked[cs:cs + block].T
             max_tile = max(max_tile, tile.size)
-            if ce > rs:  # diagonal tile: only strictly earlier columns count
-                r_idx = np.arange(rs, re)[:, None]
-                c_idx = np.arange(cs, ce)[None, :]
-                tile[c_idx >= r_idx] = -np.inf
-            col = tile.argmax(axis=1)
-            val = tile[np.arange(len(col)), col]
-            better = val > best[rs:re]
-            best[rs:re][better] = val[better]
-            arg[rs:re][better] = cs + col[better]
+            merge(rs, cs, tile)
+        for a in range(rs, re, strip):  # the diagonal tile, strip by strip
+            b = min(a + strip, re)
+            tile = ranked[a:b] @ ranked[rs:b].T  # (b - a) x (b - rs)
+            max_tile = max(max_tile, tile.size)
+            tile[:, a - rs:] += mask[:b - a, :b - a]
+            merge(a, rs, tile)
     return best, arg, max_tile
 
 
@@ -141,11 +164,13 @@ def dedup_cluster(
     block_size: int = DEFAULT_BLOCK_SIZE,
     max_cluster_size: int | None = DEFAULT_MAX_CLUSTER_SIZE,
     seed: int = 0,
+    normalized: bool = False,
 ) -> ClusterDedup:
     """Mark duplicates inside one cluster.
 
     ``order`` is the ranking (indices into ``embeddings``, best first, e.g. from
     ``rank_order``).  Groups above ``max_cluster_size`` are split by k-means first.
+    ``normalized=True`` promises unit-norm float32 rows and saves a copy.
     """
     n = len(embeddings)
     is_dup = np.zeros(n, dtype=bool)
@@ -153,7 +178,7 @@ def dedup_cluster(
     similarity = np.full(n, np.nan, dtype=np.float32)
     if n == 0:
         return ClusterDedup(is_dup, matched, similarity, 0, 0)
-    x = normalize_rows(embeddings)
+    x = embeddings if normalized else normalize_rows(embeddings)
     order = np.asarray(order, dtype=np.int64)
     groups = [order]
     if max_cluster_size is not None and n > max_cluster_size:
@@ -161,7 +186,7 @@ def dedup_cluster(
     max_tile = 0
     best_all = np.full(n, -np.inf, dtype=np.float32)
     for group in groups:  # groups may overlap (split path): keep each document's maximum
-        best, arg, tile = _max_earlier_similarity(x[group], block_size)
+        best, arg, tile = _max_earlier_similarity(np.take(x, group, axis=0), block_size)
         max_tile = max(max_tile, tile)
         better = (arg >= 0) & (best > best_all[group])
         rows = group[better]
@@ -275,11 +300,21 @@ def dedup_group(
     config: SemDedupConfig,
     quality: np.ndarray | None = None,
     centroid_similarity: np.ndarray | None = None,
+    *,
+    normalized: bool = False,
 ) -> ClusterDedup:
     """Rank one leaf cluster's documents and mark its duplicates (plain and Beam paths)."""
     order = rank_order(ids, config.ranking, quality, centroid_similarity)
     return dedup_cluster(embeddings, order, config.eps, block_size=config.block_size,
-                         max_cluster_size=config.max_cluster_size, seed=config.seed)
+                         max_cluster_size=config.max_cluster_size, seed=config.seed,
+                         normalized=normalized)
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def semantic_dedup(
@@ -288,12 +323,21 @@ def semantic_dedup(
     quality: np.ndarray | None = None,
     config: SemDedupConfig = SemDedupConfig(),
     model: ClusterModel | None = None,
+    *,
+    workers: int | None = None,
 ) -> SemDedupResult:
-    """Semantic dedup of an in-memory corpus (the Beam stage does the same per cluster)."""
+    """Semantic dedup of an in-memory corpus (the Beam stage does the same per cluster).
+
+    Leaf clusters are deduplicated by ``workers`` threads (default: one per CPU), each with
+    a single-threaded BLAS: a ~1000-document cluster is too small a product to share
+    between BLAS threads (on a loaded 2-core machine two BLAS threads were 5-9x slower than
+    one on these products), while clusters are independent, so the result does not depend
+    on the number of workers.
+    """
     ids = [str(i) for i in ids]
     if len(set(ids)) != len(ids):
         raise ValueError("semantic dedup needs unique document ids")
-    x = normalize_rows(embeddings)
+    x = as_unit_rows(embeddings)
     n = len(ids)
     if model is None:
         model = fit_cluster_model(ids, x, config)
@@ -304,19 +348,25 @@ def semantic_dedup(
     q = None if quality is None else np.asarray(quality, dtype=np.float64)
     id_arr = np.asarray(ids, dtype=object)
     n_split, max_tile = 0, 0
+    # one stable sort by leaf; each leaf's documents are then a contiguous slice
     by_leaf = np.argsort(leaf, kind="stable")
     bounds = np.flatnonzero(np.diff(leaf[by_leaf])) + 1
-    for members in np.split(by_leaf, bounds):
-        if len(members) == 0:
-            continue
-        out = dedup_group(list(id_arr[members]), x[members], config,
-                          None if q is None else q[members], csim[members])
-        is_dup[members] = out.is_duplicate
-        has = out.matched >= 0
-        matched[members[has]] = members[out.matched[has]]
-        sim[members] = out.similarity
-        n_split += out.n_subgroups > 1
-        max_tile = max(max_tile, out.max_tile_elements)
-    matched_id = [ids[m] if m >= 0 else None for m in matched]
+    leaves = [m for m in np.split(by_leaf, bounds) if len(m)]
+
+    def dedup_leaf(members: np.ndarray) -> ClusterDedup:
+        return dedup_group(list(id_arr[members]), np.take(x, members, axis=0), config,
+                           None if q is None else q[members], csim[members], normalized=True)
+
+    workers = _default_workers() if workers is None else max(1, int(workers))
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        # map yields in leaf order, so the assembly below is the same for any worker count
+        for members, out in zip(leaves, pool.map(dedup_leaf, leaves)):
+            is_dup[members] = out.is_duplicate
+            has = out.matched >= 0
+            matched[members[has]] = members[out.matched[has]]
+            sim[members] = out.similarity
+            n_split += out.n_subgroups > 1
+            max_tile = max(max_tile, out.max_tile_elements)
+    matched_id = [ids[m] if m >= 0 else None for m in matched.tolist()]
     return SemDedupResult(ids, leaf, csim, is_dup, matched_id, sim, model, config.eps,
                           n_split, max_tile)

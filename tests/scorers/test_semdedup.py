@@ -145,3 +145,28 @@ def test_hot_cluster_is_split_and_memory_stays_far_below_n_squared():
     assert found >= 0.95
     assert out.is_duplicate[:n].mean() < 0.01
     assert np.all(out.matched[n:][out.is_duplicate[n:]] == np.arange(n_dups)[out.is_duplicate[n:]])
+
+
+@pytest.mark.parametrize("n,block,strip", [(700, 1000, 256), (700, 300, 64), (1025, 1024, 256), (513, 512, 512), (50, 16, 5)])
+def test_diagonal_strips_match_brute_force(n, block, strip):
+    rng = np.random.default_rng(n + block + strip)
+    x = unit(rng.normal(size=(n, 24))).astype(np.float32)
+    x[n // 2] = x[n // 3]  # an exact tie: the earlier column must win, as with one argmax
+    x[n // 2 + 1] = x[n // 3]
+    s = x @ x.T
+    best, arg, tile = _max_earlier_similarity(x, block, strip)
+    assert arg[0] == -1 and best[0] == -np.inf
+    for i in range(1, n):
+        assert arg[i] == int(np.argmax(s[i, :i])), i
+        assert best[i] == pytest.approx(s[i, :i].max(), abs=1e-5)
+    assert tile <= block * block
+
+
+def test_worker_count_does_not_change_the_result():
+    ids, x = planted_corpus(seed=4)
+    cfg = SemDedupConfig(eps=0.05, n_clusters=6)
+    one = semantic_dedup(ids, x, config=cfg, workers=1)
+    two = semantic_dedup(ids, x, config=cfg, workers=3)
+    assert np.array_equal(one.is_duplicate, two.is_duplicate)
+    assert one.matched_id == two.matched_id
+    np.testing.assert_array_equal(one.similarity, two.similarity)

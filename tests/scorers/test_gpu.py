@@ -50,3 +50,24 @@ def test_gpu_is_picked_automatically():
     from scorers.embedding import pick_device
 
     assert pick_device(None) == "cuda"
+
+
+def test_faiss_gpu_semantic_dedup_matches_cpu(monkeypatch):
+    faiss = pytest.importorskip("faiss")
+    if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0:
+        pytest.skip("faiss has no GPU support here (install the gpu extra: faiss-gpu)")
+    import scorers.clustering as clustering
+    from scorers.semdedup import SemDedupConfig, semantic_dedup
+
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((200, 384)).astype(np.float32)
+    x = centers[rng.integers(0, 200, 20000)] + rng.standard_normal((20000, 384)).astype(np.float32) * 0.06
+    x[-200:] = x[:200] + rng.standard_normal((200, 384)).astype(np.float32) * 0.005  # planted copies
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"d{i:05d}" for i in range(len(x))]
+    gpu = semantic_dedup(ids, x, config=SemDedupConfig())
+    monkeypatch.setattr(clustering, "_use_faiss_gpu", lambda: False)
+    cpu = semantic_dedup(ids, x, config=SemDedupConfig())
+    same = (gpu.is_duplicate == cpu.is_duplicate).mean()
+    assert same > 0.999, same
+    assert gpu.is_duplicate[-200:].mean() >= 0.95
