@@ -8,9 +8,9 @@ Writes into DIR: pools/pool=K/*.parquet, stats.parquet, dedup/, filtered/, dead_
 manifest.json (config, versions, input fingerprints, counts that reconcile).
 
 Optional embedding stages (off by default; MiniLM on CPU embeds ~30-40 docs/s per core):
-  --semantic-dedup        embed documents and remove semantic duplicates (SemDeDup: FAISS
-                          k-means, then cosine > 1 - eps within a cluster; dedup rows with
-                          method "semantic", the kept id and the cosine)
+  --semantic-dedup        embed documents and remove semantic duplicates (SemDeDup: spherical
+                          k-means, FAISS on a GPU, then cosine > 1 - eps within a cluster;
+                          dedup rows with method "semantic", the kept id and the cosine)
   --embedding-scores      fold embedding scores into the pool score: a reference classifier
                           (shipped default reference: House of Commons speeches + news) and
                           prototypicality (distance to the nearest k-means centroid), weighted
@@ -33,8 +33,8 @@ the whole run succeeded (DIR/_SUCCESS is written last). A second run with the sa
 inputs and code reuses the published result (--force recomputes it); a killed run leaves no
 visible partial output and the next run into DIR cleans up and completes. One run at a time
 per DIR (a lock). MinHash signatures and embeddings are cached by content in WORKSPACE/cache
-(--cache-dir),
-and the published run is registered in WORKSPACE/catalog.duckdb (--no-catalog to skip).
+(--cache-dir), and the published run is registered in WORKSPACE/catalog.duckdb (--no-catalog
+to skip).
 Progress goes to stderr (--quiet: none; --json: JSON lines, summary JSON on stdout).
 
 Standard Apache Beam options pass through, e.g. --runner=FlinkRunner,
