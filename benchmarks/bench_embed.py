@@ -3,6 +3,9 @@
 Same documents (news paragraphs of ~140 tokens), same process, interleaved trials, best of
 ``--trials``.  On a CUDA machine the same script measures the GPU path (fp16).
 Usage: python benchmarks/bench_embed.py [--docs 256] [--trials 2] [--out benchmarks/results/embed_cpu.json]
+       python benchmarks/bench_embed.py --backends-only [--backends-out benchmarks/results/embed_cpu_backends.json]
+(--backends-only: plain encode vs the fast CPU backends of scorers/embedding_backends.py, interleaved,
+with per-document cosine to the fp32 reference in "truncate" and "sentences" modes.)
 """
 from __future__ import annotations
 
@@ -58,6 +61,60 @@ def beam_stage(texts: list[str], device: str) -> float:
         return time.perf_counter() - t
 
 
+def backend_trials(texts: list[str], trials: int, out: str) -> dict:
+    """Plain fp32 encode vs each installed fast backend, interleaved; cosine per document."""
+    import subprocess
+
+    import torch
+
+    from scorers import embedding_backends as eb
+    from scorers.embedding import Embedder
+
+    ref_t = Embedder(device="cpu", mode="truncate")
+    ref_s = Embedder(device="cpu", mode="sentences")
+    plain = ref_t.model
+    backends = [b for b in eb.BACKENDS if b != "torch" and eb.backend_available(b)]
+    paths = {"plain_encode_fp32_bs32": lambda: plain.encode(texts, batch_size=32, normalize_embeddings=True),
+             "curate_torch_truncate": lambda: ref_t.encode(texts),
+             "curate_torch_sentences": lambda: ref_s.encode(texts)}
+    fast = {}
+    for b in backends:
+        for mode in ("truncate", "sentences"):
+            fast[(b, mode)] = Embedder(device="cpu", mode=mode, backend=b)
+            t0 = time.perf_counter()
+            fast[(b, mode)].encode(texts[:8])  # builds (first use) or loads the cached model
+            print(f"{b} {mode}: ready in {time.perf_counter() - t0:.1f} s", flush=True)
+            paths[f"{b}_{mode}"] = (lambda e=fast[(b, mode)]: e.encode(texts))
+    plain.encode(texts[:32])
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    speed: dict[str, list[float]] = {k: [] for k in paths}
+    emb: dict[str, np.ndarray] = {}
+    for _ in range(trials):
+        for name, fn in paths.items():
+            dt, emb[name] = timed(fn)
+            speed[name].append(len(texts) / dt)
+    ref = {"truncate": emb["plain_encode_fp32_bs32"], "sentences": emb["curate_torch_sentences"]}
+    cosine = {}
+    for (b, mode) in fast:
+        c = (emb[f"{b}_{mode}"] * ref[mode]).sum(axis=1)
+        cosine[f"{b}_{mode}"] = {"min": float(c.min()), "median": float(np.median(c)), "p1": float(np.quantile(c, 0.01))}
+    best_plain = max(speed["plain_encode_fp32_bs32"])
+    summary = {
+        "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+        "n_docs": len(texts), "trials": trials,
+        "uptime_before": uptime_before,
+        "docs_per_s_best": {k: round(max(v), 1) for k, v in speed.items()},
+        "ratio_to_plain": {k: round(max(v) / best_plain, 2) for k, v in speed.items()},
+        "docs_per_s_all": {k: [round(x, 1) for x in v] for k, v in speed.items()},
+        "cosine_vs_fp32": cosine,
+        "reference": "truncate: plain SentenceTransformer.encode fp32; sentences: curate torch fp32 sentence mode",
+    }
+    summary["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(json.dumps(summary, indent=1))
+    Path(out).write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
 def main() -> int:
     import torch
 
@@ -67,7 +124,12 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=256)
     ap.add_argument("--trials", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/embed_cpu.json")
+    ap.add_argument("--backends-only", action="store_true", help="only plain encode vs the fast CPU backends")
+    ap.add_argument("--backends-out", default="benchmarks/results/embed_cpu_backends.json")
     args = ap.parse_args()
+    if args.backends_only:
+        backend_trials(paragraphs(args.docs), max(args.trials, 3), args.backends_out)
+        return 0
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     texts = paragraphs(args.docs)

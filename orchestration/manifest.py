@@ -9,6 +9,7 @@ that silently drop files).
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 
 DEAD_LETTER = "dead_letter."
@@ -94,6 +95,7 @@ def embedding_sections(config: dict, counts: dict, written: dict, stage_info: di
 
     out["embeddings"] = {
         "model": embed["model"] or DEFAULT_MODEL, "mode": embed["mode"], "dtype": embed["dtype"],
+        "backend": embed.get("backend") or os.environ.get("CURATE_EMBED_BACKEND") or "torch",
         "documents": counts.get("embedded", 0),
         "dir": "embeddings/" if embed["write"] else None,
         "rows_written": written.get("embeddings", 0) if embed["write"] else 0,

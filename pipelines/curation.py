@@ -152,7 +152,7 @@ def embed_stage(e: dict, stage_cache_dir: str | None = None) -> EmbedDocuments:
     """
     cache_dir = e["cache_dir"] or (FileSystems.join(stage_cache_dir, "embeddings") if stage_cache_dir else None)
     return EmbedDocuments(e["model"], device=e["device"], precision=e["precision"], mode=e["mode"],
-                          cache_dir=cache_dir, max_batch_size=e["batch_size"],
+                          cache_dir=cache_dir, backend=e["backend"], max_batch_size=e["batch_size"],
                           min_batch_size=min(16, e["batch_size"]))
 
 

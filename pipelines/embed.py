@@ -38,6 +38,7 @@ class SentenceTransformerModelHandler(ModelHandler[dict, PredictionResult, Any])
         precision: str | None = None,
         mode: str = "sentences",
         cache_dir: str | None = None,
+        backend: str | None = None,
         text_field: str = "text",
         min_batch_size: int = 16,
         max_batch_size: int = 256,
@@ -48,6 +49,7 @@ class SentenceTransformerModelHandler(ModelHandler[dict, PredictionResult, Any])
         self._precision = precision
         self._mode = mode
         self._cache_dir = cache_dir
+        self._backend = backend
         self._text_field = text_field
         self._batch = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
 
@@ -57,8 +59,8 @@ class SentenceTransformerModelHandler(ModelHandler[dict, PredictionResult, Any])
         quiet_model_loading()
         cache = EmbeddingCache(self._cache_dir) if self._cache_dir else None
         embedder = Embedder(self._model, device=self._device, precision=self._precision,
-                            cache=cache, mode=self._mode)
-        embedder.model  # load now (process-wide cache), not inside the first batch
+                            cache=cache, mode=self._mode, backend=self._backend)
+        embedder.dimension  # load now (process-wide cache, any backend), not inside the first batch
         return embedder
 
     def run_inference(self, batch: Sequence[dict], model, inference_args: Optional[dict] = None
@@ -85,6 +87,7 @@ class EmbedDocuments(beam.PTransform):
         precision: str | None = None,
         mode: str = "sentences",
         cache_dir: str | None = None,
+        backend: str | None = None,
         id_field: str = "id",
         text_field: str = "text",
         embedding_field: str = EMBEDDING_FIELD,
@@ -96,7 +99,7 @@ class EmbedDocuments(beam.PTransform):
         if dtype not in ("float32", "float16"):
             raise ValueError(f"embedding dtype must be float32 or float16, got {dtype!r}")
         self._handler = SentenceTransformerModelHandler(
-            model, device=device, precision=precision, mode=mode, cache_dir=cache_dir,
+            model, device=device, precision=precision, mode=mode, cache_dir=cache_dir, backend=backend,
             text_field=text_field, min_batch_size=min_batch_size, max_batch_size=max_batch_size)
         self._id_field = id_field
         self._embedding_field = embedding_field

@@ -64,7 +64,8 @@ def reference_embeddings(es: dict, embed: dict) -> dict:
 
     quiet_model_loading()
     texts = read_reference_texts(es["reference"], es["reference_field"], es["reference_limit"])
-    embedder = Embedder(embed["model"], device=embed["device"], precision=embed["precision"], mode=embed["mode"])
+    embedder = Embedder(embed["model"], device=embed["device"], precision=embed["precision"], mode=embed["mode"],
+                        backend=embed.get("backend"))
     return {"embeddings": embedder.encode(texts), "source": es["reference"], "n_texts": len(texts)}
 
 

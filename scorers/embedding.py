@@ -162,7 +162,11 @@ class Embedder:
         num_threads: int | None = None,
         mode: str = "sentences",
         max_units: int = DEFAULT_MAX_UNITS,
+        backend: str | None = None,
     ):
+        from scorers.embedding_backends import check_backend, default_backend
+
+        self.backend = check_backend(backend or default_backend())
         if mode not in EMBEDDING_MODES:
             raise ValueError(f"embedding mode must be one of {EMBEDDING_MODES}, got {mode!r}")
         self.mode = mode
@@ -175,12 +179,16 @@ class Embedder:
         self.cache = cache
         self.num_threads = num_threads
         self._model = None
+        if self.backend != "torch":
+            if self.device.startswith("cuda"):
+                raise ValueError(f"embedding backend {self.backend!r} is CPU-only")
+            self.precision = "int8"
 
     @property
     def model_id(self) -> str:
         """Identity used in cache keys and manifests: model, precision and document mode."""
         mode = f"sentences{self.max_units}" if self.mode == "sentences" else "truncate"
-        return f"{self.model_name}|{self.precision}|{mode}"
+        return f"{self.model_name}|{self.precision}|{mode}" + ("" if self.backend == "torch" else f"|{self.backend}")
 
     @property
     def model(self):
@@ -190,6 +198,8 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
+        if self.backend != "torch":
+            return self._fast_encoder().dimension
         get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(get())
 
@@ -221,8 +231,15 @@ class Embedder:
         np.add.at(out, np.asarray(owner, dtype=np.int64), unit_emb)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
+    def _fast_encoder(self):
+        from scorers.embedding_backends import get_encoder
+
+        return get_encoder(self.backend, resolve_model_path(self.model_name), self.num_threads)
+
     def encode_sequences(self, texts: list[str]) -> np.ndarray:
         """One model pass per text (truncated at the model's max length), unit-norm rows."""
+        if self.backend != "torch":
+            return self._fast_encoder().encode(texts, self.batch_tokens)
         import torch
 
         model = self.model
