@@ -73,12 +73,12 @@ def check_quality_reference(config: dict) -> None:
         return
     import hashlib
 
-    from pipelines import fsutil
-    from pipelines.embedding_scores import read_reference_texts
+    from pipelines.embedding_scores import reference_file_bytes, reference_texts
 
     try:
-        read_reference_texts(es["reference"], es["reference_field"], es["reference_limit"])
-        es["reference_sha256"] = hashlib.sha256(fsutil.read_bytes(es["reference"])).hexdigest()
+        raw = reference_file_bytes(es["reference"])
+        reference_texts(raw, es["reference"], es["reference_field"], es["reference_limit"])
+        es["reference_sha256"] = hashlib.sha256(raw).hexdigest()
     except (ValueError, OSError) as exc:
         raise CurateError(str(exc).splitlines()[0]) from None
 

@@ -28,27 +28,35 @@ HEURISTIC_SCORE = "heuristic_score"
 SCORE_COLUMNS = ((HEURISTIC_SCORE, "float64"), (REFERENCE_SCORE, "float64"), (PROTOTYPICALITY, "float64"))
 
 
-def read_reference_texts(path: str, field: str = "text", limit: int | None = None) -> list[str]:
-    """Texts of a JSONL(.gz) reference file on any Beam filesystem; ValueError if unusable."""
+def reference_file_bytes(path: str) -> bytes:
+    """The bytes of a reference file on any Beam filesystem, as stored; ValueError if unreadable."""
+    from pipelines import fsutil
+
+    try:
+        return fsutil.read_bytes(path)
+    except Exception as exc:  # noqa: BLE001 - missing file, permissions: one message
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"cannot read quality reference {path}: {first}") from None
+
+
+def reference_texts(raw: bytes, path: str, field: str = "text", limit: int | None = None) -> list[str]:
+    """Texts of JSONL reference bytes (gzip recognised by its magic bytes, any file name)."""
     import gzip
     import io
 
-    from apache_beam.io.filesystems import FileSystems
-
     from scorers.embedding_quality import parse_reference_lines
 
-    try:
-        with FileSystems.open(path) as fh:  # compression is inferred from the suffix
-            raw = fh.read()
-    except Exception as exc:  # noqa: BLE001 - missing file, bad gzip, permissions: one message
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"cannot read quality reference {path}: {first}") from None
-    if raw[:2] == b"\x1f\x8b":  # gzip not named .gz
+    if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise ValueError(f"cannot read quality reference {path}: {exc}") from None
     return parse_reference_lines(io.BytesIO(raw), path, field, limit)
+
+
+def read_reference_texts(path: str, field: str = "text", limit: int | None = None) -> list[str]:
+    """Texts of a JSONL(.gz) reference file on any Beam filesystem; ValueError if unusable."""
+    return reference_texts(reference_file_bytes(path), path, field, limit)
 
 
 def reference_embeddings(es: dict, embed: dict) -> dict:
@@ -81,14 +89,15 @@ def fit_reference_classifier(negatives: list, reference: dict, C: float, max_neg
     corpus = np.asarray([r[1] for r in rows], dtype=np.float32)
     clf = ReferenceClassifier(C=C, max_negatives=max_negatives).fit(ref, corpus)
     used = min(len(corpus), max_negatives)
+    ref_scores, corpus_scores = clf.score(ref), clf.score(corpus)
     info = {
         "reference": reference["source"],
         "n_reference": int(len(ref)),
         "n_negatives": int(used),
         # in-sample: how separable the reference is from this corpus (1.0 = fully)
-        "training_auc": round(ranking_auc(clf.score(ref), clf.score(corpus)), 6),
-        "reference_score_mean_reference": round(float(clf.score(ref).mean()), 6),
-        "reference_score_mean_corpus_sample": round(float(clf.score(corpus).mean()), 6),
+        "training_auc": round(ranking_auc(ref_scores, corpus_scores), 6),
+        "reference_score_mean_reference": round(float(ref_scores.mean()), 6),
+        "reference_score_mean_corpus_sample": round(float(corpus_scores.mean()), 6),
     }
     return {"classifier": clf, "info": info}
 
@@ -128,21 +137,15 @@ class EmbeddingScores(beam.PTransform):
         self._seed, self._id_field, self._field = seed, id_field, embedding_field
 
     def expand(self, docs):
-        from scorers.clustering import in_sample
+        from pipelines.semdedup import HashSampleRows
 
-        es, embed, seed, id_field, field = self._es, self._embed, self._seed, self._id_field, self._field
+        es, embed, field = self._es, self._embed, self._field
         reference = (docs.pipeline
                      | "ReferenceSpec" >> beam.Create([None])
                      | "EmbedReference" >> beam.Map(lambda _: reference_embeddings(es, embed)))
-        n_docs = docs | "CountDocs" >> beam.combiners.Count.Globally()
-        negatives = (
-            docs
-            | "NegativeSample" >> beam.Filter(
-                lambda d, n: in_sample(str(d[id_field]), min(1.0, es["negatives"] / max(n, 1)), seed),
-                n=beam.pvalue.AsSingleton(n_docs))
-            | "NegativeRows" >> beam.Map(lambda d: (str(d[id_field]), d[field]))
-            | "CollectNegatives" >> beam.combiners.ToList()
-        )
+        negatives, _ = docs | "NegativeSample" >> HashSampleRows(
+            lambda n: min(1.0, es["negatives"] / max(n, 1)), self._seed, id_field=self._id_field,
+            embedding_field=field)
         fitted = negatives | "FitClassifier" >> beam.Map(
             fit_reference_classifier, reference=beam.pvalue.AsSingleton(reference), C=float(es["C"]),
             max_negatives=int(es["negatives"]))

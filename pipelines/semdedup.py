@@ -61,6 +61,33 @@ class _DedupCluster(beam.DoFn):
                    "semdedup_similarity": None if np.isnan(sim) else sim}
 
 
+class HashSampleRows(beam.PTransform):
+    """docs -> one-element PCollection: [(id, vector)] of a deterministic id-hash sample.
+
+    ``fraction(n)`` gives the share to keep from the number of documents n (a side input),
+    so the sample is the same whatever the runner, worker count or input order.
+    """
+
+    def __init__(self, fraction, seed: int, *, id_field: str = "id", embedding_field: str = "embedding"):
+        super().__init__()
+        self._fraction, self._seed = fraction, seed
+        self._id_field, self._embedding_field = id_field, embedding_field
+
+    def expand(self, docs):
+        from scorers.clustering import in_sample
+
+        fraction, seed, id_field, field = self._fraction, self._seed, self._id_field, self._embedding_field
+        n_docs = docs | "CountDocs" >> beam.combiners.Count.Globally()
+        rows = (
+            docs
+            | "HashSample" >> beam.Filter(lambda d, n: in_sample(str(d[id_field]), fraction(n), seed),
+                                          n=beam.pvalue.AsSingleton(n_docs))
+            | "SampleRows" >> beam.Map(lambda d: (str(d[id_field]), d[field]))
+            | "CollectSample" >> beam.combiners.ToList()
+        )
+        return rows, n_docs
+
+
 class FitClusters(beam.PTransform):
     """embedded docs -> a one-element PCollection: the fitted ClusterModel (None if no docs).
 
@@ -76,18 +103,10 @@ class FitClusters(beam.PTransform):
         self._embedding_field = embedding_field
 
     def expand(self, docs):
-        config, id_field, field = self._config, self._id_field, self._embedding_field
-        from scorers.clustering import in_sample
-
-        n_docs = docs | "CountDocs" >> beam.combiners.Count.Globally()
-        sample = (
-            docs
-            | "HashSample" >> beam.Filter(
-                lambda d, n: in_sample(str(d[id_field]), training_fraction(n, config), config.seed),
-                n=beam.pvalue.AsSingleton(n_docs))
-            | "SampleRows" >> beam.Map(lambda d: (str(d[id_field]), d[field]))
-            | "CollectSample" >> beam.combiners.ToList()
-        )
+        config = self._config
+        sample, n_docs = docs | "Sample" >> HashSampleRows(
+            lambda n: training_fraction(n, config), config.seed, id_field=self._id_field,
+            embedding_field=self._embedding_field)
 
         def fit(rows, n):
             if n == 0:
