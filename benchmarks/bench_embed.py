@@ -105,6 +105,11 @@ def backend_trials(texts: list[str], trials: int, out: str) -> dict:
         "uptime_before": uptime_before,
         "docs_per_s_best": {k: round(max(v), 1) for k, v in speed.items()},
         "ratio_to_plain": {k: round(max(v) / best_plain, 2) for k, v in speed.items()},
+        "docs_per_s_median": {k: round(float(np.median(v)), 1) for k, v in speed.items()},
+        # each trial's ratio to the plain encode run just before it: robust to slow drifts in load
+        "ratio_to_plain_median_of_trials": {
+            k: round(float(np.median(np.asarray(v) / np.asarray(speed["plain_encode_fp32_bs32"]))), 2)
+            for k, v in speed.items()},
         "docs_per_s_all": {k: [round(x, 1) for x in v] for k, v in speed.items()},
         "cosine_vs_fp32": cosine,
         "reference": "truncate: plain SentenceTransformer.encode fp32; sentences: curate torch fp32 sentence mode",

@@ -47,7 +47,7 @@ DEFAULTS: dict = {
         "model": None,
         "device": None,  # "cpu", "cuda", ... or None (auto)
         "precision": None,  # "fp32" | "fp16" | "bf16" | None (auto)
-        # "torch" | "openvino-int8" (CPU int8, extra fast-cpu: ~2.8x, cosine >= 0.99 to fp32)
+        # "torch" | "openvino-int8" (CPU int8, extra fast-cpu: ~3x, cosine >= 0.99 to fp32)
         # | None ($CURATE_EMBED_BACKEND, else torch)
         "backend": None,
         "mode": "sentences",  # "sentences" (mean of sentence embeddings) | "truncate"

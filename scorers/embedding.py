@@ -164,7 +164,7 @@ class Embedder:
         max_units: int = DEFAULT_MAX_UNITS,
         backend: str | None = None,
     ):
-        from scorers.embedding_backends import check_backend, default_backend
+        from scorers.embedding_backends import OPENVINO_BATCH_TOKENS, check_backend, default_backend
 
         self.backend = check_backend(backend or default_backend())
         if mode not in EMBEDDING_MODES:
@@ -174,8 +174,11 @@ class Embedder:
         self.model_name = model or DEFAULT_MODEL
         self.device = pick_device(device)
         self.precision = pick_precision(self.device, precision)
-        self.batch_tokens = batch_tokens or (
-            DEFAULT_GPU_BATCH_TOKENS if self.device.startswith("cuda") else DEFAULT_CPU_BATCH_TOKENS)
+        if self.backend != "torch":
+            default_tokens = OPENVINO_BATCH_TOKENS
+        else:
+            default_tokens = DEFAULT_GPU_BATCH_TOKENS if self.device.startswith("cuda") else DEFAULT_CPU_BATCH_TOKENS
+        self.batch_tokens = batch_tokens or default_tokens
         self.cache = cache
         self.num_threads = num_threads
         self._model = None

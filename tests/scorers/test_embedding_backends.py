@@ -69,3 +69,19 @@ def test_int8_deterministic_and_order_independent(real_texts):
     np.testing.assert_allclose(a, c, atol=2e-3)  # different batch composition, same documents
     assert fast.dimension == 384
     assert fast.encode([]).shape == (0, 384)
+
+
+@needs_ov
+def test_int8_shared_encoder_across_threads(real_texts):
+    """Beam runs several DoFn threads on one process-wide encoder: each gets its own request
+    queue, and every thread's rows come back where they belong (same as a lone call)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast = Embedder(device="cpu", mode="truncate", backend="openvino-int8")
+    chunks = [real_texts[i::4] for i in range(4)]
+    alone = [fast.encode(c) for c in chunks]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(fast.encode, chunks * 2))
+    for i, got in enumerate(together):
+        np.testing.assert_array_equal(got, alone[i % 4])
+    assert fast.batch_tokens == eb.OPENVINO_BATCH_TOKENS
