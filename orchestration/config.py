@@ -169,6 +169,15 @@ def _validate_semantic(embed: dict, sem: dict) -> None:
         raise CurateError(f"config: embed.precision must be fp32, fp16, bf16 or null, got {embed['precision']!r}")
     if embed["backend"] not in (None, "torch", "openvino-int8"):
         raise CurateError(f"config: embed.backend must be torch, openvino-int8 or null, got {embed['backend']!r}")
+    if embed["enabled"] and embed["backend"] == "openvino-int8":
+        from scorers.embedding_backends import backend_available
+
+        if isinstance(embed["device"], str) and embed["device"].startswith("cuda"):
+            raise CurateError("config: embed.backend openvino-int8 runs on CPU only; "
+                              f"it cannot be combined with embed.device {embed['device']!r}")
+        if not backend_available("openvino-int8"):
+            raise CurateError("config: embed.backend openvino-int8 needs the packages openvino and nncf: "
+                              "pip install 'curate[fast-cpu]' (or use embed.backend torch)")
     if embed["mode"] not in ("sentences", "truncate"):
         raise CurateError(f"config: embed.mode must be 'sentences' or 'truncate', got {embed['mode']!r}")
     _number(embed["batch_size"], "embed.batch_size", lo=1, integer=True)
@@ -269,11 +278,14 @@ def validate(config: dict) -> dict:
 def resolve_config(path: str | None = None, *, pools: int | None = None, id_field: str | None = None,
                    text_field: str | None = None, max_text_bytes: int | None = None,
                    semantic_dedup: bool = False, embedding_scores: bool = False,
-                   quality_reference: str | None = None) -> dict:
+                   quality_reference: str | None = None, embed_backend: str | None = None) -> dict:
     """DEFAULTS <- config file <- command-line overrides, validated.
 
     ``semantic_dedup`` / ``embedding_scores`` switch those stages on (and ``embed`` with
     them); ``quality_reference`` also switches embedding scores on, with that reference file.
+    ``embed_backend`` overrides ``embed.backend``; when embedding is on, a backend left null is
+    resolved here ($CURATE_EMBED_BACKEND, else torch), so the run fingerprint and the workers
+    see the backend actually used.
     """
     config = _merge(DEFAULTS, read_config_file(path)) if path else copy.deepcopy(DEFAULTS)
     if quality_reference is not None:
@@ -298,4 +310,10 @@ def resolve_config(path: str | None = None, *, pools: int | None = None, id_fiel
         config["input"]["text_field"] = text_field
     if max_text_bytes is not None:
         config["input"]["max_text_bytes"] = max_text_bytes
+    if embed_backend is not None:
+        config["embed"]["backend"] = embed_backend
+    if config["embed"]["enabled"] is True and config["embed"]["backend"] is None:
+        from scorers.embedding_backends import default_backend
+
+        config["embed"]["backend"] = default_backend()
     return validate(config)

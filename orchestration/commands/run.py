@@ -17,13 +17,15 @@ Optional embedding stages (off by default; MiniLM on CPU embeds ~30-40 docs/s pe
                           with the heuristic score (embedding_scores.weights)
   --quality-reference F   the same with your own reference: JSONL(.gz), one {"text": ...} per
                           line, texts that look like the data you want (up to 5000 are used)
+  --embed-backend B       torch (default) or openvino-int8: CPU int8, ~3x faster (~100 docs/s on
+                          2 cores), cosine >= 0.99 to fp32; pip install 'curate[fast-cpu]'
 Either writes DIR/embeddings/*.parquet (id, embedding), joinable by id with the pools, and
 adds heuristic_score, reference_score, prototypicality columns to the pools (embedding scores).
 
 Config file (YAML or JSON), any subset of these sections: input (id_field, text_field,
 max_text_bytes, ...), exact_dedup, near_dedup (threshold 0.8, num_perm, shingle_size,
 bands/rows, verify), score (heuristics), filter (drop_failed, min_score), pools (num_pools,
-cut_points, exact_max_docs), embed (model, device, precision, mode, cache_dir, write, dtype),
+cut_points, exact_max_docs), embed (model, device, precision, backend, mode, cache_dir, write, dtype),
 embedding_scores (reference, negatives, C, weights {heuristic, reference, prototypicality}),
 semantic_dedup (eps 0.1, n_clusters, ranking quality|far|close, max_cluster_size, seed).
 Defaults and what each key means: orchestration/config.py.
@@ -83,6 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality-reference", metavar="FILE.jsonl",
                         help="high-quality reference texts (JSONL with a 'text' field) for the embedding "
                              "quality classifier; implies --embedding-scores")
+    parser.add_argument("--embed-backend", choices=("torch", "openvino-int8"),
+                        help="embedding backend: torch (default; fp32 on CPU, fp16 on a GPU) or openvino-int8 "
+                             "(CPU int8, ~3x faster, cosine >= 0.99 to fp32; needs pip install 'curate[fast-cpu]'); "
+                             "default: config embed.backend, else $CURATE_EMBED_BACKEND, else torch")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing run in DIR (made with another config or inputs)")
     parser.add_argument("--force", action="store_true",
@@ -159,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(args.config, pools=args.pools, id_field=args.id_field,
                             text_field=args.text_field, max_text_bytes=args.max_text_bytes,
                             semantic_dedup=args.semantic_dedup, embedding_scores=args.embedding_scores,
-                            quality_reference=args.quality_reference)
+                            quality_reference=args.quality_reference, embed_backend=args.embed_backend)
     from orchestration.progress import ProgressMonitor, choose_mode
     from orchestration.runner import execute_job, warn
 

@@ -90,3 +90,45 @@ def test_config_overrides_and_cut_points(tmp_path):
     assert cfg["pools"]["num_pools"] == 3 and cfg["filter"]["drop_failed"] == ["c4"]
     with pytest.raises(CurateError, match="contradicts"):
         resolve_config(str(cuts), pools=5)
+
+
+def test_embed_backend_resolved_into_the_config(monkeypatch):
+    """A null embed.backend is fixed at resolution time from $CURATE_EMBED_BACKEND, so the run
+    fingerprint changes with the backend (no reuse of a torch run for an int8 request) and
+    remote workers get the backend explicitly; without embedding the variable changes nothing."""
+    from orchestration.config import resolve_config
+    from orchestration.errors import CurateError
+    from orchestration.fingerprint import run_fingerprint
+    from scorers import embedding_backends as eb
+
+    monkeypatch.delenv(eb.BACKEND_ENV, raising=False)
+    plain = resolve_config(semantic_dedup=True)
+    assert plain["embed"]["backend"] == "torch"
+    no_embed = resolve_config()
+    monkeypatch.setattr(eb, "backend_available", lambda name: True)
+    monkeypatch.setenv(eb.BACKEND_ENV, "openvino-int8")
+    from_env = resolve_config(semantic_dedup=True)
+    assert from_env["embed"]["backend"] == "openvino-int8"
+    assert run_fingerprint(from_env, [])["run"] != run_fingerprint(plain, [])["run"]
+    assert resolve_config() == no_embed  # embedding off: the variable does not matter
+    assert resolve_config(semantic_dedup=True, embed_backend="torch")["embed"]["backend"] == "torch"
+
+    monkeypatch.setattr(eb, "backend_available", lambda name: name == "torch")
+    with pytest.raises(CurateError, match=r"fast-cpu"):
+        resolve_config(semantic_dedup=True, embed_backend="openvino-int8")
+
+
+def test_embed_backend_flag_and_gpu_conflict(tmp_path, monkeypatch):
+    from orchestration.cli import build_parser
+    from orchestration.config import resolve_config
+    from orchestration.errors import CurateError
+    from scorers import embedding_backends as eb
+
+    args = build_parser().parse_args(["run", "--input", "x.jsonl", "--output", str(tmp_path / "r"),
+                                      "--semantic-dedup", "--embed-backend", "openvino-int8"])
+    assert args.embed_backend == "openvino-int8"
+    monkeypatch.setattr(eb, "backend_available", lambda name: True)
+    cfg = tmp_path / "gpu.yaml"
+    cfg.write_text("embed:\n  device: cuda\n")
+    with pytest.raises(CurateError, match="CPU only"):
+        resolve_config(str(cfg), semantic_dedup=True, embed_backend="openvino-int8")

@@ -149,3 +149,24 @@ def test_semantic_dedup_requires_embed(tmp_path):
     path.write_text(json.dumps({"embed": {"modle": "x"}}))
     with pytest.raises(CurateError, match="unknown key 'embed.modle'"):
         resolve_config(str(path))
+
+
+def test_int8_backend_through_the_cli(corpus, runs, tmp_path):
+    """`--embed-backend openvino-int8` runs the same stage on the int8 model (extra fast-cpu):
+    the manifest says which backend embedded, and the planted copies are still found."""
+    from scorers import embedding_backends as eb
+
+    assert runs["on"][1]["config"]["embed"]["backend"] == "torch"  # resolved, not null
+    assert runs["on"][1]["embeddings"]["backend"] == "torch"
+    if not eb.backend_available("openvino-int8"):
+        pytest.skip("openvino/nncf not installed (extra fast-cpu)")
+    data, planted, root = corpus
+    out = tmp_path / "int8"
+    assert main(["run", "--input", str(data), "--output", str(out), "--config", _config(root, "on", True),
+                 "--embed-backend", "openvino-int8", *RUNNER]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["embed"]["backend"] == "openvino-int8"
+    assert manifest["embeddings"]["backend"] == "openvino-int8"
+    assert manifest["reconciliation"]["holds"] is True
+    found = {r[0] if r[0] in planted else r[1] for r in _dedup_rows(out) if r[2] == "semantic"}
+    assert len(found & set(planted)) >= N_PLANTED - 1, sorted(found)
