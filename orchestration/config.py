@@ -167,10 +167,12 @@ def _validate_semantic(embed: dict, sem: dict) -> None:
         _optional_str(embed[key], f"embed.{key}")
     if embed["precision"] not in (None, "fp32", "fp16", "bf16"):
         raise CurateError(f"config: embed.precision must be fp32, fp16, bf16 or null, got {embed['precision']!r}")
-    if embed["backend"] not in (None, "torch", "openvino-int8"):
-        raise CurateError(f"config: embed.backend must be torch, openvino-int8 or null, got {embed['backend']!r}")
+    from scorers.embedding_backends import BACKENDS, backend_available
+
+    if embed["backend"] is not None and embed["backend"] not in BACKENDS:
+        raise CurateError(f"config: embed.backend must be one of {', '.join(BACKENDS)} or null, "
+                          f"got {embed['backend']!r}")
     if embed["enabled"] and embed["backend"] == "openvino-int8":
-        from scorers.embedding_backends import backend_available
 
         if isinstance(embed["device"], str) and embed["device"].startswith("cuda"):
             raise CurateError("config: embed.backend openvino-int8 runs on CPU only; "

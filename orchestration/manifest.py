@@ -9,7 +9,6 @@ that silently drop files).
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import platform
 
 DEAD_LETTER = "dead_letter."
@@ -92,10 +91,11 @@ def embedding_sections(config: dict, counts: dict, written: dict, stage_info: di
     if not embed["enabled"]:
         return out
     from scorers.embedding import DEFAULT_MODEL
+    from scorers.embedding_backends import default_backend
 
     out["embeddings"] = {
         "model": embed["model"] or DEFAULT_MODEL, "mode": embed["mode"], "dtype": embed["dtype"],
-        "backend": embed.get("backend") or os.environ.get("CURATE_EMBED_BACKEND") or "torch",
+        "backend": embed.get("backend") or default_backend(),
         "documents": counts.get("embedded", 0),
         "dir": "embeddings/" if embed["write"] else None,
         "rows_written": written.get("embeddings", 0) if embed["write"] else 0,

@@ -85,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality-reference", metavar="FILE.jsonl",
                         help="high-quality reference texts (JSONL with a 'text' field) for the embedding "
                              "quality classifier; implies --embedding-scores")
+    # literal, not scorers.embedding_backends.BACKENDS: building the parser must not import numpy
     parser.add_argument("--embed-backend", choices=("torch", "openvino-int8"),
                         help="embedding backend: torch (default; fp32 on CPU, fp16 on a GPU) or openvino-int8 "
                              "(CPU int8, ~3x faster, cosine >= 0.99 to fp32; needs pip install 'curate[fast-cpu]'); "

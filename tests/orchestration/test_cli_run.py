@@ -127,6 +127,9 @@ def test_embed_backend_flag_and_gpu_conflict(tmp_path, monkeypatch):
     args = build_parser().parse_args(["run", "--input", "x.jsonl", "--output", str(tmp_path / "r"),
                                       "--semantic-dedup", "--embed-backend", "openvino-int8"])
     assert args.embed_backend == "openvino-int8"
+    action = next(a for a in build_parser()._subparsers._group_actions[0].choices["run"]._actions
+                  if a.dest == "embed_backend")
+    assert tuple(action.choices) == eb.BACKENDS  # the CLI's literal list follows the backends
     monkeypatch.setattr(eb, "backend_available", lambda name: True)
     cfg = tmp_path / "gpu.yaml"
     cfg.write_text("embed:\n  device: cuda\n")
