@@ -49,7 +49,7 @@ def beam_stage(texts: list[str], device: str) -> float:
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from pipelines.embed import EmbedDocuments
+    from curate.pipelines.embed import EmbedDocuments
 
     docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,8 +67,8 @@ def backend_trials(texts: list[str], trials: int, out: str) -> dict:
 
     import torch
 
-    from scorers import embedding_backends as eb
-    from scorers.embedding import Embedder
+    from curate.scorers import embedding_backends as eb
+    from curate.scorers.embedding import Embedder
 
     ref_t = Embedder(device="cpu", mode="truncate")
     ref_s = Embedder(device="cpu", mode="sentences")
@@ -123,7 +123,7 @@ def backend_trials(texts: list[str], trials: int, out: str) -> dict:
 def main() -> int:
     import torch
 
-    from scorers.embedding import Embedder
+    from curate.scorers.embedding import Embedder
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--docs", type=int, default=256)
@@ -145,7 +145,7 @@ def main() -> int:
     if cuda:  # the plain baseline in fp32 needs its own model object
         from sentence_transformers import SentenceTransformer
 
-        from scorers.embedding import resolve_model_path
+        from curate.scorers.embedding import resolve_model_path
 
         plain32 = SentenceTransformer(resolve_model_path(), device="cuda")
     naive_model = plain32 or model

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from laws.data_constrained import PUBLISHED, ChinchillaLaw, DataConstrainedLaw, chinchilla_loss
-from laws.fitting import CHINCHILLA_START_GRID
+from curate.laws.data_constrained import PUBLISHED, ChinchillaLaw, DataConstrainedLaw, chinchilla_loss
+from curate.laws.fitting import CHINCHILLA_START_GRID
 
 TRUE = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 ROOT = Path(__file__).resolve().parents[1]

@@ -202,8 +202,8 @@ def ensure_datatrove_venv(venv: Path) -> str:
 def curate_lsh() -> tuple[int, int, int]:
     """curate's default shingle size and (bands, rows), so DataTrove hashes alike."""
     sys.path.insert(0, str(ROOT))
-    from orchestration.config import DEFAULTS
-    from scorers.minhash import lsh_params
+    from curate.orchestration.config import DEFAULTS
+    from curate.scorers.minhash import lsh_params
 
     near = DEFAULTS["near_dedup"]
     bands, rows = near["bands"], near["rows"]
@@ -262,7 +262,7 @@ def _datatrove_step_seconds(logs: Path) -> dict:
 def scorer_alone(inputs: Path, limit: int | None = None) -> dict:
     """docs/s of scorers.heuristics.HeuristicScorer alone, in this process (one core)."""
     sys.path.insert(0, str(ROOT))
-    from scorers.heuristics import HeuristicScorer
+    from curate.scorers.heuristics import HeuristicScorer
 
     scorer = HeuristicScorer()
     out = {}
@@ -295,7 +295,7 @@ def verdict_agreement(inputs: Path, datatrove_output: Path) -> dict:
     C4 and FineWeb do), which isolates that deliberate difference.
     """
     sys.path.insert(0, str(ROOT))
-    from scorers.heuristics import HeuristicScorer
+    from curate.scorers.heuristics import HeuristicScorer
 
     verdicts = {}
     for path in sorted(datatrove_output.rglob("*.jsonl.gz")):

@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from laws.planner import plan_mixture, plan_sweep  # noqa: E402
-from laws.planner_objectives import QQTObjective  # noqa: E402
-from laws.qqt import QQTLaw  # noqa: E402
+from curate.laws.planner import plan_mixture, plan_sweep  # noqa: E402
+from curate.laws.planner_objectives import QQTObjective  # noqa: E402
+from curate.laws.qqt import QQTLaw  # noqa: E402
 
 TMARS = dict(a=0.025, d=0.1, b=[-0.16, -0.125, -0.1, -0.085],
              tau=[6.7272727272727275, 8.545454545454547, 5.2727272727272725, 2.2727272727272725])

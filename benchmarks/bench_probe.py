@@ -100,7 +100,7 @@ def main() -> int:
     ap.add_argument("--json-out", type=Path, default=None, help="write the full JSON summary here")
     args = ap.parse_args()
 
-    from orchestration.cli import main as curate
+    from curate.orchestration.cli import main as curate
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run or build_pools(args.corpora, Path(tmp) / "run")

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import scorers.semdedup as current_semdedup  # noqa: E402
+import curate.scorers.semdedup as current_semdedup  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,8 @@ def load_baseline(rev: str):
     for name in ("clustering", "semdedup"):
         text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:scorers/{name}.py"],
                               capture_output=True, text=True, check=True).stdout
-        text = text.replace("from scorers.clustering import", "from baseline_clustering import")
+        for old in ("from scorers.clustering import", "from curate.scorers.clustering import"):
+            text = text.replace(old, "from baseline_clustering import")
         (folder / f"baseline_{name}.py").write_text(text)
     sys.path.insert(0, str(folder))
     import baseline_semdedup

@@ -58,8 +58,8 @@ def reference_texts(wheel_path: str) -> tuple[list[str], dict]:
 
 
 def main(argv: list[str]) -> int:
-    from scorers.embedding import Embedder
-    from scorers.embedding_quality import DEFAULT_REFERENCE_PATH, encode_int8
+    from curate.scorers.embedding import Embedder
+    from curate.scorers.embedding_quality import DEFAULT_REFERENCE_PATH, encode_int8
 
     texts, provenance = reference_texts(argv[1])
     embedder = Embedder(device="cpu", precision="fp32")

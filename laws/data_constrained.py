@@ -181,7 +181,7 @@ class _LMLaw:
 
     # -- fitting ---------------------------------------------------------------------------
     def _fit(self, data, y, fix, method, delta, **options):
-        from laws import fitting  # lazy: keeps the formulas importable without scipy
+        from curate.laws import fitting  # lazy: keeps the formulas importable without scipy
 
         # Constructor values double as initial values (e.g. A, B for U_N in the projection).
         options.setdefault("init", {n: v for n, v in self.get_params().items() if v is not None})

@@ -50,7 +50,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from scipy.optimize import minimize
 
-from laws import data_constrained as dc
+from curate.laws import data_constrained as dc
 
 HUBER_DELTA = 1e-3
 LINEAR_NAMES = ("E", "A", "B")

@@ -104,7 +104,7 @@ def law_from_dict(data: dict):
 # -- QQT ----------------------------------------------------------------------------------------
 
 def _qqt_from_dict(data, params, unit, fixed):
-    from laws.qqt import VARIANTS, QQTLaw, b_name, tau_name
+    from curate.laws.qqt import VARIANTS, QQTLaw, b_name, tau_name
 
     variant = data.get("variant", "utility")
     if variant not in VARIANTS:
@@ -174,7 +174,7 @@ def _dc_params(law, kind) -> dict:
 
 
 def _dc_from_dict(data, kind, params, unit, fixed):
-    from laws import data_constrained as dc  # laws-B's module
+    from curate.laws import data_constrained as dc  # laws-B's module
 
     names = DATA_CONSTRAINED_PARAMS if kind == "data-constrained" else CHINCHILLA_PARAMS
     missing = [n for n in names if n not in params]

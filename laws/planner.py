@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from laws.planner_search import Infeasible, check_bounds, minimise_on_simplex, pairwise_descent
+from curate.laws.planner_search import Infeasible, check_bounds, minimise_on_simplex, pairwise_descent
 
 ACTIVE = 1e-9  # weights below this count as "pool not used"
 

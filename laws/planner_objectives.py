@@ -266,7 +266,7 @@ class DataConstrainedObjective:
 
     def _loss_nd(self, W, N, D) -> np.ndarray:
         """Loss for rows of W at model size N and tokens D (arrays broadcast over rows)."""
-        from laws import data_constrained as dc
+        from curate.laws import data_constrained as dc
 
         p = self._p
         Di = W * np.asarray(D, dtype=float)[..., None]
@@ -285,7 +285,7 @@ class DataConstrainedObjective:
 
     def _best_params(self, W, budget: float) -> np.ndarray:
         """Model size minimising the loss for each row (log-grid, then golden section)."""
-        from laws import data_constrained as dc
+        from curate.laws import data_constrained as dc
 
         p = self._p
         C = float(budget)

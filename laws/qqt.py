@@ -351,7 +351,7 @@ class QQTLaw:
         Give `pool` or mixture `weights`; `level` defaults to the draws' level. This is the
         uncertainty of the fitted curve, not of a new run (which also has run-to-run noise).
         """
-        from laws.bootstrap import prediction_intervals
+        from curate.laws.bootstrap import prediction_intervals
 
         draws = (self.bootstrap or {}).get("draws") or []
         if not draws:
@@ -376,7 +376,7 @@ class QQTLaw:
         :class:`laws.qqt_fit.QQTFit` (n_bootstrap, seed, huber_delta, ...). For fitting from
         scratch use ``QQTFit(...).fit(observations).law_``.
         """
-        from laws.qqt_fit import QQTFit
+        from curate.laws.qqt_fit import QQTFit
 
         unknown = [p for p in observations.pool_names if p not in self.pools]
         if unknown:
@@ -396,12 +396,12 @@ class QQTLaw:
 
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict:
-        from laws.lawfile import law_to_dict
+        from curate.laws.lawfile import law_to_dict
         return law_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "QQTLaw":
-        from laws.lawfile import law_from_dict
+        from curate.laws.lawfile import law_from_dict
         law = law_from_dict(data)
         if not isinstance(law, cls):
             raise ValueError(f"law file kind {data.get('kind')!r} is not a QQT law")

@@ -38,11 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from laws.bootstrap import percentile_intervals, prediction_intervals
-from laws.diagnostics import goodness_of_fit, leave_one_out
-from laws.fitting import huber
-from laws.observations import Observations, require_points
-from laws.qqt import NORMALIZER, VARIANTS, QQTLaw, segments_after_first_pass, b_name, tau_name
+from curate.laws.bootstrap import percentile_intervals, prediction_intervals
+from curate.laws.diagnostics import goodness_of_fit, leave_one_out
+from curate.laws.fitting import huber
+from curate.laws.observations import Observations, require_points
+from curate.laws.qqt import NORMALIZER, VARIANTS, QQTLaw, segments_after_first_pass, b_name, tau_name
 
 DEFAULT_HUBER_DELTA = 1e-2
 _BOUNDS = {"log_a": (math.log(1e-9), math.log(1e6)), "b": (-5.0, -1e-6),

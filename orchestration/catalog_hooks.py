@@ -22,7 +22,7 @@ def register_written_file(kind: str, path: Path, workspace: str | None, command:
     workspace = workspace or os.environ.get("CURATE_WORKSPACE")
     if not workspace:
         return None
-    from pools.catalog import Catalog, CatalogBusyError, CatalogError
+    from curate.pools.catalog import Catalog, CatalogBusyError, CatalogError
 
     try:
         catalog = Catalog(workspace)

@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from orchestration.errors import CurateError
+from curate.orchestration.errors import CurateError
 
 # (subcommand, module under orchestration.commands). Order is the order shown in --help.
 COMMANDS: list[tuple[str, str]] = [
@@ -58,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, module_name in COMMANDS:
         try:
-            module = importlib.import_module(f"orchestration.commands.{module_name}")
+            module = importlib.import_module(f"curate.orchestration.commands.{module_name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"orchestration.commands.{module_name}":
+            if exc.name == f"curate.orchestration.commands.{module_name}":
                 continue  # subcommand not built yet
             raise
         p = sub.add_parser(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import json
 
-from orchestration.errors import CurateError
+from curate.orchestration.errors import CurateError
 
 DEFAULTS: dict = {
     "input": {
@@ -158,7 +158,7 @@ def _optional_str(value, where: str) -> None:
 
 
 def _validate_semantic(embed: dict, sem: dict) -> None:
-    from scorers.semdedup import RANKINGS
+    from curate.scorers.semdedup import RANKINGS
 
     for where, value in (("embed.enabled", embed["enabled"]), ("semantic_dedup.enabled", sem["enabled"])):
         if not isinstance(value, bool):
@@ -167,7 +167,7 @@ def _validate_semantic(embed: dict, sem: dict) -> None:
         _optional_str(embed[key], f"embed.{key}")
     if embed["precision"] not in (None, "fp32", "fp16", "bf16"):
         raise CurateError(f"config: embed.precision must be fp32, fp16, bf16 or null, got {embed['precision']!r}")
-    from scorers.embedding_backends import BACKENDS, backend_available
+    from curate.scorers.embedding_backends import BACKENDS, backend_available
 
     if embed["backend"] is not None and embed["backend"] not in BACKENDS:
         raise CurateError(f"config: embed.backend must be one of {', '.join(BACKENDS)} or null, "
@@ -199,8 +199,8 @@ def _validate_semantic(embed: dict, sem: dict) -> None:
 
 
 def _validate_embedding_scores(embed: dict, es: dict) -> None:
-    from scorers.embedding import DEFAULT_MODEL
-    from scorers.embedding_quality import SCORE_NAMES
+    from curate.scorers.embedding import DEFAULT_MODEL
+    from curate.scorers.embedding_quality import SCORE_NAMES
 
     if not isinstance(es["enabled"], bool):
         raise CurateError(f"config: embedding_scores.enabled must be true or false, got {es['enabled']!r}")
@@ -268,7 +268,7 @@ def validate(config: dict) -> dict:
     heuristics = config["score"]["heuristics"]
     if heuristics is not None and not isinstance(heuristics, dict):
         raise CurateError("config: score.heuristics must be a mapping")
-    from scorers.heuristics import HeuristicScorer
+    from curate.scorers.heuristics import HeuristicScorer
 
     try:
         HeuristicScorer(heuristics)
@@ -315,7 +315,7 @@ def resolve_config(path: str | None = None, *, pools: int | None = None, id_fiel
     if embed_backend is not None:
         config["embed"]["backend"] = embed_backend
     if config["embed"]["enabled"] is True and config["embed"]["backend"] is None:
-        from scorers.embedding_backends import default_backend
+        from curate.scorers.embedding_backends import default_backend
 
         config["embed"]["backend"] = default_backend()
     return validate(config)

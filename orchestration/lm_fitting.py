@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from orchestration.errors import CurateError
+from curate.orchestration.errors import CurateError
 
 LOO_MAX_ROWS = 60  # leave-one-out refits beyond this many rows cost more than they tell
 
@@ -20,10 +20,10 @@ def fit_lm_law(obs, kind: str, fix: dict[str, float], *, unit: str = "tokens",
                n_bootstrap: int = 0, level: float = 0.9, seed: int = 0, cv: bool = True,
                huber_delta: float | None = None, bounds: dict[str, tuple] | None = None):
     """Fit the law; returns (law with fit_info / bootstrap / fixed / unit set, plot extras)."""
-    from laws import data_constrained as dc
-    from laws.observations import require_points
-    from laws.bootstrap import bootstrap_draws, percentile_intervals
-    from laws.diagnostics import goodness_of_fit, holdout_largest, leave_one_out
+    from curate.laws import data_constrained as dc
+    from curate.laws.observations import require_points
+    from curate.laws.bootstrap import bootstrap_draws, percentile_intervals
+    from curate.laws.diagnostics import goodness_of_fit, holdout_largest, leave_one_out
 
     cls = dc.DataConstrainedLaw if kind == "data-constrained" else dc.ChinchillaLaw
     names = list(cls.param_names)

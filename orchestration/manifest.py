@@ -90,8 +90,8 @@ def embedding_sections(config: dict, counts: dict, written: dict, stage_info: di
     embed = config["embed"]
     if not embed["enabled"]:
         return out
-    from scorers.embedding import DEFAULT_MODEL
-    from scorers.embedding_backends import default_backend
+    from curate.scorers.embedding import DEFAULT_MODEL
+    from curate.scorers.embedding_backends import default_backend
 
     out["embeddings"] = {
         "model": embed["model"] or DEFAULT_MODEL, "mode": embed["mode"], "dtype": embed["dtype"],

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from orchestration.errors import CurateError
+from curate.orchestration.errors import CurateError
 
 CANONICAL = ("pool", "samples_seen", "unique_samples", "metric", "params", "run_id", "step")
 _TEXT_COLUMNS = ("pool", "run_id")
@@ -86,7 +86,7 @@ def probe_metadata(spec: str) -> dict:
 
 def load_observations(spec: str, columns: Mapping[str, str] | None = None, law: str | None = None):
     """Read, rename (`columns` canonical -> source) and validate observations."""
-    from laws.observations import validate_observations
+    from curate.laws.observations import validate_observations
 
     table = read_table(spec)
     renamed = rename_columns(table, columns or {}, spec)

@@ -55,7 +55,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from scorers.proxy_lm import ProxyConfig, ProxyTrainer, SequenceStream, pack_sequences
+from curate.scorers.proxy_lm import ProxyConfig, ProxyTrainer, SequenceStream, pack_sequences
 
 DEFAULT_MULTIPLES = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 TARGET_DOC_BYTES = 1024  # cap per target document, so the target spans many documents

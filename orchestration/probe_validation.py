@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from laws.qqt import QQTLaw
+from curate.laws.qqt import QQTLaw
 
 
 def _parse_mixture(label: str) -> dict[str, float]:
@@ -36,8 +36,8 @@ def _parse_mixture(label: str) -> dict[str, float]:
 def fit_single_pool_law(rows: Sequence[dict], unit: str = "tokens", n_bootstrap: int = 0,
                         seed: int = 0) -> QQTLaw:
     """QQT law fitted on the single-pool rows (pool, samples_seen, unique_samples, metric)."""
-    from laws.observations import validate_observations
-    from laws.qqt_fit import QQTFit
+    from curate.laws.observations import validate_observations
+    from curate.laws.qqt_fit import QQTFit
 
     rows = [r for r in rows if "=" not in r["pool"]]
     if not rows:

@@ -104,7 +104,7 @@ class ProgressMonitor:
         if self.mode == "quiet":
             yield
             return
-        from pipelines.progress import ProgressReader
+        from curate.pipelines.progress import ProgressReader
 
         reader, stop = ProgressReader(progress_dir), threading.Event()
         start = time.monotonic()

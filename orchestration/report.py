@@ -58,7 +58,7 @@ def collect(run_dir: str | Path) -> ReportData:
     """Read a run directory into ReportData (no plotting)."""
     import duckdb
 
-    from pools.catalog import CatalogError, RunFiles, read_manifest, sql_list
+    from curate.pools.catalog import CatalogError, RunFiles, read_manifest, sql_list
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

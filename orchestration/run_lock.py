@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from orchestration.errors import CurateError
+from curate.orchestration.errors import CurateError
 
 LOCK_NAME = "_curate.lock"
 

@@ -19,11 +19,11 @@ import sys
 import uuid
 from dataclasses import dataclass
 
-from orchestration.errors import CurateError
-from orchestration.fingerprint import run_fingerprint
-from orchestration.manifest import build_manifest, check_written, embeddings_written, reconcile, summarise_counts
-from orchestration.run_lock import RunLock
-from orchestration.worker_logs import quiet_worker_stderr
+from curate.orchestration.errors import CurateError
+from curate.orchestration.fingerprint import run_fingerprint
+from curate.orchestration.manifest import build_manifest, check_written, embeddings_written, reconcile, summarise_counts
+from curate.orchestration.run_lock import RunLock
+from curate.orchestration.worker_logs import quiet_worker_stderr
 
 DEFAULT_RUNNER = "FnApiRunner"
 PROGRESS_DIR = "_progress"
@@ -33,14 +33,14 @@ QUIET_WORKERS = ["--default_sdk_harness_log_level=ERROR"]
 
 def unknown_beam_args(beam_args: list[str]) -> list[str]:
     """The flags in `beam_args` that no Beam PipelineOptions class defines."""
-    from pipelines.options import unknown_beam_args as unknown
+    from curate.pipelines.options import unknown_beam_args as unknown
 
     return unknown(beam_args)
 
 
 def pipeline_options(beam_args: list[str]):
     """PipelineOptions from pass-through args (default runner pinned); CurateError on unknown ones."""
-    from pipelines.options import build_options
+    from curate.pipelines.options import build_options
 
     try:
         return build_options(beam_args, DEFAULT_RUNNER)
@@ -73,7 +73,7 @@ def check_quality_reference(config: dict) -> None:
         return
     import hashlib
 
-    from pipelines.embedding_scores import reference_file_bytes, reference_texts
+    from curate.pipelines.embedding_scores import reference_file_bytes, reference_texts
 
     try:
         raw = reference_file_bytes(es["reference"])
@@ -93,8 +93,8 @@ def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[st
     cache_dir: stage cache folder (MinHash signatures); None disables caching.
     progress: a callable(progress_dir, stream) -> context manager reporting while the pipeline runs.
     """
-    from pipelines import fsutil, publish
-    from pipelines.inputs import expand_inputs, fingerprint
+    from curate.pipelines import fsutil, publish
+    from curate.pipelines.inputs import expand_inputs, fingerprint
 
     options = pipeline_options(_quiet_worker_args(list(beam_args)))
     files = expand_inputs(inputs)
@@ -125,11 +125,11 @@ def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[st
 def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, progress) -> dict:
     from contextlib import nullcontext
 
-    from pipelines import fsutil, publish
-    from pipelines.curation import run_curation
-    from pipelines.runtime import set_runtime
-    from pipelines.writing import CUTS_FILE, STAGE_INFO_FILE
-    from scorers.minhash import lsh_params
+    from curate.pipelines import fsutil, publish
+    from curate.pipelines.curation import run_curation
+    from curate.pipelines.runtime import set_runtime
+    from curate.pipelines.writing import CUTS_FILE, STAGE_INFO_FILE
+    from curate.scorers.minhash import lsh_params
 
     staging = _join(output, f"{publish.STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
     progress_dir = _join(staging, PROGRESS_DIR)
@@ -181,7 +181,7 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
 
 
 def _multi_processing(options) -> bool:
-    from pipelines.runtime import running_mode
+    from curate.pipelines.runtime import running_mode
 
     return running_mode(options) == "multi_processing"
 

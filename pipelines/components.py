@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from pipelines import counters
+from curate.pipelines import counters
 
 RESIDUAL = "residual"
 

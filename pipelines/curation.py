@@ -20,20 +20,20 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import counters
-from pipelines.embed import EMBEDDING_FIELD, EmbedDocuments
-from pipelines.exact_dedup import ExactDedup
-from pipelines.ingest import IngestAndValidate
-from pipelines.inputs import InputFile
-from pipelines.near_dedup import NearDedup
-from pipelines.normalise import Normalise
-from pipelines.pooling import AssignPools
-from pipelines.progress import ProgressWriter
-from pipelines.runtime import runtime_options
-from pipelines.scoring import KeepDropRule, Score, feature_column
-from pipelines.embedding_scores import SCORE_COLUMNS, EmbeddingScores
-from pipelines.semdedup import FitClusters, SemanticDedup, cluster_info, removed_pair_row
-from pipelines.writing import WriteRun, count_written
+from curate.pipelines import counters
+from curate.pipelines.embed import EMBEDDING_FIELD, EmbedDocuments
+from curate.pipelines.exact_dedup import ExactDedup
+from curate.pipelines.ingest import IngestAndValidate
+from curate.pipelines.inputs import InputFile
+from curate.pipelines.near_dedup import NearDedup
+from curate.pipelines.normalise import Normalise
+from curate.pipelines.pooling import AssignPools
+from curate.pipelines.progress import ProgressWriter
+from curate.pipelines.runtime import runtime_options
+from curate.pipelines.scoring import KeepDropRule, Score, feature_column
+from curate.pipelines.embedding_scores import SCORE_COLUMNS, EmbeddingScores
+from curate.pipelines.semdedup import FitClusters, SemanticDedup, cluster_info, removed_pair_row
+from curate.pipelines.writing import WriteRun, count_written
 
 
 def num_pools(config: dict) -> int:
@@ -42,7 +42,7 @@ def num_pools(config: dict) -> int:
 
 
 def feature_columns(config: dict) -> list[str]:
-    from scorers.heuristics import HeuristicScorer
+    from curate.scorers.heuristics import HeuristicScorer
 
     return [feature_column(n) for n in HeuristicScorer(config["score"].get("heuristics")).feature_names]
 
@@ -158,7 +158,7 @@ def embed_stage(e: dict, stage_cache_dir: str | None = None) -> EmbedDocuments:
 
 def semdedup_config(sem: dict):
     """The `semantic_dedup` config section -> scorers.semdedup.SemDedupConfig."""
-    from scorers.semdedup import SemDedupConfig
+    from curate.scorers.semdedup import SemDedupConfig
 
     return SemDedupConfig(eps=sem["eps"], n_clusters=sem["n_clusters"], ranking=sem["ranking"],
                           max_cluster_size=sem["max_cluster_size"], seed=sem["seed"])

@@ -54,7 +54,7 @@ class SentenceTransformerModelHandler(ModelHandler[dict, PredictionResult, Any])
         self._batch = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
 
     def load_model(self):
-        from scorers.embedding import EmbeddingCache, Embedder
+        from curate.scorers.embedding import EmbeddingCache, Embedder
 
         quiet_model_loading()
         cache = EmbeddingCache(self._cache_dir) if self._cache_dir else None

@@ -30,7 +30,7 @@ SCORE_COLUMNS = ((HEURISTIC_SCORE, "float64"), (REFERENCE_SCORE, "float64"), (PR
 
 def reference_file_bytes(path: str) -> bytes:
     """The bytes of a reference file on any Beam filesystem, as stored; ValueError if unreadable."""
-    from pipelines import fsutil
+    from curate.pipelines import fsutil
 
     try:
         return fsutil.read_bytes(path)
@@ -44,7 +44,7 @@ def reference_texts(raw: bytes, path: str, field: str = "text", limit: int | Non
     import gzip
     import io
 
-    from scorers.embedding_quality import parse_reference_lines
+    from curate.scorers.embedding_quality import parse_reference_lines
 
     if raw[:2] == b"\x1f\x8b":
         try:
@@ -62,13 +62,13 @@ def read_reference_texts(path: str, field: str = "text", limit: int | None = Non
 def reference_embeddings(es: dict, embed: dict) -> dict:
     """{"embeddings", "source", "n_texts"} of the configured reference set."""
     if es["reference"] is None:
-        from scorers.embedding import DEFAULT_MODEL
-        from scorers.embedding_quality import DEFAULT_REFERENCE_PATH, load_default_reference
+        from curate.scorers.embedding import DEFAULT_MODEL
+        from curate.scorers.embedding_quality import DEFAULT_REFERENCE_PATH, load_default_reference
 
         x = load_default_reference(DEFAULT_MODEL)
         return {"embeddings": x, "source": f"default ({DEFAULT_REFERENCE_PATH.name})", "n_texts": len(x)}
-    from pipelines.embed import quiet_model_loading
-    from scorers.embedding import Embedder
+    from curate.pipelines.embed import quiet_model_loading
+    from curate.scorers.embedding import Embedder
 
     quiet_model_loading()
     texts = read_reference_texts(es["reference"], es["reference_field"], es["reference_limit"])
@@ -79,7 +79,7 @@ def reference_embeddings(es: dict, embed: dict) -> dict:
 
 def fit_reference_classifier(negatives: list, reference: dict, C: float, max_negatives: int) -> dict:
     """Classifier fitted on reference (1) vs corpus sample (0), with its training figures."""
-    from scorers.embedding_quality import ReferenceClassifier, ranking_auc
+    from curate.scorers.embedding_quality import ReferenceClassifier, ranking_auc
 
     rows = sorted(negatives)  # collection order is not deterministic; the fit must be
     ref = np.asarray(reference["embeddings"], dtype=np.float32)
@@ -108,7 +108,7 @@ class _ScoreDocument(beam.DoFn):
         self._field = embedding_field
 
     def process(self, doc, fitted, clusters):
-        from scorers.embedding_quality import combine_scores
+        from curate.scorers.embedding_quality import combine_scores
 
         x = np.asarray(doc[self._field], dtype=np.float32)
         reference = float(fitted["classifier"].score(x[None, :])[0])
@@ -137,7 +137,7 @@ class EmbeddingScores(beam.PTransform):
         self._seed, self._id_field, self._field = seed, id_field, embedding_field
 
     def expand(self, docs):
-        from pipelines.semdedup import HashSampleRows
+        from curate.pipelines.semdedup import HashSampleRows
 
         es, embed, field = self._es, self._embed, self._field
         reference = (docs.pipeline

@@ -13,11 +13,11 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import counters
-from pipelines import records as R
-from pipelines.inputs import InputFile
-from pipelines.progress import ProgressWriter
-from pipelines.runtime import runtime_options
+from curate.pipelines import counters
+from curate.pipelines import records as R
+from curate.pipelines.inputs import InputFile
+from curate.pipelines.progress import ProgressWriter
+from curate.pipelines.runtime import runtime_options
 
 DEAD = "dead_letter"
 _BATCH_ROWS = 4096

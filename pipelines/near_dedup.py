@@ -19,11 +19,11 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import counters
-from pipelines.components import ConnectedComponents
-from pipelines.progress import ProgressWriter
-from pipelines.runtime import runtime_options
-from scorers.minhash import MinHasher, band_keys, jaccard_estimate, jaccard_of_hashes, lsh_params
+from curate.pipelines import counters
+from curate.pipelines.components import ConnectedComponents
+from curate.pipelines.progress import ProgressWriter
+from curate.pipelines.runtime import runtime_options
+from curate.scorers.minhash import MinHasher, band_keys, jaccard_estimate, jaccard_of_hashes, lsh_params
 
 BANDS = "bands"
 NEW_SIGNATURES = "new_signatures"

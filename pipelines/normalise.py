@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from scorers.text import normalise_text, text_hash
+from curate.scorers.text import normalise_text, text_hash
 
 
 def _normalise(doc: dict) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 
-from pools.bucketing import PoolCuts, exact_rank_cuts, rank_cuts_from_quantiles, rank_key, score_cuts
+from curate.pools.bucketing import PoolCuts, exact_rank_cuts, rank_cuts_from_quantiles, rank_key, score_cuts
 
 
 class QuantileCutsFn(beam.CombineFn):

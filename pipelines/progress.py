@@ -11,7 +11,7 @@ import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import fsutil
+from curate.pipelines import fsutil
 
 _MIN_INTERVAL_S = 0.5
 

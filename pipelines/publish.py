@@ -20,7 +20,7 @@ import json
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import fsutil
+from curate.pipelines import fsutil
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"

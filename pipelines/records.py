@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from scorers.text import content_id
+from curate.scorers.text import content_id
 
 # Dead-letter reasons (stable strings: tests, manifests and users key on them).
 MALFORMED_JSON = "malformed_json"

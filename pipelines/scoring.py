@@ -11,8 +11,8 @@ import json
 
 import apache_beam as beam
 
-from pipelines import counters
-from scorers.text import estimate_tokens
+from curate.pipelines import counters
+from curate.scorers.text import estimate_tokens
 
 FILTERED = "filtered"
 
@@ -26,7 +26,7 @@ class _Score(beam.DoFn):
         self.heuristics_config = heuristics_config
 
     def setup(self):
-        from scorers.heuristics import HeuristicScorer
+        from curate.scorers.heuristics import HeuristicScorer
 
         self.scorer = HeuristicScorer(self.heuristics_config)
 

@@ -18,7 +18,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from scorers.semdedup import SemDedupConfig, dedup_group, fit_on_sample, training_fraction
+from curate.scorers.semdedup import SemDedupConfig, dedup_group, fit_on_sample, training_fraction
 
 
 def removed_pair_row(doc: dict, id_field: str = "id") -> dict:
@@ -74,7 +74,7 @@ class HashSampleRows(beam.PTransform):
         self._id_field, self._embedding_field = id_field, embedding_field
 
     def expand(self, docs):
-        from scorers.clustering import in_sample
+        from curate.scorers.clustering import in_sample
 
         fraction, seed, id_field, field = self._fraction, self._seed, self._id_field, self._embedding_field
         n_docs = docs | "CountDocs" >> beam.combiners.Count.Globally()

@@ -17,9 +17,9 @@ import json
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import fsutil
-from pools import schema as S
-from pools import stats as pool_stats
+from curate.pipelines import fsutil
+from curate.pools import schema as S
+from curate.pools import stats as pool_stats
 
 POOLS_DIR = "pools"
 DEDUP_DIR = "dedup"

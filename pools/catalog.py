@@ -433,7 +433,7 @@ class Catalog:
         """Run one read-only SELECT (checked by pools.sql_guard) in the sandbox."""
         import duckdb
 
-        from pools.sql_guard import QueryRefused, check_query
+        from curate.pools.sql_guard import QueryRefused, check_query
 
         con = self.sandbox(run)
         try:

@@ -14,7 +14,7 @@ def diff_runs(run_a: str | Path, run_b: str | Path) -> dict:
     """Pool sizes, transitions and a summary for two run directories (plain, JSON-able dict)."""
     import duckdb
 
-    from pools.catalog import RunFiles, sql_list
+    from curate.pools.catalog import RunFiles, sql_list
 
     scans = {"a": RunFiles.scan(run_a), "b": RunFiles.scan(run_b)}
     con = duckdb.connect()
@@ -89,7 +89,7 @@ def _removed_fate(con, scan_b) -> dict:
 
 
 def _reader_select(files: list[str], columns: str) -> str:
-    from pools.catalog import sql_list
+    from curate.pools.catalog import sql_list
 
     parquet = [f for f in files if f.endswith(".parquet")]
     other = [f for f in files if not f.endswith(".parquet")]

@@ -164,7 +164,7 @@ class Embedder:
         max_units: int = DEFAULT_MAX_UNITS,
         backend: str | None = None,
     ):
-        from scorers.embedding_backends import OPENVINO_BATCH_TOKENS, check_backend, default_backend
+        from curate.scorers.embedding_backends import OPENVINO_BATCH_TOKENS, check_backend, default_backend
 
         self.backend = check_backend(backend or default_backend())
         if mode not in EMBEDDING_MODES:
@@ -235,7 +235,7 @@ class Embedder:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
     def _fast_encoder(self):
-        from scorers.embedding_backends import get_encoder
+        from curate.scorers.embedding_backends import get_encoder
 
         return get_encoder(self.backend, resolve_model_path(self.model_name), self.num_threads)
 

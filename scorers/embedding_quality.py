@@ -229,7 +229,7 @@ def reference_embeddings_from_jsonl(path: str | Path, embedder, field: str = "te
 
 def prototypicality(embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Cosine distance (1 - cos) to the nearest centroid: low = prototypical / easy."""
-    from scorers.clustering import nearest, normalize_rows
+    from curate.scorers.clustering import nearest, normalize_rows
 
     _, sim = nearest(normalize_rows(embeddings), normalize_rows(centroids))
     return (1.0 - sim).astype(np.float32)

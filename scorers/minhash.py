@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scorers.text import word_tokens
+from curate.scorers.text import word_tokens
 
 # odd 64-bit constants for the n-gram polynomial hash and a final multiplicative mix
 _NGRAM_MULT = np.uint64(0x9E3779B97F4A7C15)

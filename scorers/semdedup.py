@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from scorers.clustering import (
+from curate.scorers.clustering import (
     DEFAULT_MAX_CLUSTER_SIZE,
     POINTS_PER_CENTROID,
     ClusterModel,

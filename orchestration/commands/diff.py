@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from pools.run_diff import diff_runs
+    from curate.pools.run_diff import diff_runs
 
     dirs = [_run_dir(ref, args.workspace) for ref in (args.run_a, args.run_b)]
     result = diff_runs(*dirs)
@@ -40,7 +40,7 @@ def _run_dir(ref: str, workspace) -> str:
     """A catalog run (id/prefix) or, failing that, a run directory given directly."""
     import os
 
-    from pools.catalog import Catalog, CatalogError
+    from curate.pools.catalog import Catalog, CatalogError
 
     catalog = Catalog(workspace)
     if catalog.path.is_file():
@@ -55,7 +55,7 @@ def _run_dir(ref: str, workspace) -> str:
 
 
 def print_diff(result: dict, out) -> None:
-    from orchestration.tabular import write_rows
+    from curate.orchestration.tabular import write_rows
 
     a, b = result["ref_a"], result["ref_b"]
     out.write(f"pool sizes ({a} -> {b})\n")

@@ -23,7 +23,7 @@ import math
 import sys
 from pathlib import Path
 
-from orchestration.catalog_hooks import add_workspace_argument, register_written_file
+from curate.orchestration.catalog_hooks import add_workspace_argument, register_written_file
 
 HELP = __doc__
 LAWS = ("qqt", "data-constrained", "chinchilla")
@@ -66,9 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from laws.lawfile import law_to_dict
-    from orchestration.errors import CurateError
-    from orchestration.observations_io import load_observations, parse_column_map, probe_metadata
+    from curate.laws.lawfile import law_to_dict
+    from curate.orchestration.errors import CurateError
+    from curate.orchestration.observations_io import load_observations, parse_column_map, probe_metadata
 
     if args.bootstrap < 0:
         raise CurateError("--bootstrap must be >= 0")
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         if args.law == "qqt":
             law, extra = _fit_qqt(obs, fix, sizes, unit, args)
         else:
-            from orchestration.lm_fitting import fit_lm_law
+            from curate.orchestration.lm_fitting import fit_lm_law
 
             law, extra = fit_lm_law(obs, args.law, fix, unit=unit, n_bootstrap=args.bootstrap,
                                     level=args.level, seed=args.seed, cv=not args.no_cv,
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     args.output.write_text(json.dumps(data, indent=2) + "\n")
     register_written_file("law", args.output, args.workspace, "fit")
     if args.plot is not None:
-        from orchestration.fit_plot import plot_fit
+        from curate.orchestration.fit_plot import plot_fit
 
         plot_fit(law, obs, args.plot, level=args.level, **extra)
     if args.json:
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fit_qqt(obs, fix, sizes, unit, args):
-    from laws.qqt_fit import DEFAULT_HUBER_DELTA, QQTFit
+    from curate.laws.qqt_fit import DEFAULT_HUBER_DELTA, QQTFit
 
     est = QQTFit(variant=args.variant, fix=fix, sizes=sizes or None, unit=unit,
                  huber_delta=args.huber_delta or DEFAULT_HUBER_DELTA,
@@ -130,7 +130,7 @@ def _fit_qqt(obs, fix, sizes, unit, args):
                  diagnostics=not args.no_cv)
     unknown = sorted(set(sizes) - set(obs.pool_names))
     if unknown:
-        from orchestration.errors import CurateError
+        from curate.orchestration.errors import CurateError
 
         raise CurateError(f"--pool-size names pool(s) {unknown} absent from the observations "
                           f"(pools: {obs.pool_names})")
@@ -140,7 +140,7 @@ def _fit_qqt(obs, fix, sizes, unit, args):
 
 def parse_bounds(items) -> dict[str, tuple]:
     """["R_D_star=0.01:20", "alpha=:1"] -> {"R_D_star": (0.01, 20.0), "alpha": (None, 1.0)}."""
-    from orchestration.errors import CurateError
+    from curate.orchestration.errors import CurateError
 
     out: dict[str, tuple] = {}
     for item in items:
@@ -161,7 +161,7 @@ def parse_bounds(items) -> dict[str, tuple]:
 
 def parse_assignments(items, option: str) -> dict[str, float]:
     """["d=0.1", "b[top10]=-0.2"] -> {"d": 0.1, "b[top10]": -0.2} (one-line errors)."""
-    from orchestration.errors import CurateError
+    from curate.orchestration.errors import CurateError
 
     out: dict[str, float] = {}
     for item in items:

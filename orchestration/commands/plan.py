@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from orchestration.catalog_hooks import add_workspace_argument, register_written_file
+from curate.orchestration.catalog_hooks import add_workspace_argument, register_written_file
 
 HELP = __doc__
 
@@ -63,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestration.commands import _plan_output as out
-    from orchestration.errors import CurateError
+    from curate.orchestration.commands import _plan_output as out
+    from curate.orchestration.errors import CurateError
 
     if args.budget is None and args.sweep is None:
         raise CurateError("give --budget (or --sweep LO:HI[:POINTS])")
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 def _pairs(items: list[str], flag: str) -> dict[str, float]:
-    from orchestration.errors import CurateError
+    from curate.orchestration.errors import CurateError
 
     out: dict[str, float] = {}
     for item in items:
@@ -114,8 +114,8 @@ def _pairs(items: list[str], flag: str) -> dict[str, float]:
 
 
 def load_law(path: Path):
-    from laws.lawfile import law_from_dict
-    from orchestration.errors import CurateError
+    from curate.laws.lawfile import law_from_dict
+    from curate.orchestration.errors import CurateError
 
     try:
         data = json.loads(path.read_text())
@@ -128,7 +128,7 @@ def load_law(path: Path):
 
 def read_run_pools(run_dir: Path, column: str) -> dict[str, float]:
     """{poolK: count} from RUN_DIR/stats.parquet (column `docs` or `tokens`)."""
-    from orchestration.errors import CurateError
+    from curate.orchestration.errors import CurateError
 
     path = run_dir / "stats.parquet"
     if not path.is_file():
@@ -160,7 +160,7 @@ class Setup:
 
 def _pool_sizes(args, law_pools: list[str], law_sizes: dict[str, float], column: str,
                 warnings: list[str]) -> dict[str, float]:
-    from orchestration.errors import CurateError
+    from curate.orchestration.errors import CurateError
 
     sizes = dict(law_sizes)
     if args.pools_from is not None:
@@ -192,9 +192,9 @@ def _pool_sizes(args, law_pools: list[str], law_sizes: dict[str, float], column:
 
 
 def build_setup(args) -> Setup:
-    from laws.planner import Constraints
-    from laws.planner_objectives import DataConstrainedObjective, QQTObjective
-    from orchestration.errors import CurateError
+    from curate.laws.planner import Constraints
+    from curate.laws.planner_objectives import DataConstrainedObjective, QQTObjective
+    from curate.orchestration.errors import CurateError
 
     law_dict, law = load_law(args.law)
     warnings: list[str] = []
@@ -258,7 +258,7 @@ def build_setup(args) -> Setup:
 
 def _qqt_subset(law, keep: list[str]):
     """The QQT law restricted to the pools that have a size (empty pools are dropped)."""
-    from laws.qqt import QQTLaw
+    from curate.laws.qqt import QQTLaw
 
     idx = [law.pools.index(p) for p in keep]
     return QQTLaw(law.a, law.d, keep, b=law.b[idx], tau=law.tau[idx], sizes=law.sizes[idx],
@@ -271,7 +271,7 @@ def _qqt_subset(law, keep: list[str]):
 # ---------------------------------------------------------------------------------------------
 
 def execute(setup: Setup, args) -> dict:
-    from laws.planner import bootstrap_robustness, parse_sweep, plan_mixture, plan_sweep, range_warning
+    from curate.laws.planner import bootstrap_robustness, parse_sweep, plan_mixture, plan_sweep, range_warning
 
     obj = setup.objective
     fit = getattr(setup.law, "fit_info", None) or {}

@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from laws.lawfile import law_from_dict
-    from orchestration.errors import CurateError
+    from curate.laws.lawfile import law_from_dict
+    from curate.orchestration.errors import CurateError
 
     law_data = read_law_file(args.law)
     law = law_from_dict(law_data)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def read_law_file(path: Path) -> dict:
-    from orchestration.errors import CurateError
+    from curate.orchestration.errors import CurateError
 
     try:
         text = Path(path).read_text()
@@ -78,7 +78,7 @@ def read_law_file(path: Path) -> dict:
 
 
 def _predict_qqt(law, args, samples):
-    from orchestration.errors import CurateError
+    from curate.orchestration.errors import CurateError
 
     if not (args.pool or args.mixture):
         raise CurateError(f"a QQT law needs --pool NAME or --mixture NAME=WEIGHT,... "
@@ -112,7 +112,7 @@ def _predict_lm(law, args, samples):
 
     unique = samples if args.unique is None else np.full_like(samples, args.unique)
     if np.any(unique > samples * (1 + 1e-12)):
-        from orchestration.errors import CurateError
+        from curate.orchestration.errors import CurateError
 
         raise CurateError("--unique must not exceed --samples")
 
@@ -127,7 +127,7 @@ def _predict_lm(law, args, samples):
 
 def _interval(law, predict) -> dict:
     """Percentile interval over the law file's bootstrap draws (empty when there are none)."""
-    from laws.bootstrap import prediction_intervals
+    from curate.laws.bootstrap import prediction_intervals
 
     boot = getattr(law, "bootstrap", None) or {}
     draws = boot.get("draws") or []
@@ -149,8 +149,8 @@ def _interval(law, predict) -> dict:
 
 def parse_mixture_arg(text: str, pools) -> dict[str, float]:
     """`a=0.5,b=0.5` (also `;`-separated) -> {pool: weight}, weights normalised."""
-    from laws.observations import parse_mixture
-    from orchestration.errors import CurateError
+    from curate.laws.observations import parse_mixture
+    from curate.orchestration.errors import CurateError
 
     spec = text.replace(",", ";")
     if "=" not in spec:
@@ -168,7 +168,7 @@ def parse_mixture_arg(text: str, pools) -> dict[str, float]:
 def _positive_list(text: str, option: str):
     import numpy as np
 
-    from orchestration.errors import CurateError
+    from curate.orchestration.errors import CurateError
 
     values = []
     for part in text.split(","):

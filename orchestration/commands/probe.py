@@ -70,9 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from orchestration import probe as P
-    from orchestration.errors import CurateError
-    from scorers.proxy_lm import resolve_device
+    from curate.orchestration import probe as P
+    from curate.orchestration.errors import CurateError
+    from curate.scorers.proxy_lm import resolve_device
 
     budget = parse_duration(args.time_budget)
     t_start = time.perf_counter()
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         pq.write_table(P.observations_table(holdout_rows, meta), holdout_path)
     workspace = args.workspace or os.environ.get("CURATE_WORKSPACE")
     if workspace:
-        from pools.catalog import Catalog
+        from curate.pools.catalog import Catalog
 
         catalog = Catalog(workspace)
         catalog.register_observations(fit_rows, source=str(args.output.resolve()))
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                "holdout_rows": len(holdout_rows), **meta}
 
     if args.validate:
-        from orchestration.probe_validation import validate
+        from curate.orchestration.probe_validation import validate
 
         if not holdout_rows:
             raise CurateError("--validate needs the held-out runs (drop --no-holdout)")

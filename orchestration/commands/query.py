@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from orchestration.tabular import write_rows
-    from pools.catalog import Catalog
+    from curate.orchestration.tabular import write_rows
+    from curate.pools.catalog import Catalog
 
     if args.max_rows is not None and args.max_rows < 0:
         raise ValueError("--max-rows must be >= 0")

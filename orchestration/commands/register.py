@@ -22,8 +22,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from orchestration.tabular import jsonable
-    from pools.catalog import Catalog
+    from curate.orchestration.tabular import jsonable
+    from curate.pools.catalog import Catalog
 
     catalog = Catalog(args.workspace)
     run_id = catalog.register_run(args.run_dir, run_id=args.run_id)

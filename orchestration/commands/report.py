@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from orchestration.report import write_report
+    from curate.orchestration.report import write_report
 
     result = write_report(args.run_dir, args.output)
     if args.json:

@@ -145,7 +145,7 @@ def _register(args, output: str) -> tuple[str | None, str | None]:
     if args.no_catalog or "://" in output:
         return None, None
     try:
-        from pools.catalog import register_run
+        from curate.pools.catalog import register_run
 
         return register_run(output, _workspace(args), status="complete"), None
     except Exception as exc:  # noqa: BLE001 - the run directory is valid; register it later
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from orchestration.config import resolve_config
+    from curate.orchestration.config import resolve_config
 
     if os.environ.get("CURATE_DEBUG") != "1":
         logging.getLogger().setLevel(logging.ERROR)  # Beam is chatty at WARNING on import
@@ -167,13 +167,13 @@ def run(args: argparse.Namespace) -> int:
                             text_field=args.text_field, max_text_bytes=args.max_text_bytes,
                             semantic_dedup=args.semantic_dedup, embedding_scores=args.embedding_scores,
                             quality_reference=args.quality_reference, embed_backend=args.embed_backend)
-    from orchestration.progress import ProgressMonitor, choose_mode
-    from orchestration.runner import execute_job, warn
+    from curate.orchestration.progress import ProgressMonitor, choose_mode
+    from curate.orchestration.runner import execute_job, warn
 
     mode = choose_mode(args.quiet, args.json)
     monitor = None
     if mode != "quiet":
-        from pipelines.inputs import expand_inputs
+        from curate.pipelines.inputs import expand_inputs
 
         try:
             total = sum(os.path.getsize(f.path) for f in expand_inputs(args.input) if "://" not in f.path)

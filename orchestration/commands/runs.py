@@ -19,8 +19,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from orchestration.tabular import jsonable, write_rows
-    from pools.catalog import Catalog
+    from curate.orchestration.tabular import jsonable, write_rows
+    from curate.pools.catalog import Catalog
 
     catalog = Catalog(args.workspace)
     runs = catalog.runs()

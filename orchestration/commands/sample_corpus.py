@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestration.sample_corpus import SAMPLES, build_sample_corpus
+    from curate.orchestration.sample_corpus import SAMPLES, build_sample_corpus
 
     if args.limit is not None and args.limit <= 0:
         raise ValueError("--limit must be a positive integer")

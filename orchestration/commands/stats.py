@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import os
 
-    from pools.stats import read_stats
+    from curate.pools.stats import read_stats
 
     rows = read_stats(args.run_dir)
     with open(os.path.join(args.run_dir, "manifest.json"), encoding="utf-8") as fh:

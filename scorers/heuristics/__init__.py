@@ -1,7 +1,7 @@
 """Heuristic document-quality scorers: Gopher quality and repetition, C4 line
 rules, FineWeb rules, and one combined score. Plain Python, no Beam.
 
-    from scorers.heuristics import HeuristicScorer
+    from curate.scorers.heuristics import HeuristicScorer
     scorer = HeuristicScorer()            # or HeuristicScorer(config_dict)
     result = scorer.score(text)           # .features .passed .reasons .score
 """

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from laws.bootstrap import (
+from curate.laws.bootstrap import (
     bootstrap_draws,
     percentile_intervals,
     prediction_intervals,
     resample_indices,
 )
-from laws.data_constrained import ChinchillaLaw, chinchilla_loss
+from curate.laws.data_constrained import ChinchillaLaw, chinchilla_loss
 
 TRUE = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 FAR = (np.array([3e10]), np.array([6e11]))  # an extrapolation point beyond the data

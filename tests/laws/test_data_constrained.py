@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from laws.data_constrained import (
+from curate.laws.data_constrained import (
     PUBLISHED,
     ChinchillaLaw,
     DataConstrainedLaw,
@@ -16,8 +16,8 @@ from laws.data_constrained import (
     effective_data,
     n_opt,
 )
-from laws.diagnostics import goodness_of_fit
-from laws.fitting import huber
+from curate.laws.diagnostics import goodness_of_fit
+from curate.laws.fitting import huber
 
 
 def test_published_loss_values_reproduce_to_1e_9():

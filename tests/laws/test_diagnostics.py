@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from laws.data_constrained import ChinchillaLaw, chinchilla_loss
-from laws.diagnostics import goodness_of_fit, holdout_largest, leave_one_out
+from curate.laws.data_constrained import ChinchillaLaw, chinchilla_loss
+from curate.laws.diagnostics import goodness_of_fit, holdout_largest, leave_one_out
 
 TRUE = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 

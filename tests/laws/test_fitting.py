@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 from scipy.optimize import nnls
 
-from laws import fitting
-from laws.data_constrained import (
+from curate.laws import fitting
+from curate.laws.data_constrained import (
     PUBLISHED,
     ChinchillaLaw,
     DataConstrainedLaw,
     chinchilla_loss,
     data_constrained_loss,
 )
-from laws.fitting import _batched_nnls, fit_law, huber, multistart_lbfgs
+from curate.laws.fitting import _batched_nnls, fit_law, huber, multistart_lbfgs
 
 TRUE = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al. (2022)
 SMALL_GRID = {"E": np.exp([0.0, 1.0]), "A": np.exp([0.0, 10.0]), "B": np.exp([0.0, 10.0]),

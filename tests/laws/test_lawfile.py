@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from laws.lawfile import FORMAT, law_from_dict, law_to_dict
-from laws.qqt import QQTLaw
+from curate.laws.lawfile import FORMAT, law_from_dict, law_to_dict
+from curate.laws.qqt import QQTLaw
 
 
 def _qqt_law():
@@ -60,7 +60,7 @@ def test_bad_qqt_law_files_name_the_field(mutate, message):
 
 
 def test_data_constrained_dicts():
-    dc = pytest.importorskip("laws.data_constrained")
+    dc = pytest.importorskip("curate.laws.data_constrained")
     params = {"E": 1.87, "A": 521.0, "B": 1488.0, "alpha": 0.35, "beta": 0.35,
               "R_D_star": 15.4, "R_N_star": 5.3}
     d = {"format": FORMAT, "kind": "data-constrained", "unit": "tokens", "params": params,

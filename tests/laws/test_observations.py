@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from laws.observations import parse_mixture, require_points, validate_observations
+from curate.laws.observations import parse_mixture, require_points, validate_observations
 
 
 def _cols(**overrides):

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from laws.planner import (Constraints, Infeasible, bootstrap_robustness, parse_sweep,
+from curate.laws.planner import (Constraints, Infeasible, bootstrap_robustness, parse_sweep,
                           plan_mixture, plan_sweep, range_warning, top_m_weights)
-from laws.planner_objectives import QQTObjective, qqt_error_batch
-from laws.planner_search import project, simplex_grid
-from laws.qqt import QQTLaw, mixture_error
+from curate.laws.planner_objectives import QQTObjective, qqt_error_batch
+from curate.laws.planner_search import project, simplex_grid
+from curate.laws.qqt import QQTLaw, mixture_error
 
 POOL = 12.8e6
 

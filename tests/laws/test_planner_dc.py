@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from laws.data_constrained import PUBLISHED, ChinchillaLaw, DataConstrainedLaw
-from laws.planner import Constraints, Infeasible, bootstrap_robustness, plan_mixture
-from laws.planner_objectives import DataConstrainedObjective
+from curate.laws.data_constrained import PUBLISHED, ChinchillaLaw, DataConstrainedLaw
+from curate.laws.planner import Constraints, Infeasible, bootstrap_robustness, plan_mixture
+from curate.laws.planner_objectives import DataConstrainedObjective
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from laws.qqt import (QQTLaw, mixture_error, single_pool_error, single_pool_error_data)
+from curate.laws.qqt import (QQTLaw, mixture_error, single_pool_error, single_pool_error_data)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from laws.observations import validate_observations
-from laws.qqt import QQTLaw, b_name, tau_name
-from laws.qqt_fit import QQTDesign, QQTFit, infer_pool_sizes, stratified_bootstrap_draws
+from curate.laws.observations import validate_observations
+from curate.laws.qqt import QQTLaw, b_name, tau_name
+from curate.laws.qqt_fit import QQTDesign, QQTFit, infer_pool_sizes, stratified_bootstrap_draws
 
 POOL_SIZE = 12.8e6
 GRID = (3.2e6, 6.4e6, 12.8e6, 25.6e6, 64e6, 128e6)  # up to 10 passes over a pool

@@ -45,7 +45,7 @@ def cli_env(workspace: Path | None = None) -> dict:
 
 
 def curate_cmd(*args) -> list[str]:
-    return [sys.executable, "-m", "orchestration.cli", *map(str, args)]
+    return [sys.executable, "-m", "curate.orchestration.cli", *map(str, args)]
 
 
 def run_cli(*args, workspace: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -72,7 +72,7 @@ def table_rows(run_dir: Path, sub: str, sort_key: str) -> list[dict]:
 def visible_state(run_dir: Path) -> str:
     """"published", "empty" (nothing a reader would take for a run) or a description of a
     partial state that a reader could see (the failure the tests look for)."""
-    from pipelines.publish import is_published
+    from curate.pipelines.publish import is_published
 
     if is_published(str(run_dir)):
         return "published"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from laws.qqt import QQTLaw
-from orchestration.cli import main
+from curate.laws.qqt import QQTLaw
+from curate.orchestration.cli import main
 
 TRUTH = QQTLaw(0.025, 0.1, ["top10", "top20"], b=[-0.16, -0.125], tau=[6.727, 8.545],
                sizes=[12.8e6, 12.8e6])
@@ -42,7 +42,7 @@ def _write_csv(path: Path, rows, fields=None):
 
 def _run_cli(*args):
     """The real entry point in a subprocess: (exit code, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "orchestration.cli", *map(str, args)],
+    proc = subprocess.run([sys.executable, "-m", "curate.orchestration.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=120)
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -214,7 +214,7 @@ def test_predict_errors(tmp_path, capsys):
 
 def test_fit_and_predict_data_constrained_law(tmp_path, capsys, reference_dir):
     """Refit R*_D, R*_N on the released runs through the CLI (other constants fixed)."""
-    dc = pytest.importorskip("laws.data_constrained")
+    dc = pytest.importorskip("curate.laws.data_constrained")
     pub = dc.PUBLISHED
     fixes = [f"--fix={k}={pub[k]!r}" for k in ("E", "A", "B", "alpha", "beta")]
     out = tmp_path / "dc.json"
@@ -250,8 +250,8 @@ def test_fit_and_predict_data_constrained_law(tmp_path, capsys, reference_dir):
 
 
 def test_observation_loading_details(tmp_path):
-    from orchestration.errors import CurateError
-    from orchestration.observations_io import load_observations, parse_column_map, read_table
+    from curate.orchestration.errors import CurateError
+    from curate.orchestration.observations_io import load_observations, parse_column_map, read_table
 
     assert parse_column_map("samples_seen=tokens, metric=val_loss") == \
         {"samples_seen": "tokens", "metric": "val_loss"}

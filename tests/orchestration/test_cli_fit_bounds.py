@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-from orchestration.cli import main
+from curate.orchestration.cli import main
 
 COLUMNS = "samples_seen=tokens,unique_samples=unique_tokens,metric=val_loss,run_id=run"
 
 
 def test_bounded_refit_reproduces_published_decay_constants(tmp_path, capsys, reference_dir):
-    from laws.data_constrained import PUBLISHED
+    from curate.laws.data_constrained import PUBLISHED
 
     fixes = [f"--fix={k}={PUBLISHED[k]!r}" for k in ("E", "A", "B", "alpha", "beta")]
     out = tmp_path / "dc.json"
@@ -32,7 +32,7 @@ def test_bounded_refit_reproduces_published_decay_constants(tmp_path, capsys, re
     ("E=0:3", "not free"),
 ])
 def test_bad_bounds_are_one_line_errors(tmp_path, capsys, reference_dir, bound, message):
-    from laws.data_constrained import PUBLISHED
+    from curate.laws.data_constrained import PUBLISHED
 
     fixes = [f"--fix={k}={PUBLISHED[k]!r}" for k in ("E", "A", "B", "alpha", "beta")]
     code = main(["fit", str(reference_dir / "datablations_runs_fit182.csv"), "--law",

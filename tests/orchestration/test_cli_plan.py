@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from laws.data_constrained import PUBLISHED
-from laws.lawfile import law_to_dict
-from laws.qqt import QQTLaw
-from orchestration.cli import main
+from curate.laws.data_constrained import PUBLISHED
+from curate.laws.lawfile import law_to_dict
+from curate.laws.qqt import QQTLaw
+from curate.orchestration.cli import main
 
 POOL = 12.8e6
 
@@ -235,6 +235,6 @@ def test_dc_token_budget_needs_params(capsys, dc_file):
 
 
 def test_real_entry_point_help():
-    proc = subprocess.run([sys.executable, "-m", "orchestration.cli", "plan", "--help"],
+    proc = subprocess.run([sys.executable, "-m", "curate.orchestration.cli", "plan", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--budget" in proc.stdout and "--pools-from" in proc.stdout

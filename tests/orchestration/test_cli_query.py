@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from orchestration.cli import main
+from curate.orchestration.cli import main
 from tests.pools.runfixture import make_run, write_run
 
 

@@ -4,11 +4,11 @@ import sys
 
 import pytest
 
-from orchestration.cli import main
+from curate.orchestration.cli import main
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "curate.orchestration.cli", *args], capture_output=True,
                           text=True, timeout=120)
 
 
@@ -69,7 +69,7 @@ def test_stats_on_missing_run_is_one_line_error(tmp_path):
 
 
 def test_beam_options_pass_through_and_default_runner():
-    from orchestration.runner import pipeline_options, unknown_beam_args
+    from curate.orchestration.runner import pipeline_options, unknown_beam_args
 
     assert unknown_beam_args(["--direct_num_workers=2", "--direct_running_mode", "multi_processing",
                               "--runner=FnApiRunner"]) == []
@@ -79,8 +79,8 @@ def test_beam_options_pass_through_and_default_runner():
 
 
 def test_config_overrides_and_cut_points(tmp_path):
-    from orchestration.config import resolve_config
-    from orchestration.errors import CurateError
+    from curate.orchestration.config import resolve_config
+    from curate.orchestration.errors import CurateError
 
     cfg = resolve_config(pools=3, id_field="key", text_field="body", max_text_bytes=10)
     assert cfg["pools"]["num_pools"] == 3 and cfg["input"]["id_field"] == "key"
@@ -96,10 +96,10 @@ def test_embed_backend_resolved_into_the_config(monkeypatch):
     """A null embed.backend is fixed at resolution time from $CURATE_EMBED_BACKEND, so the run
     fingerprint changes with the backend (no reuse of a torch run for an int8 request) and
     remote workers get the backend explicitly; without embedding the variable changes nothing."""
-    from orchestration.config import resolve_config
-    from orchestration.errors import CurateError
-    from orchestration.fingerprint import run_fingerprint
-    from scorers import embedding_backends as eb
+    from curate.orchestration.config import resolve_config
+    from curate.orchestration.errors import CurateError
+    from curate.orchestration.fingerprint import run_fingerprint
+    from curate.scorers import embedding_backends as eb
 
     monkeypatch.delenv(eb.BACKEND_ENV, raising=False)
     plain = resolve_config(semantic_dedup=True)
@@ -119,10 +119,10 @@ def test_embed_backend_resolved_into_the_config(monkeypatch):
 
 
 def test_embed_backend_flag_and_gpu_conflict(tmp_path, monkeypatch):
-    from orchestration.cli import build_parser
-    from orchestration.config import resolve_config
-    from orchestration.errors import CurateError
-    from scorers import embedding_backends as eb
+    from curate.orchestration.cli import build_parser
+    from curate.orchestration.config import resolve_config
+    from curate.orchestration.errors import CurateError
+    from curate.scorers import embedding_backends as eb
 
     args = build_parser().parse_args(["run", "--input", "x.jsonl", "--output", str(tmp_path / "r"),
                                       "--semantic-dedup", "--embed-backend", "openvino-int8"])

@@ -7,7 +7,7 @@ import json
 import subprocess
 import time
 
-from pools.catalog import Catalog
+from curate.pools.catalog import Catalog
 from tests.orchestration.curate_runs import cli_env, curate_cmd, pool_rows, run_cli, synthetic_corpus
 
 

@@ -10,7 +10,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from pools.catalog import Catalog, CatalogError
+from curate.pools.catalog import Catalog, CatalogError
 from tests.orchestration.curate_runs import (cli_env, curate_cmd, pool_rows, run_cli, synthetic_corpus,
                                              table_rows)
 
@@ -18,7 +18,7 @@ from tests.orchestration.curate_runs import (cli_env, curate_cmd, pool_rows, run
 def _assert_nothing_partial(run_dir, clean_rows, workspace):
     """Unpublished: no manifest (catalog and reports refuse the directory); a stats.parquet
     may only be there once every pool file is (it is moved after them)."""
-    from pipelines.publish import is_published
+    from curate.pipelines.publish import is_published
 
     if is_published(str(run_dir)):
         assert pool_rows(run_dir) == clean_rows

@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from laws.qqt import QQTLaw
-from orchestration.cli import main
+from curate.laws.qqt import QQTLaw
+from curate.orchestration.cli import main
 
 U = 50_000  # the probe's unique-token subset per pool
 FULL = {"pool0": 9.0e6, "pool1": 2.5e6}  # the real pools, in bytes
@@ -54,7 +54,7 @@ def test_fit_reads_unit_and_pool_sizes_from_probe_metadata(tmp_path, capsys):
 
 
 def test_fit_and_plan_register_their_files_in_the_workspace_catalog(tmp_path, capsys):
-    from pools.catalog import Catalog
+    from curate.pools.catalog import Catalog
 
     obs = tmp_path / "obs.parquet"
     _probe_like_parquet(obs)

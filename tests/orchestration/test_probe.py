@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from laws.qqt import QQTLaw
-from orchestration.cli import main
-from orchestration.commands.probe import parse_duration
-from orchestration.probe import (ProbeDesign, default_mixtures, design_for_budget, holdout_path,
+from curate.laws.qqt import QQTLaw
+from curate.orchestration.cli import main
+from curate.orchestration.commands.probe import parse_duration
+from curate.orchestration.probe import (ProbeDesign, default_mixtures, design_for_budget, holdout_path,
                                  load_pools, prepare_data, run_probe)
-from orchestration.probe_validation import fit_single_pool_law, predict_row, validate
-from scorers.proxy_lm import ProxyConfig
+from curate.orchestration.probe_validation import fit_single_pool_law, predict_row, validate
+from curate.scorers.proxy_lm import ProxyConfig
 
 TINY = ProxyConfig(d_model=32, n_layers=1, n_heads=2, context=32, batch_size=4, lr=3e-3,
                    warmup_steps=2)
@@ -90,7 +90,7 @@ def test_user_target_drops_identical_training_documents(run_dir, tmp_path):
     chosen = pools["pool1"][:3]
     target = tmp_path / "target.jsonl"
     target.write_text("".join(json.dumps({"text": t}) + "\n" for _, t in chosen))
-    from orchestration.probe import read_target_file
+    from curate.orchestration.probe import read_target_file
     data = prepare_data(pools, _design(), read_target_file(target))
     assert data.target_source == "user target file"
     assert not {i for i, _ in chosen} & set(data.train_ids["pool1"])

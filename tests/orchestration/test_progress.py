@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from orchestration.progress import ProgressMonitor, choose_mode, render, snapshot
-from pipelines.progress import ProgressReader, ProgressWriter
+from curate.orchestration.progress import ProgressMonitor, choose_mode, render, snapshot
+from curate.pipelines.progress import ProgressReader, ProgressWriter
 from tests.orchestration.curate_runs import pool_rows, run_cli, synthetic_corpus
 
 

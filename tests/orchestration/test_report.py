@@ -9,8 +9,8 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
-from orchestration.cli import main
-from orchestration.report import write_report
+from curate.orchestration.cli import main
+from curate.orchestration.report import write_report
 from tests.orchestration.report_dom import parse_cells
 from tests.pools.runfixture import make_run
 

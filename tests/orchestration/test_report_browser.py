@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.report import write_report
+from curate.orchestration.report import write_report
 from tests.orchestration.report_dom import ARTIFACTS, check_rendered_report, chromium_binary
 from tests.pools.runfixture import make_run
 

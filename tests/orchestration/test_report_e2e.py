@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from orchestration.cli import main
+from curate.orchestration.cli import main
 from tests.orchestration.report_dom import ARTIFACTS, check_rendered_report, chromium_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ def real_run(corpora_dir, tmp_path_factory):
     # the two runs (3 and 4 pools over the same inputs) run side by side to save wall time
     procs = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "orchestration.cli", "run", "--input", str(inputs / "*.jsonl"),
+            [sys.executable, "-m", "curate.orchestration.cli", "run", "--input", str(inputs / "*.jsonl"),
              "--output", str(base / name), "--pools", pools],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )

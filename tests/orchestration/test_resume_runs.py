@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from orchestration.config import resolve_config
-from orchestration.errors import CurateError
-from orchestration.run_lock import RunLock
-from orchestration.runner import execute_job
-from pipelines import publish
+from curate.orchestration.config import resolve_config
+from curate.orchestration.errors import CurateError
+from curate.orchestration.run_lock import RunLock
+from curate.orchestration.runner import execute_job
+from curate.pipelines import publish
 from tests.orchestration.curate_runs import pool_rows, synthetic_corpus, table_rows
 
 BEAM = ["--runner=FnApiRunner"]
@@ -150,7 +150,7 @@ def test_marker_must_match_manifest(tmp_path):
 def test_catalog_failure_is_a_warning_not_an_error(tmp_path):
     import argparse
 
-    from orchestration.commands.run import _register
+    from curate.orchestration.commands.run import _register
 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the workspace should be")
@@ -169,7 +169,7 @@ def test_stats_refuses_a_run_interrupted_while_publishing(tmp_path, capsys):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from orchestration.cli import main
+    from curate.orchestration.cli import main
 
     run = tmp_path / "half"
     run.mkdir()

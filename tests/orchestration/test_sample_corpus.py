@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from orchestration.cli import main
-from orchestration.errors import CurateError
-from orchestration.sample_corpus import build_sample_corpus, fetch_wheel
+from curate.orchestration.cli import main
+from curate.orchestration.errors import CurateError
+from curate.orchestration.sample_corpus import build_sample_corpus, fetch_wheel
 
 
 @pytest.fixture(scope="module")

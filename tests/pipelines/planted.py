@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scorers.minhash import shingles
+from curate.scorers.minhash import shingles
 
 NEWS = "news_articles.jsonl.gz"
 C4 = "c4_sample_c.jsonl.gz"

@@ -6,7 +6,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.components import ConnectedComponents, union_find_min
+from curate.pipelines.components import ConnectedComponents, union_find_min
 
 
 def _graph(seed=0):

@@ -8,10 +8,10 @@ import json
 import duckdb
 import pytest
 
-from orchestration.config import resolve_config
-from orchestration.runner import run_job
-from scorers.heuristics import HeuristicScorer
-from scorers.text import normalise_text
+from curate.orchestration.config import resolve_config
+from curate.orchestration.runner import run_job
+from curate.scorers.heuristics import HeuristicScorer
+from curate.scorers.text import normalise_text
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.cli import main
+from curate.orchestration.cli import main
 from tests.pipelines.planted import build
 
 RUNNER = ["--runner=FnApiRunner"]

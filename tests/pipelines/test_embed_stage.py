@@ -11,9 +11,9 @@ beam = pytest.importorskip("apache_beam")
 pytest.importorskip("faiss")
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # noqa: E402
 
-from pipelines.embed import EmbedDocuments  # noqa: E402
-from pipelines.semdedup import SemanticDedup, removed_pair_row  # noqa: E402
-from scorers.semdedup import SemDedupConfig, semantic_dedup  # noqa: E402
+from curate.pipelines.embed import EmbedDocuments  # noqa: E402
+from curate.pipelines.semdedup import SemanticDedup, removed_pair_row  # noqa: E402
+from curate.scorers.semdedup import SemDedupConfig, semantic_dedup  # noqa: E402
 
 
 def run_collect(docs, transform, tmp_path):
@@ -38,7 +38,7 @@ def news_docs(corpora_dir):
 
 
 def test_embed_stage_matches_plain_encode(news_docs, tmp_path):
-    from scorers.embedding import Embedder
+    from curate.scorers.embedding import Embedder
 
     out = run_collect(news_docs, EmbedDocuments(cache_dir=str(tmp_path / "cache"), max_batch_size=32),
                       tmp_path)

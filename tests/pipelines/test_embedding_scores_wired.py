@@ -21,8 +21,8 @@ import pytest
 pytest.importorskip("faiss")
 pytest.importorskip("sentence_transformers")
 
-from orchestration.cli import main  # noqa: E402
-from orchestration.errors import CurateError  # noqa: E402
+from curate.orchestration.cli import main  # noqa: E402
+from curate.orchestration.errors import CurateError  # noqa: E402
 
 RUNNER = ["--runner=FnApiRunner", "--no-catalog", "--cache-dir", "none", "--quiet"]
 SPLIT = re.compile(r"(?<=[.!?])\s+")
@@ -204,7 +204,7 @@ def test_bad_reference_files_are_one_line_errors(corpus, tmp_path, capsys):
 
 
 def test_embedding_scores_config_is_validated(tmp_path):
-    from orchestration.config import resolve_config
+    from curate.orchestration.config import resolve_config
 
     path = tmp_path / "c.json"
     for section, match in (
@@ -227,7 +227,7 @@ def test_embedding_scores_config_is_validated(tmp_path):
 
 
 def test_catalog_joins_embeddings_with_documents(reference_run, tmp_path):
-    from pools.catalog import Catalog
+    from curate.pools.catalog import Catalog
 
     out, manifest = reference_run
     cat = Catalog(tmp_path / "ws")

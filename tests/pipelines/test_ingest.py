@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from pipelines import records as R
-from pipelines.inputs import expand_inputs, fingerprint
-from pipelines.pooling import QuantileCutsFn
-from pools.bucketing import rank_key
+from curate.pipelines import records as R
+from curate.pipelines.inputs import expand_inputs, fingerprint
+from curate.pipelines.pooling import QuantileCutsFn
+from curate.pools.bucketing import rank_key
 
 
 def _doc(obj, **kw):
@@ -94,8 +94,8 @@ def _read(path, kind, **kw):
     """Run the ReadRecords DoFn directly (no pipeline): documents and dead letters."""
     from apache_beam.pvalue import TaggedOutput
 
-    from pipelines.ingest import ReadRecords
-    from pipelines.inputs import InputFile
+    from curate.pipelines.ingest import ReadRecords
+    from curate.pipelines.inputs import InputFile
 
     fn = ReadRecords(kw.get("id_field", "id"), kw.get("text_field", "text"), 1000, 4000, 100)
     docs, dead = [], []

@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from pools import stats
-from pools.bucketing import cuts_from_json, exact_rank_cuts, rank_cuts_from_quantiles, rank_key, score_cuts
+from curate.pools import stats
+from curate.pools.bucketing import cuts_from_json, exact_rank_cuts, rank_cuts_from_quantiles, rank_key, score_cuts
 
 
 def test_exact_rank_cuts_give_equal_pools_even_with_ties():

@@ -19,8 +19,8 @@ import pytest
 pytest.importorskip("faiss")
 pytest.importorskip("sentence_transformers")
 
-from orchestration.cli import main  # noqa: E402
-from orchestration.errors import CurateError  # noqa: E402
+from curate.orchestration.cli import main  # noqa: E402
+from curate.orchestration.errors import CurateError  # noqa: E402
 
 RUNNER = ["--runner=FnApiRunner"]
 N_REAL, N_PLANTED, MAX_SENTENCES = 40, 8, 8
@@ -137,7 +137,7 @@ def test_default_run_removes_nothing_semantically(corpus, runs):
 
 
 def test_semantic_dedup_requires_embed(tmp_path):
-    from orchestration.config import resolve_config
+    from curate.orchestration.config import resolve_config
 
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"semantic_dedup": {"enabled": True}}))
@@ -154,7 +154,7 @@ def test_semantic_dedup_requires_embed(tmp_path):
 def test_int8_backend_through_the_cli(corpus, runs, tmp_path):
     """`--embed-backend openvino-int8` runs the same stage on the int8 model (extra fast-cpu):
     the manifest says which backend embedded, and the planted copies are still found."""
-    from scorers import embedding_backends as eb
+    from curate.scorers import embedding_backends as eb
 
     assert runs["on"][1]["config"]["embed"]["backend"] == "torch"  # resolved, not null
     assert runs["on"][1]["embeddings"]["backend"] == "torch"

@@ -8,7 +8,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pools.catalog import Catalog, CatalogError, RunFiles, workspace_dir
+from curate.pools.catalog import Catalog, CatalogError, RunFiles, workspace_dir
 from tests.pools.runfixture import make_run
 
 
@@ -208,8 +208,7 @@ def test_a_directory_keeps_one_row_when_its_id_changes(tmp_path):
 
 
 def test_a_failed_write_rolls_back_everything(tmp_path, monkeypatch):
-    import pools.catalog as catalog_module
-
+    import curate.pools.catalog as catalog_module
     make_run(tmp_path / "a", n=10, seed=1)
     make_run(tmp_path / "b", n=10, seed=2)
     cat = Catalog(tmp_path / "ws")

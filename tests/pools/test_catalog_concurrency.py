@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pools.catalog import Catalog, CatalogBusyError
+from curate.pools.catalog import Catalog, CatalogBusyError
 from tests.pools.runfixture import make_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def test_a_second_writer_is_refused_after_the_timeout(tmp_path):
     make_run(tmp_path / "run", n=10, seed=0)
     holder = _child(f"""
         import time
-        from pools.catalog import Catalog
+        from curate.pools.catalog import Catalog
         with Catalog({str(tmp_path / 'ws')!r})._write_lock():
             print("ready", flush=True)
             time.sleep(30)
@@ -81,7 +81,7 @@ def test_a_waiting_writer_proceeds_when_the_lock_is_released(tmp_path):
     make_run(tmp_path / "run", n=10, seed=0)
     holder = _child(f"""
         import time
-        from pools.catalog import Catalog
+        from curate.pools.catalog import Catalog
         with Catalog({str(tmp_path / 'ws')!r})._write_lock():
             print("ready", flush=True)
             time.sleep(1.0)
@@ -100,7 +100,7 @@ def test_a_writer_killed_mid_transaction_leaves_no_trace(tmp_path):
     cat.register_run(tmp_path / "good")
     writer = _child(f"""
         import time
-        from pools.catalog import Catalog
+        from curate.pools.catalog import Catalog
         cat = Catalog({str(tmp_path / 'ws')!r})
         with cat._transaction() as con:
             con.execute("INSERT INTO runs (id, status, output_dir) VALUES ('doomed', 'complete', {str(tmp_path / 'doomed')!r})")
@@ -144,7 +144,7 @@ def test_a_writer_waits_for_a_long_reader(tmp_path):
     cat.register_run(tmp_path / "a")
     reader = _child(f"""
         import time
-        from pools.catalog import Catalog
+        from curate.pools.catalog import Catalog
         con = Catalog({str(tmp_path / 'ws')!r}).sandbox()
         print("ready", flush=True)
         time.sleep(1.0)

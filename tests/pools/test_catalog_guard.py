@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from pools.catalog import Catalog
-from pools.sql_guard import QueryRefused
+from curate.pools.catalog import Catalog
+from curate.pools.sql_guard import QueryRefused
 from tests.pools.runfixture import make_run
 
 

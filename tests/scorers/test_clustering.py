@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scorers.clustering import (
+from curate.scorers.clustering import (
     ClusterModel,
     _cluster_sums,
     as_unit_rows,
@@ -96,7 +96,7 @@ def test_faiss_search_gives_the_same_kmeans_as_numpy():
     import pytest
 
     pytest.importorskip("faiss")
-    from scorers.clustering import _lloyd_spherical, faiss_nearest
+    from curate.scorers.clustering import _lloyd_spherical, faiss_nearest
 
     rng = np.random.default_rng(5)
     centers = unit(rng.normal(size=(40, 64)))

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from scorers.embedding import (
+from curate.scorers.embedding import (
     EmbeddingCache,
     Embedder,
     document_units,

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from scorers import embedding_backends as eb
-from scorers.embedding import Embedder
+from curate.scorers import embedding_backends as eb
+from curate.scorers.embedding import Embedder
 
 needs_ov = pytest.mark.skipif(not eb.backend_available("openvino-int8"),
                               reason="openvino-int8 backend needs the packages openvino and nncf (curate[fast-cpu])")

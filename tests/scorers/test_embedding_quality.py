@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from scorers.embedding_quality import (
+from curate.scorers.embedding_quality import (
     LogisticRegression,
     ReferenceClassifier,
     combine_scores,
@@ -82,7 +82,7 @@ def test_combine_scores_weights_and_missing_values():
 
 def test_reference_classifier_prefers_clean_prose_over_raw_web(corpora_dir):
     """Default reference vs a raw Common Crawl sample: held-out edited prose scores higher."""
-    from scorers.embedding import Embedder
+    from curate.scorers.embedding import Embedder
 
     def texts(name, n, skip=0):
         with gzip.open(corpora_dir / name, "rt", encoding="utf-8") as f:

@@ -33,7 +33,7 @@ def _paragraphs(corpora_dir, n=128):
 
 @pytest.mark.parametrize("mode", ["sentences", "truncate"])
 def test_gpu_fp16_embeddings_match_cpu_fp32(corpora_dir, mode):
-    from scorers.embedding import Embedder
+    from curate.scorers.embedding import Embedder
 
     texts = _paragraphs(corpora_dir)
     gpu = Embedder(device="cuda", mode=mode)
@@ -47,7 +47,7 @@ def test_gpu_fp16_embeddings_match_cpu_fp32(corpora_dir, mode):
 
 
 def test_gpu_is_picked_automatically():
-    from scorers.embedding import pick_device
+    from curate.scorers.embedding import pick_device
 
     assert pick_device(None) == "cuda"
 
@@ -56,8 +56,8 @@ def test_faiss_gpu_semantic_dedup_matches_cpu(monkeypatch):
     faiss = pytest.importorskip("faiss")
     if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0:
         pytest.skip("faiss has no GPU support here (install the gpu extra: faiss-gpu)")
-    import scorers.clustering as clustering
-    from scorers.semdedup import SemDedupConfig, semantic_dedup
+    import curate.scorers.clustering as clustering
+    from curate.scorers.semdedup import SemDedupConfig, semantic_dedup
 
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((200, 384)).astype(np.float32)

@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from scorers.heuristics import FAMILIES, HeuristicScorer, default_rules, soft_score
-from scorers.heuristics.text_units import split_units
+from curate.scorers.heuristics import FAMILIES, HeuristicScorer, default_rules, soft_score
+from curate.scorers.heuristics.text_units import split_units
 
 CLEAN = """The committee met on Tuesday to review the proposal for a new library in the town centre.
 Several members argued that the old building could be repaired at a lower cost than a new one.
@@ -308,7 +308,7 @@ def test_words_are_lowercased_regex_tokens():
 
 
 def test_sentence_split_keeps_closing_quotes():
-    from scorers.heuristics.text_units import split_sentences
+    from curate.scorers.heuristics.text_units import split_sentences
 
     assert split_sentences('He said "Go."  Then he left! ok 3.5 times') == [
         'He said "Go."', "Then he left!", "ok 3.5 times"]

@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from scorers.heuristics import HeuristicScorer
+from curate.scorers.heuristics import HeuristicScorer
 
 SCORER = HeuristicScorer()
 

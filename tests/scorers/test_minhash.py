@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from scorers.minhash import (MinHasher, band_keys, candidate_probability, jaccard, jaccard_estimate,
+from curate.scorers.minhash import (MinHasher, band_keys, candidate_probability, jaccard, jaccard_estimate,
                              jaccard_of_hashes, lsh_params, shingles)
 
 

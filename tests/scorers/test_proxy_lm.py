@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scorers.proxy_lm import (SEPARATOR, VOCAB_SIZE, ProxyConfig, ProxyTrainer, SequenceStream,
+from curate.scorers.proxy_lm import (SEPARATOR, VOCAB_SIZE, ProxyConfig, ProxyTrainer, SequenceStream,
                               build_model, encode, pack_sequences)
 
 TINY = ProxyConfig(d_model=32, n_layers=1, n_heads=2, context=16, batch_size=4, lr=3e-3,

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("faiss")
 
-from scorers.clustering import ClusterModel, default_n_clusters, in_sample, sample_mask
-from scorers.semdedup import (
+from curate.scorers.clustering import ClusterModel, default_n_clusters, in_sample, sample_mask
+from curate.scorers.semdedup import (
     SemDedupConfig,
     _max_earlier_similarity,
     dedup_cluster,

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("faiss")
 
-from scorers.semdedup import DEFAULT_EPS, SemDedupConfig, semantic_dedup  # noqa: E402
+from curate.scorers.semdedup import DEFAULT_EPS, SemDedupConfig, semantic_dedup  # noqa: E402
 
 HEADER = ("Home | News | Sports | Weather | Opinion | Subscribe to our newsletter for the latest "
           "updates and breaking news. Advertisement\n\n")
@@ -49,7 +49,7 @@ def corpus(corpora_dir):
            + [f"ctrl-{i}" for i in range(len(control))])
     texts = originals + copies + control
 
-    from scorers.embedding import Embedder
+    from curate.scorers.embedding import Embedder
 
     return ids, Embedder(device="cpu").encode(texts)
 

@@ -1,4 +1,4 @@
-from scorers.text import content_id, estimate_tokens, normalise_text, text_hash
+from curate.scorers.text import content_id, estimate_tokens, normalise_text, text_hash
 
 
 def test_normalise_collapses_spaces_but_keeps_lines():
