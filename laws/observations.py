@@ -1,6 +1,6 @@
 """Training observations for law fitting: one row per measured point, validated.
 
-Columns (canonical names; `orchestration.observations_io` maps other names onto these):
+Columns (canonical names; `curate.probe.observations_io` maps other names onto these):
 
     pool            a pool name, or a mixture written `name=weight;name=weight`
     samples_seen    samples (documents or tokens) trained on, repetitions included   (> 0)

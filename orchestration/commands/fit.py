@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from curate.laws.lawfile import law_to_dict
     from curate.orchestration.errors import CurateError
-    from curate.orchestration.observations_io import load_observations, parse_column_map, probe_metadata
+    from curate.probe.observations_io import load_observations, parse_column_map, probe_metadata
 
     if args.bootstrap < 0:
         raise CurateError("--bootstrap must be >= 0")

@@ -250,14 +250,14 @@ def test_fit_and_predict_data_constrained_law(tmp_path, capsys, reference_dir):
 
 
 def test_observation_loading_details(tmp_path):
-    from curate.orchestration.errors import CurateError
-    from curate.orchestration.observations_io import load_observations, parse_column_map, read_table
+    from curate.probe.observations_io import ObservationsError
+    from curate.probe.observations_io import load_observations, parse_column_map, read_table
 
     assert parse_column_map("samples_seen=tokens, metric=val_loss") == \
         {"samples_seen": "tokens", "metric": "val_loss"}
     for bad, message in (("samples_seen", "expected canonical=source"),
                          ("metric=a,metric=b", "mapped twice"), ("metric=", "empty source")):
-        with pytest.raises(CurateError, match=message):
+        with pytest.raises(ObservationsError, match=message):
             parse_column_map(bad)
     # a tab-separated file, numbers kept as text until validated, pool names like "3" kept
     tsv = tmp_path / "obs.tsv"
@@ -268,16 +268,16 @@ def test_observation_loading_details(tmp_path):
     assert obs.pool == ["3", "3"] and obs.unique_samples.tolist() == [10, 10]
     # renaming onto a column that already exists is ambiguous
     rows = _write_csv(tmp_path / "obs.csv", _rows())
-    with pytest.raises(CurateError, match="already has a 'unique_samples' column"):
+    with pytest.raises(ObservationsError, match="already has a 'unique_samples' column"):
         load_observations(str(rows), {"unique_samples": "tokens"}, law="qqt")
     # DuckDB: a missing table is named; a database without a table name asks for one
     import duckdb
 
     db = tmp_path / "c.duckdb"
     duckdb.connect(str(db)).close()
-    with pytest.raises(CurateError, match="cannot read table 'runs'"):
+    with pytest.raises(ObservationsError, match="cannot read table 'runs'"):
         read_table(f"{db}:runs")
-    with pytest.raises(CurateError, match="name the table"):
+    with pytest.raises(ObservationsError, match="name the table"):
         read_table(str(db))
-    with pytest.raises(CurateError, match="unknown observations format"):
+    with pytest.raises(ObservationsError, match="unknown observations format"):
         read_table(str(_write_csv(tmp_path / "obs.txt", _rows())))

@@ -16,7 +16,11 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from curate.orchestration.errors import CurateError
+
+class ObservationsError(ValueError):
+    """An observations file or column mapping that cannot be read as asked (the CLI prints it as
+    one line)."""
+
 
 CANONICAL = ("pool", "samples_seen", "unique_samples", "metric", "params", "run_id", "step")
 _TEXT_COLUMNS = ("pool", "run_id")
@@ -32,14 +36,14 @@ def parse_column_map(text: str | None) -> dict[str, str]:
         if not item:
             continue
         if item.count("=") != 1:
-            raise CurateError(f"--columns: expected canonical=source, got {item!r}")
+            raise ObservationsError(f"--columns: expected canonical=source, got {item!r}")
         canonical, source = (s.strip() for s in item.split("="))
         if canonical not in CANONICAL:
-            raise CurateError(f"--columns: unknown column {canonical!r}; known: {', '.join(CANONICAL)}")
+            raise ObservationsError(f"--columns: unknown column {canonical!r}; known: {', '.join(CANONICAL)}")
         if not source:
-            raise CurateError(f"--columns: empty source column for {canonical!r}")
+            raise ObservationsError(f"--columns: empty source column for {canonical!r}")
         if canonical in out:
-            raise CurateError(f"--columns: {canonical!r} mapped twice")
+            raise ObservationsError(f"--columns: {canonical!r} mapped twice")
         out[canonical] = source
     return out
 
@@ -51,7 +55,7 @@ def read_table(spec: str) -> dict[str, list]:
         return _read_duckdb(db_path, table)
     path = Path(spec)
     if not path.exists():
-        raise CurateError(f"observations file {spec} does not exist")
+        raise ObservationsError(f"observations file {spec} does not exist")
     if path.is_dir():
         return _read_parquet(path)  # a directory of Parquet files (a dataset)
     name = path.name.lower()
@@ -60,8 +64,8 @@ def read_table(spec: str) -> dict[str, list]:
     if name.endswith((".csv", ".csv.gz", ".tsv")):
         return _read_csv(path, delimiter="\t" if name.endswith(".tsv") else ",")
     if name.endswith((".duckdb", ".db")):
-        raise CurateError(f"{spec}: name the table, as {spec}:TABLE")
-    raise CurateError(f"{spec}: unknown observations format (expected .csv, .parquet or "
+        raise ObservationsError(f"{spec}: name the table, as {spec}:TABLE")
+    raise ObservationsError(f"{spec}: unknown observations format (expected .csv, .parquet or "
                       "FILE.duckdb:TABLE)")
 
 
@@ -93,17 +97,17 @@ def load_observations(spec: str, columns: Mapping[str, str] | None = None, law: 
     try:
         return validate_observations(renamed, law=law)
     except ValueError as exc:
-        raise CurateError(f"{spec}: {exc}") from None
+        raise ObservationsError(f"{spec}: {exc}") from None
 
 
 def rename_columns(table: dict[str, list], columns: Mapping[str, str], spec: str = "table") -> dict:
     out = dict(table)
     for canonical, source in columns.items():
         if source not in table:
-            raise CurateError(f"{spec}: column {source!r} (for {canonical}) not found; "
+            raise ObservationsError(f"{spec}: column {source!r} (for {canonical}) not found; "
                               f"columns are {', '.join(table)}")
         if canonical in out and canonical != source and canonical not in columns.values():
-            raise CurateError(f"{spec}: --columns {canonical}={source} but the file already "
+            raise ObservationsError(f"{spec}: --columns {canonical}={source} but the file already "
                               f"has a {canonical!r} column")
     renamed = {}
     sources = {v: k for k, v in columns.items()}
@@ -124,10 +128,10 @@ def _split_duckdb(spec: str):
     path, _, table = spec.rpartition(":")
     if path and os.path.isfile(path) and not os.path.isfile(spec):
         if not table:
-            raise CurateError(f"{spec}: empty table name after ':'")
+            raise ObservationsError(f"{spec}: empty table name after ':'")
         return path, table
     if path.lower().endswith((".duckdb", ".db")) and not os.path.exists(path):
-        raise CurateError(f"DuckDB file {path} does not exist")
+        raise ObservationsError(f"DuckDB file {path} does not exist")
     return None, None
 
 
@@ -139,14 +143,14 @@ def _read_csv(path: Path, delimiter: str) -> dict[str, list]:
     # Only empty cells are missing values: "nan" / "inf" stay text and are reported as such.
     names = _csv_header(path, delimiter)
     if len(set(names)) != len(names):
-        raise CurateError(f"{path}: repeated column names in the header: {names}")
+        raise ObservationsError(f"{path}: repeated column names in the header: {names}")
     try:
         table = csv.read_csv(
             path, parse_options=csv.ParseOptions(delimiter=delimiter),
             convert_options=csv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                null_values=[""], strings_can_be_null=True))
     except pa.ArrowInvalid as exc:
-        raise CurateError(f"{path}: cannot parse CSV: {str(exc).splitlines()[0]}") from None
+        raise ObservationsError(f"{path}: cannot parse CSV: {str(exc).splitlines()[0]}") from None
     return {name: table.column(name).to_pylist() for name in table.column_names}
 
 
@@ -159,7 +163,7 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
 
         row = next(stdcsv.reader(fh, delimiter=delimiter), None)
     if not row:
-        raise CurateError(f"{path}: empty file (no header row)")
+        raise ObservationsError(f"{path}: empty file (no header row)")
     return [c.strip() for c in row]
 
 
@@ -170,7 +174,7 @@ def _read_parquet(path: Path) -> dict[str, list]:
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise CurateError(f"{path}: cannot read Parquet: {str(exc).splitlines()[0]}") from None
+        raise ObservationsError(f"{path}: cannot read Parquet: {str(exc).splitlines()[0]}") from None
     return {name: table.column(name).to_pylist() for name in table.column_names}
 
 
@@ -181,13 +185,13 @@ def _read_duckdb(path: str, table: str) -> dict[str, list]:
     try:
         con = duckdb.connect(path, read_only=True)
     except duckdb.Error as exc:
-        raise CurateError(f"{path}: cannot open DuckDB database: {str(exc).splitlines()[0]}") from None
+        raise ObservationsError(f"{path}: cannot open DuckDB database: {str(exc).splitlines()[0]}") from None
     try:
         result = con.execute(f"SELECT * FROM {quoted}")
         names = [d[0] for d in result.description]
         rows = result.fetchall()
     except duckdb.Error as exc:
-        raise CurateError(f"{path}: cannot read table {table!r}: {str(exc).splitlines()[0]}") from None
+        raise ObservationsError(f"{path}: cannot read table {table!r}: {str(exc).splitlines()[0]}") from None
     finally:
         con.close()
     return {name: [row[i] for row in rows] for i, name in enumerate(names)}
