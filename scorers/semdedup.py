@@ -112,6 +112,10 @@ class ClusterDedup:
 #: Rows per product inside a diagonal tile: the strict-lower-triangle mask then touches
 #: only a strip x strip square per product instead of the whole block x block tile.
 DIAGONAL_STRIP = 256
+# Cosines of unit float32 rows closer than this are one value: the same product rounds
+# differently in another BLAS kernel or tile shape by up to ~d * 2^-24 (2.3e-5 at d = 384 in the
+# worst case, ~1e-6 typically), so which of two equal neighbours wins is decided by index.
+TIE_TOLERANCE = 1e-5
 
 
 def _max_earlier_similarity(
@@ -122,7 +126,9 @@ def _max_earlier_similarity(
     Tiles of at most block x block; running max per row.  The diagonal tile of each row
     block is done in strips of ``strip`` rows against the columns up to the strip's end,
     so only earlier columns are computed (half the products of a full tile) and only the
-    strip's own square is masked.  Ties go to the earliest column, as with one argmax.
+    strip's own square is masked.  Ties go to the earliest column: columns whose cosine is
+    within ``TIE_TOLERANCE`` of the row's maximum count as tied, so the choice is made by index
+    and not by how a BLAS kernel rounded two equal products.  ``best`` is the maximum itself.
     """
     n = len(ranked)
     best = np.full(n, -np.inf, dtype=np.float32)
@@ -133,12 +139,13 @@ def _max_earlier_similarity(
     mask = np.triu(np.full((strip, strip), -np.inf, dtype=np.float32))
 
     def merge(r0: int, c0: int, tile: np.ndarray) -> None:
-        col = tile.argmax(axis=1)
-        val = np.take_along_axis(tile, col[:, None], axis=1)[:, 0]
+        val = tile.max(axis=1)
+        col = (tile >= (val - TIE_TOLERANCE)[:, None]).argmax(axis=1)  # earliest near-maximum
         r1 = r0 + len(tile)
-        better = val > best[r0:r1]
-        best[r0:r1][better] = val[better]
-        arg[r0:r1][better] = c0 + col[better]
+        # tiles come in column order: a later tile takes the row only if clearly better
+        clearly = val > best[r0:r1] + TIE_TOLERANCE
+        arg[r0:r1][clearly] = c0 + col[clearly]
+        best[r0:r1] = np.maximum(best[r0:r1], val)
 
     for rs in range(0, n, block):
         re = min(rs + block, n)
