@@ -6,6 +6,7 @@ Prism, which cannot work offline) and checks its outputs with `assert_that`.
 """
 from __future__ import annotations
 
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 
 from curate.pipelines import counters
@@ -14,9 +15,13 @@ from curate.scorers.text import normalise_text, text_hash
 RUNNER = "FnApiRunner"
 
 
-def fnapi_pipeline() -> TestPipeline:
-    """A TestPipeline on the in-process FnApiRunner (works offline, on any CPU)."""
-    return TestPipeline(runner=RUNNER)
+def fnapi_pipeline(flags: list[str] | None = None) -> TestPipeline:
+    """A TestPipeline on the in-process FnApiRunner (works offline, on any CPU).
+
+    `flags`: extra pipeline options, e.g. ``["--curate_cache_dir=DIR"]`` (runtime options).
+    """
+    options = PipelineOptions(flags) if flags else None
+    return TestPipeline(runner=RUNNER, options=options)
 
 
 def document(doc_id: str, text: str, source: str = "src", position: int = 0) -> dict:

@@ -1,0 +1,119 @@
+"""NearDedup alone: MinHash-LSH candidates, Jaccard verification against the threshold,
+connected components, smallest id survives.
+
+Texts are built from distinct words, so their word-bigram Jaccard is known exactly: a text of
+40 words has 39 bigrams, and every word substituted in the middle changes 2 of them
+(k substitutions: Jaccard (39 - 2k) / (39 + 2k)).
+"""
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
+
+from curate.pipelines.near_dedup import SIG_CACHE_HITS, SIG_CACHE_MISSES, NearDedup
+from tests.pipelines.stage_helpers import document, fnapi_pipeline, run_counting, words
+
+BASE = words(40)
+
+
+def substituted(positions, tag: str) -> str:
+    """BASE with the words at `positions` replaced by new words."""
+    out = list(BASE)
+    for i in positions:
+        out[i] = f"{tag}{i:03d}"
+    return " ".join(out)
+
+
+def exact_jaccard(k: int) -> float:
+    return (39 - 2 * k) / (39 + 2 * k)
+
+
+# a chain: d3 ~ d2 (2 substitutions apart, J = 35/43 = 0.81) and d2 ~ d1 (1 more, J = 37/41 =
+# 0.90), but d3 and d1 are 3 substitutions apart (J = 33/45 = 0.73 < 0.8)
+D3 = document("d3", " ".join(BASE))
+D2 = document("d2", substituted([10, 20], "x"))
+D1 = document("d1", substituted([10, 20, 30], "x"))
+UNRELATED = document("d0", " ".join(words(40, prefix="u")))
+FAR = document("d4", substituted([5, 12, 19, 26, 33], "y"))  # J = 29/49 to d3: below everything
+
+
+def rows_matching(expected):
+    """Matcher for dedup rows: ids and method exact, similarity within float tolerance."""
+    def check(actual):
+        got = sorted((r["removed_id"], r["kept_id"], r["method"], r["similarity"]) for r in actual)
+        want = sorted(expected)
+        ok = len(got) == len(want) and all(
+            g[:3] == w[:3] and g[3] == pytest.approx(w[3], abs=1e-9) for g, w in zip(got, want))
+        if not ok:
+            raise BeamAssertException(f"dedup rows {got} != {want}")
+    return check
+
+
+def test_chain_collapses_to_the_smallest_id_with_similarity_to_the_survivor():
+    p = fnapi_pipeline()
+    out = p | beam.Create([D3, D2, D1, UNRELATED, FAR]) | NearDedup(threshold=0.8)
+    # survivors pass through unchanged (every field, `_norm` included)
+    assert_that(out["documents"], equal_to([D1, UNRELATED, FAR]), label="Survivors")
+    # d3 is removed through d2 although its own Jaccard to the survivor d1 is below 0.8; the
+    # row reports the Jaccard between the removed document and the survivor
+    assert_that(out["dedup"], rows_matching([
+        ("d2", "d1", "near", exact_jaccard(1)),
+        ("d3", "d1", "near", exact_jaccard(3)),
+    ]), label="DedupRows")
+    found = run_counting(p)
+    assert found.get("removed.near") == 2
+    assert found.get("near_dedup.verified_pairs") == 2  # d3-d2 and d2-d1; never d3-d1 (0.73)
+    assert found.get("near_dedup.candidate_pairs", 0) >= 2
+
+
+def test_threshold_decides_which_pairs_are_duplicates():
+    # one pipeline, one NearDedup branch per threshold (a pipeline run costs seconds)
+    cases = {
+        0.85: ["d1", "d3"],  # only d2-d1 (0.90) is a near duplicate
+        0.70: ["d1"],  # every pair, d3-d1 (0.73) included
+    }
+    p = fnapi_pipeline()
+    docs = p | beam.Create([D3, D2, D1])
+    for threshold, survivors in cases.items():
+        out = docs | f"NearDedup{threshold}" >> NearDedup(threshold=threshold)
+        assert_that(out["documents"] | f"Ids{threshold}" >> beam.Map(lambda d: d["id"]),
+                    equal_to(survivors), label=f"Survivors{threshold}")
+        assert_that(out["dedup"] | f"Kept{threshold}" >> beam.Map(lambda r: r["kept_id"]),
+                    equal_to(["d1"] * (3 - len(survivors))), label=f"KeptIds{threshold}")
+    # counters add up over the branches: 1 + 2 removals
+    assert run_counting(p).get("removed.near") == 3
+
+
+def test_minhash_verification_uses_the_signature_estimate():
+    near_copy = document("e2", substituted([39], "z"))  # last word: J = 38/40 = 0.95
+    original = document("e1", " ".join(BASE))
+    p = fnapi_pipeline()
+    out = p | beam.Create([near_copy, original, UNRELATED]) | NearDedup(verify="minhash")
+    assert_that(out["documents"] | beam.Map(lambda d: d["id"]), equal_to(["d0", "e1"]), label="Survivors")
+    # an estimate over 128 permutations: within a few hundredths of 0.95, a multiple of 1/128
+    assert_that(out["dedup"] | beam.Map(lambda r: (r["removed_id"], r["kept_id"], r["method"],
+                                                    abs(r["similarity"] - 0.95) < 0.1,
+                                                    (r["similarity"] * 128) % 1 == 0)),
+                equal_to([("e2", "e1", "near", True, True)]), label="DedupRows")
+    p.run().wait_until_finish()
+
+
+def test_invalid_settings_are_rejected():
+    with pytest.raises(ValueError, match="verify"):
+        NearDedup(verify="cosine")
+    with pytest.raises(ValueError, match="bands and rows"):
+        NearDedup(bands=16)
+    with pytest.raises(ValueError, match="num_perm"):
+        NearDedup(num_perm=64, bands=16, rows=6)
+
+
+def test_signature_cache_is_filled_then_read(tmp_path):
+    def run_once():
+        p = fnapi_pipeline([f"--curate_cache_dir={tmp_path}"])
+        out = p | beam.Create([D3, D2, D1]) | NearDedup(threshold=0.85)
+        assert_that(out["documents"] | beam.Map(lambda d: d["id"]), equal_to(["d1", "d3"]))
+        return run_counting(p)
+
+    first = run_once()
+    assert first.get(SIG_CACHE_MISSES) == 3 and first.get(SIG_CACHE_HITS, 0) == 0
+    second = run_once()  # same decisions from cached signatures
+    assert second.get(SIG_CACHE_HITS) == 3 and second.get(SIG_CACHE_MISSES, 0) == 0
