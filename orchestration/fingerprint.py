@@ -25,7 +25,8 @@ def code_version() -> str:
         release = "unknown"
     digest = hashlib.sha256()
     for package in RESULT_PACKAGES:
-        root = Path(import_module(package).__file__).parent
+        # the folders install as curate.<package>; paths below stay relative to the source root
+        root = Path(import_module(f"curate.{package}").__file__).parent
         # sources and shipped data (e.g. the default quality reference) decide results
         for path in sorted([*root.rglob("*.py"), *root.rglob("data/*.json")]):
             digest.update(str(path.relative_to(root.parent)).encode())
