@@ -1,0 +1,59 @@
+"""AssignPools alone: pool 0 is the best, documents ordered by (-score, id) so ties go by id;
+exact rank cuts give equal pools; explicit score cuts; the cuts side output says which."""
+import apache_beam as beam
+from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
+
+from curate.pipelines.pooling import AssignPools
+from tests.pipelines.stage_helpers import fnapi_pipeline
+
+SCORES = {"a": 0.9, "b": 0.5, "c": 0.5, "d": 0.5, "e": 0.5, "f": 0.1, "g": 0.7, "h": 0.3}
+DOCS = [{"id": i, "text": f"text {i}", "source": "web", "score": s} for i, s in SCORES.items()]
+
+
+def ids_and_pools(pooled):
+    return pooled | "IdPool" >> beam.Map(lambda d: (d["id"], d["pool"]))
+
+
+def cut_summary(cuts):
+    return cuts | "CutSummary" >> beam.MapTuple(lambda c, mode: (mode, c.kind, c.num_pools))
+
+
+def test_exact_rank_cuts_best_pool_first_ties_by_id():
+    p = fnapi_pipeline()
+    assign = AssignPools(4)
+    pooled = p | beam.Create(DOCS) | assign
+    # rank order: a .9, g .7, then the four tied at .5 by id (b c d e), h .3, f .1 -> 2 per pool
+    assert_that(ids_and_pools(pooled), equal_to([
+        ("a", 0), ("g", 0), ("b", 1), ("c", 1), ("d", 2), ("e", 2), ("h", 3), ("f", 3)]),
+        label="Pools")
+    # every other field passes through; `pool` is an int
+    assert_that(pooled | beam.Map(lambda d: ({k: v for k, v in d.items() if k != "pool"}, type(d["pool"]))),
+                equal_to([(d, int) for d in DOCS]), label="Fields")
+    assert_that(cut_summary(assign.cuts), equal_to([("exact", "rank", 4)]), label="Cuts")
+    p.run().wait_until_finish()
+
+
+def test_explicit_cut_points_are_score_thresholds():
+    p = fnapi_pipeline()
+    assign = AssignPools(3, [0.3, 0.6])  # any order; score >= 0.6 -> 0, >= 0.3 -> 1, else 2
+    pooled = p | beam.Create(DOCS) | assign
+    assert_that(ids_and_pools(pooled), equal_to([
+        ("a", 0), ("g", 0), ("b", 1), ("c", 1), ("d", 1), ("e", 1), ("h", 1), ("f", 2)]),
+        label="Pools")
+    assert_that(cut_summary(assign.cuts), equal_to([("explicit", "score", 3)]), label="Cuts")
+    p.run().wait_until_finish()
+
+
+def test_past_exact_max_docs_the_cuts_are_approximate_but_order_is_kept():
+    def monotone(pairs):
+        by_rank = sorted(pairs, key=lambda x: (-SCORES[x[0]], x[0]))
+        pools = [pool for _, pool in by_rank]
+        if len(pairs) != len(DOCS) or pools != sorted(pools) or pools[0] != 0 or not set(pools) <= {0, 1}:
+            raise BeamAssertException(f"pools not ordered by rank: {by_rank}")
+
+    p = fnapi_pipeline()
+    assign = AssignPools(2, None, 3)  # 8 documents > 3: approximate quantiles
+    pooled = p | beam.Create(DOCS) | assign
+    assert_that(ids_and_pools(pooled), monotone, label="Pools")
+    assert_that(cut_summary(assign.cuts), equal_to([("approximate", "rank", 2)]), label="Cuts")
+    p.run().wait_until_finish()
