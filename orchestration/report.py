@@ -58,23 +58,15 @@ def collect(run_dir: str | Path) -> ReportData:
     """Read a run directory into ReportData (no plotting)."""
     import duckdb
 
-    from curate.pools.catalog import CatalogError, RunFiles, read_manifest, sql_list
+    from curate.pools.rundir import RunDir
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CatalogError(f"run directory {run_dir} does not exist")
-    manifest = read_manifest(run_dir)
-    files = RunFiles.scan(run_dir)
-    if not files.stats:
-        raise CatalogError(f"{run_dir} has no stats.parquet: is it a finished `curate run` output?")
+    run = RunDir(run_dir)
+    manifest, pools = run.manifest, run.stats()
     con = duckdb.connect()
     try:
-        for view, paths in (("docs", files.pools), ("dedup", files.duplicates),
-                            ("dead", files.dead_letter), ("filtered", files.filtered)):
-            con.execute(f"CREATE TEMP VIEW {view} AS {_select_files(paths, view, sql_list)}")
-        rel = con.execute(f"SELECT * FROM read_parquet({sql_list(files.stats)}) ORDER BY pool")
-        cols = [d[0] for d in rel.description]
-        pools = [dict(zip(cols, row)) for row in rel.fetchall()]
+        for name, view in (("docs", "docs"), ("dedup", "duplicates"), ("dead", "dead_letter"),
+                           ("filtered", "filtered")):
+            con.execute(f"CREATE TEMP VIEW {name} AS {run.select(view)}")
         funnel, reconciles, warnings = _funnel(manifest.get("counts") or {}, con, pools)
         histograms, quantiles = _score_distributions(con)
         clusters = _clusters(con)
@@ -83,27 +75,6 @@ def collect(run_dir: str | Path) -> ReportData:
         con.close()
     return ReportData(str(run_dir), manifest, funnel, reconciles, pools, histograms, quantiles, clusters,
                       sources, warnings)
-
-
-_EMPTY = {
-    "docs": "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS text, NULL::VARCHAR AS source, NULL::DOUBLE AS score, NULL::BIGINT AS pool WHERE false",
-    "dedup": "SELECT NULL::VARCHAR AS removed_id, NULL::VARCHAR AS kept_id, NULL::VARCHAR AS method, NULL::DOUBLE AS similarity WHERE false",
-    "dead": "SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS reason WHERE false",
-    "filtered": "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS source, NULL::VARCHAR AS reason WHERE false",
-}
-
-
-def _select_files(paths: list[str], view: str, sql_list) -> str:
-    parquet = [p for p in paths if p.endswith(".parquet")]
-    other = [p for p in paths if not p.endswith(".parquet")]
-    parts = []
-    if parquet:
-        hive = "true" if view == "docs" else "false"
-        parts.append(f"SELECT * FROM read_parquet({sql_list(parquet)}, hive_partitioning={hive}, union_by_name=true)")
-    if other:
-        parts.append(f"SELECT * FROM read_json({sql_list(other)}, format='newline_delimited', union_by_name=true, "
-                     "sample_size=-1, maximum_object_size=268435456)")
-    return " UNION ALL BY NAME ".join(f"({p})" for p in parts) if parts else _EMPTY[view]
 
 
 def _reason_counts(value) -> dict[str, int] | None:

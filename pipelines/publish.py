@@ -1,6 +1,7 @@
 """Publishing a run directory so readers never see a partial run (all I/O via Beam FileSystems).
 
-Protocol (the order is the guarantee):
+The layout names, the publish order and the marker format are the run-directory contract's
+(`pools/rundir.py`, which also holds the reader). Protocol (the order is the guarantee):
   1. The pipeline writes everything under DIR/_staging-<id>/.
   2. `unpublish(DIR)` removes an old run in reverse: manifest.json, _SUCCESS, stats.parquet,
      then the data folders. Readers key on manifest.json / _SUCCESS (stats.parquet is complete
@@ -15,28 +16,17 @@ data.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 
 from apache_beam.io.filesystems import FileSystems
 
 from curate.pipelines import fsutil
-
-SUCCESS = "_SUCCESS"
-MANIFEST = "manifest.json"
-STATS = "stats.parquet"
-DATA_DIRS = ["pools", "dedup", "filtered", "dead_letter", "embeddings"]
-STAGING_PREFIX = "_staging-"
-# Order of appearance when publishing; reversed when unpublishing.
-PUBLISH_ORDER = DATA_DIRS + [STATS, MANIFEST]
+from curate.pools.rundir import (DATA_DIRS, MANIFEST, PUBLISH_ORDER, STAGING_PREFIX, STATS, SUCCESS,
+                                 marker_bytes, parse_marker)
 
 
 def _join(root: str, name: str) -> str:
     return FileSystems.join(root, name)
-
-
-def manifest_digest(manifest_bytes: bytes) -> str:
-    return hashlib.sha256(manifest_bytes).hexdigest()
 
 
 def read_marker(run_dir: str) -> dict | None:
@@ -49,11 +39,8 @@ def read_marker(run_dir: str) -> dict | None:
     try:
         if not (fsutil.exists(marker) and fsutil.exists(manifest)):
             return None
-        data = json.loads(fsutil.read_bytes(marker))
-        if data.get("manifest_sha256") != manifest_digest(fsutil.read_bytes(manifest)):
-            return None
-        return data
-    except (OSError, ValueError):
+        return parse_marker(fsutil.read_bytes(marker), fsutil.read_bytes(manifest))
+    except OSError:
         return None
 
 
@@ -63,7 +50,7 @@ def is_published(run_dir: str) -> bool:
 
 def leftovers(run_dir: str) -> list[str]:
     """Published names present in a directory (complete or not)."""
-    return [n for n in [SUCCESS] + PUBLISH_ORDER if fsutil.exists(_join(run_dir, n))]
+    return [n for n in (SUCCESS,) + PUBLISH_ORDER if fsutil.exists(_join(run_dir, n))]
 
 
 def stale_staging(run_dir: str) -> list[str]:
@@ -89,7 +76,7 @@ def remove_stale_staging(run_dir: str) -> list[str]:
 
 def unpublish(run_dir: str) -> None:
     """Remove a (possibly partial) published run: manifest and marker first, data last."""
-    for name in [MANIFEST, SUCCESS, STATS] + DATA_DIRS[::-1]:
+    for name in (MANIFEST, SUCCESS, STATS) + DATA_DIRS[::-1]:
         path = _join(run_dir, name)
         if fsutil.exists(path):
             fsutil.delete(path)
@@ -113,14 +100,14 @@ def publish(staging: str, run_dir: str, manifest_bytes: bytes, fingerprint: str)
     unpublish(run_dir)
     for name in PUBLISH_ORDER[:-1]:
         _move(staging, run_dir, [f for f in _files_under(staging, name) if f.startswith(prefix)])
-    marker = {"manifest_sha256": manifest_digest(manifest_bytes), "fingerprint": fingerprint}
+    marker = marker_bytes(manifest_bytes, fingerprint)
     # marker and manifest are written in staging, then renamed: neither is ever half-written
-    fsutil.write_bytes(_join(staging, SUCCESS), json.dumps(marker, sort_keys=True).encode("utf-8"))
+    fsutil.write_bytes(_join(staging, SUCCESS), marker)
     fsutil.write_bytes(_join(staging, MANIFEST), manifest_bytes)
     _move(staging, run_dir, [_join(staging, SUCCESS)])
     _move(staging, run_dir, [_join(staging, MANIFEST)])
     fsutil.delete(staging)
-    return marker
+    return json.loads(marker)
 
 
 def _move(staging: str, run_dir: str, files: list[str]) -> None:

@@ -18,17 +18,19 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from curate.pipelines import fsutil
+from curate.pools import rundir
 from curate.pools import schema as S
 from curate.pools import stats as pool_stats
 
-POOLS_DIR = "pools"
-DEDUP_DIR = "dedup"
-FILTERED_DIR = "filtered"
-DEAD_LETTER_DIR = "dead_letter"
-EMBEDDINGS_DIR = "embeddings"
-STAGE_INFO_FILE = "_stage_info.json"
-STATS_FILE = pool_stats.STATS_FILE
-CUTS_FILE = "_pool_cuts.json"
+# The layout is the run-directory contract's (pools/rundir.py); these are its names here.
+POOLS_DIR = rundir.POOLS
+DEDUP_DIR = rundir.DEDUP
+FILTERED_DIR = rundir.FILTERED
+DEAD_LETTER_DIR = rundir.DEAD_LETTER
+EMBEDDINGS_DIR = rundir.EMBEDDINGS
+STATS_FILE = rundir.STATS
+STAGE_INFO_FILE = rundir.STAGE_INFO
+CUTS_FILE = rundir.CUTS
 
 
 def pool_dir(root: str, pool: int) -> str:

@@ -38,9 +38,12 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
+
+from curate.pools.rundir import (EMPTY_COLUMNS, RunDir, RunDirError, RunFiles, published_marker, select_files,
+                                 sql_list, sql_literal, union)
 
 DEFAULT_WORKSPACE = "curate-workspace"
 CATALOG_FILE = "catalog.duckdb"
@@ -97,25 +100,6 @@ _TABLES_SQL = [
     )""",
 ]
 
-# Column lists of the views when no registered run has such files (typed, empty).
-_EMPTY_VIEWS = {
-    "docs": "NULL::VARCHAR AS run_id, NULL::VARCHAR AS id, NULL::VARCHAR AS text, NULL::VARCHAR AS source, "
-    "NULL::DOUBLE AS score, NULL::BIGINT AS chars, NULL::BIGINT AS tokens, NULL::BIGINT AS pool",
-    "pool_stats": "NULL::VARCHAR AS run_id, NULL::BIGINT AS pool, NULL::BIGINT AS docs, NULL::BIGINT AS chars, "
-    "NULL::BIGINT AS tokens, NULL::DOUBLE AS score_min, NULL::DOUBLE AS score_mean, NULL::DOUBLE AS score_max, "
-    "NULL::VARCHAR AS source_share",
-    "duplicates": "NULL::VARCHAR AS run_id, NULL::VARCHAR AS removed_id, NULL::VARCHAR AS kept_id, "
-    "NULL::VARCHAR AS method, NULL::DOUBLE AS similarity",
-    "dead_letter": "NULL::VARCHAR AS run_id, NULL::VARCHAR AS source, NULL::BIGINT AS line, "
-    "NULL::VARCHAR AS reason, NULL::VARCHAR AS raw",
-    "filtered": "NULL::VARCHAR AS run_id, NULL::VARCHAR AS id, NULL::VARCHAR AS source, "
-    "NULL::VARCHAR AS reason, NULL::DOUBLE AS score",
-    "embeddings": "NULL::VARCHAR AS run_id, NULL::VARCHAR AS id, NULL::FLOAT[] AS embedding",
-}
-
-_DATA_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
-
-
 class CatalogError(ValueError):
     """A user error about the catalog: unknown run, not a run directory, no catalog yet."""
 
@@ -134,65 +118,6 @@ def workspace_dir(workspace: str | os.PathLike | None = None) -> Path:
     """The workspace directory: the argument, else $CURATE_WORKSPACE, else ./curate-workspace."""
     chosen = workspace if workspace not in (None, "") else os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
     return Path(chosen).expanduser().absolute()
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """The data files of one run directory, grouped by the view they feed."""
-
-    run_dir: Path
-    pools: list[str] = field(default_factory=list)
-    stats: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-    dead_letter: list[str] = field(default_factory=list)
-    filtered: list[str] = field(default_factory=list)
-    embeddings: list[str] = field(default_factory=list)
-
-    @classmethod
-    def scan(cls, run_dir: str | os.PathLike) -> "RunFiles":
-        root = Path(run_dir).resolve()
-        return cls(
-            run_dir=root,
-            pools=_data_files(root / "pools", pattern="pool=*/**/*"),
-            stats=[str(root / "stats.parquet")] if (root / "stats.parquet").is_file() else [],
-            duplicates=_data_files(root / "dedup"),
-            dead_letter=_data_files(root / "dead_letter"),
-            filtered=_data_files(root / "filtered"),
-            embeddings=_data_files(root / "embeddings"),
-        )
-
-    def for_view(self, view: str) -> list[str]:
-        return {"docs": self.pools, "pool_stats": self.stats, "duplicates": self.duplicates,
-                "dead_letter": self.dead_letter, "filtered": self.filtered,
-                "embeddings": self.embeddings}[view]
-
-    def all_files(self) -> list[str]:
-        return self.pools + self.stats + self.duplicates + self.dead_letter + self.filtered + self.embeddings
-
-
-def _data_files(directory: Path, pattern: str = "**/*") -> list[str]:
-    """Non-empty data files under a directory; hidden/underscore files (temp, markers) are skipped."""
-    if not directory.is_dir():
-        return []
-    found = []
-    for path in directory.glob(pattern):
-        rel = path.relative_to(directory).parts
-        if any(part.startswith((".", "_")) for part in rel):
-            continue
-        if path.is_file() and path.name.endswith(_DATA_SUFFIXES) and path.stat().st_size > 0:
-            found.append(str(path))
-    return sorted(found)
-
-
-def read_manifest(run_dir: str | os.PathLike) -> dict:
-    """The run's manifest.json as a dict (CatalogError when missing or unreadable)."""
-    path = Path(run_dir) / "manifest.json"
-    if not path.is_file():
-        raise CatalogError(f"{run_dir} is not a curate run directory: no manifest.json")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CatalogError(f"cannot read {path}: {exc}") from None
 
 
 @dataclass
@@ -306,10 +231,12 @@ class Catalog:
         already uses that name). A directory is registered under one id at a time.
         Status: `status`, else the manifest's `status`, else "complete".
         """
-        root = Path(run_dir).resolve()
-        if not root.is_dir():
-            raise CatalogError(f"run directory {run_dir} does not exist")
-        manifest = read_manifest(root)
+        try:
+            run = RunDir(run_dir)
+            manifest = run.manifest
+        except RunDirError as exc:
+            raise CatalogError(str(exc)) from None
+        root = run.root
         row = _run_row(root, manifest, status)
         with self._transaction() as con:
             existing = con.execute("SELECT id FROM runs WHERE output_dir = ?", [str(root)]).fetchone()
@@ -401,7 +328,7 @@ class Catalog:
     def _rebuild_views(self, con) -> None:
         """(Re)create the persistent views over every registered run's current files."""
         runs = con.execute("SELECT id, output_dir FROM runs ORDER BY id").fetchall()
-        scans = [(run_id, RunFiles.scan(output_dir)) for run_id, output_dir in runs]
+        scans = [(run_id, _published_files(output_dir)) for run_id, output_dir in runs]
         create_views(con, scans, temporary=False)
 
     def sandbox(self, run: str | None = None):
@@ -414,7 +341,7 @@ class Catalog:
         try:
             runs = _read_runs(con)
             selected = [_resolve(runs, run)] if run else runs
-            scans = [(r["id"], RunFiles.scan(r["output_dir"])) for r in selected]
+            scans = [(r["id"], _published_files(r["output_dir"])) for r in selected]
             create_views(con, scans, temporary=True)
             if run:
                 (database,) = con.execute("SELECT current_database()").fetchone()
@@ -467,7 +394,7 @@ def create_views(con, scans: Sequence[tuple[str, RunFiles]], *, temporary: bool)
         parts = []
         for run_id, scan in scans:
             parts.extend(_run_selects(view, run_id, scan.for_view(view)))
-        body = " UNION ALL BY NAME ".join(f"({p})" for p in parts) if parts else f"SELECT {_EMPTY_VIEWS[view]} WHERE false"
+        body = union(parts, f"NULL::VARCHAR AS run_id, {EMPTY_COLUMNS[view]}")
         con.execute(f"CREATE OR REPLACE {kind} {view} AS {body}")
     doc_columns = {row[0] for row in con.execute("DESCRIBE docs").fetchall()}
     # Token counts are a pipeline column (an estimate); other writers may not have it.
@@ -481,21 +408,15 @@ def create_views(con, scans: Sequence[tuple[str, RunFiles]], *, temporary: bool)
 
 
 def _run_selects(view: str, run_id: str, files: list[str]) -> list[str]:
-    parquet = [f for f in files if f.endswith(".parquet")]
-    jsonl = [f for f in files if not f.endswith(".parquet")]
-    out = []
-    hive = "true" if view == "docs" else "false"
-    if parquet:
-        out.append(
-            f"SELECT {sql_literal(run_id)} AS run_id, * FROM read_parquet({sql_list(parquet)}, "
-            f"hive_partitioning={hive}, union_by_name=true)"
-        )
-    if jsonl:
-        out.append(
-            f"SELECT {sql_literal(run_id)} AS run_id, * FROM read_json({sql_list(jsonl)}, "
-            "format='newline_delimited', union_by_name=true, sample_size=-1, maximum_object_size=268435456)"
-        )
-    return out
+    return select_files(files, f"{sql_literal(run_id)} AS run_id, *", hive=view == "docs")
+
+
+def _published_files(output_dir: str) -> RunFiles:
+    """A registered run's files while it is published; none while it is not (being replaced,
+    deleted, or killed while publishing), so views never serve part of a run."""
+    if published_marker(output_dir) is None:
+        return RunFiles(run_dir=Path(output_dir))
+    return RunFiles.scan(output_dir)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -614,14 +535,6 @@ def _float_or_none(value) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def sql_literal(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def sql_list(values: Sequence[str]) -> str:
-    return "[" + ", ".join(sql_literal(v) for v in values) + "]"
 
 
 def _read_pid(path: Path) -> str:

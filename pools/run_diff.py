@@ -14,23 +14,17 @@ def diff_runs(run_a: str | Path, run_b: str | Path) -> dict:
     """Pool sizes, transitions and a summary for two run directories (plain, JSON-able dict)."""
     import duckdb
 
-    from curate.pools.catalog import RunFiles, sql_list
+    from curate.pools.rundir import RunDir
 
-    scans = {"a": RunFiles.scan(run_a), "b": RunFiles.scan(run_b)}
+    runs = {"a": RunDir(run_a), "b": RunDir(run_b)}
     con = duckdb.connect()
     try:
-        for name, scan in scans.items():
-            if scan.pools:
-                con.execute(
-                    f"CREATE TEMP VIEW docs_{name} AS SELECT id, pool::BIGINT AS pool FROM "
-                    f"read_parquet({sql_list(scan.pools)}, hive_partitioning=true, union_by_name=true)"
-                )
-            else:
-                con.execute(f"CREATE TEMP VIEW docs_{name} AS SELECT NULL::VARCHAR AS id, NULL::BIGINT AS pool WHERE false")
+        for name, run in runs.items():
+            con.execute(f"CREATE TEMP VIEW docs_{name} AS {run.select('docs', 'id, pool::BIGINT AS pool')}")
         for name in ("a", "b"):
             dup_ids = con.execute(f"SELECT count(*) - count(DISTINCT id) FROM docs_{name}").fetchone()[0]
             if dup_ids:
-                raise ValueError(f"run {scans[name].run_dir} has {dup_ids} repeated document ids in its pools")
+                raise ValueError(f"run {runs[name].root} has {dup_ids} repeated document ids in its pools")
         sizes = con.execute(
             "SELECT coalesce(a.pool, b.pool) AS pool, coalesce(a.n, 0), coalesce(b.n, 0) FROM "
             "(SELECT pool, count(*) AS n FROM docs_a GROUP BY pool) a FULL OUTER JOIN "
@@ -40,7 +34,7 @@ def diff_runs(run_a: str | Path, run_b: str | Path) -> dict:
             "SELECT a.pool, b.pool, count(*) FROM docs_a a FULL OUTER JOIN docs_b b ON a.id = b.id "
             "GROUP BY ALL ORDER BY 1 NULLS LAST, 2 NULLS LAST"
         ).fetchall()
-        removed_fate = _removed_fate(con, scans["b"])
+        removed_fate = _removed_fate(con, runs["b"])
     finally:
         con.close()
 
@@ -55,8 +49,8 @@ def diff_runs(run_a: str | Path, run_b: str | Path) -> dict:
     removed = sum(matrix[index[p]][index[None]] for p in pools)
     total_a = sum(a for _, a, _ in sizes)
     return {
-        "run_a": str(scans["a"].run_dir),
-        "run_b": str(scans["b"].run_dir),
+        "run_a": str(runs["a"].root),
+        "run_b": str(runs["b"].root),
         "pool_sizes": [{"pool": int(p), "docs_a": int(a), "docs_b": int(b), "change": int(b) - int(a)} for p, a, b in sizes],
         "transitions": {"labels": labels, "matrix": matrix},
         "summary": {
@@ -71,14 +65,11 @@ def diff_runs(run_a: str | Path, run_b: str | Path) -> dict:
     }
 
 
-def _removed_fate(con, scan_b) -> dict:
+def _removed_fate(con, run_b) -> dict:
     """For ids in A's pools but not B's: how run B accounts for them (duplicate / filtered)."""
-    fates = []
-    if scan_b.duplicates:
-        fates.append(_reader_select(scan_b.duplicates, "removed_id AS id, 'duplicate:' || coalesce(method, '?') AS fate"))
-    if scan_b.filtered:
-        fates.append(_reader_select(scan_b.filtered, "id, 'filtered:' || coalesce(reason, '?') AS fate"))
-    fate_sql = " UNION ALL ".join(fates) if fates else "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS fate WHERE false"
+    duplicates = run_b.select("duplicates", "removed_id AS id, 'duplicate:' || coalesce(method, '?') AS fate")
+    filtered = run_b.select("filtered", "id, 'filtered:' || coalesce(reason, '?') AS fate")
+    fate_sql = f"({duplicates}) UNION ALL ({filtered})"
     rows = con.execute(
         "SELECT coalesce(f.fate, 'not in run B') AS fate, count(*) FROM "
         "(SELECT a.id FROM docs_a a ANTI JOIN docs_b b ON a.id = b.id) r "
@@ -86,17 +77,3 @@ def _removed_fate(con, scan_b) -> dict:
         "GROUP BY ALL ORDER BY 2 DESC, 1"
     ).fetchall()
     return {fate: int(n) for fate, n in rows}
-
-
-def _reader_select(files: list[str], columns: str) -> str:
-    from curate.pools.catalog import sql_list
-
-    parquet = [f for f in files if f.endswith(".parquet")]
-    other = [f for f in files if not f.endswith(".parquet")]
-    parts = []
-    if parquet:
-        parts.append(f"SELECT {columns} FROM read_parquet({sql_list(parquet)}, union_by_name=true)")
-    if other:
-        parts.append(f"SELECT {columns} FROM read_json({sql_list(other)}, format='newline_delimited', "
-                     "union_by_name=true, sample_size=-1)")
-    return " UNION ALL ".join(parts)

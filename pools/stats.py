@@ -9,7 +9,6 @@ import json
 import math
 from typing import Iterable
 
-STATS_FILE = "stats.parquet"
 
 
 def empty() -> dict:
@@ -59,23 +58,3 @@ def finalize(acc: dict, pool: int) -> dict:
         "source_share": json.dumps(share, sort_keys=True),
     }
 
-
-def read_stats(run_dir: str) -> list[dict]:
-    """The per-pool table of a finished run, read with DuckDB, ordered by pool."""
-    import os
-
-    import duckdb
-
-    path = os.path.join(run_dir, STATS_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {run_dir} a finished `curate run` output?")
-    # manifest.json is published last: without it the run was interrupted while publishing.
-    if not os.path.exists(os.path.join(run_dir, "manifest.json")):
-        raise FileNotFoundError(f"{run_dir} has no manifest.json: the run did not finish; re-run it")
-    con = duckdb.connect()
-    try:
-        rel = con.execute("SELECT * FROM read_parquet(?) ORDER BY pool", [path])
-        cols = [d[0] for d in rel.description]
-        return [dict(zip(cols, row)) for row in rel.fetchall()]
-    finally:
-        con.close()

@@ -49,8 +49,8 @@ def _run_dir(ref: str, workspace) -> str:
         except CatalogError:
             if not os.path.isdir(ref):
                 raise
-    if os.path.isfile(os.path.join(ref, "manifest.json")) or os.path.isdir(os.path.join(ref, "pools")):
-        return ref
+    if os.path.isdir(ref):
+        return ref  # RunDir says why when it is not a finished run
     raise ValueError(f"{ref!r} is neither a registered run nor a run directory")
 
 

@@ -67,13 +67,11 @@ def _summary_lines(manifest: dict) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import os
 
-    from curate.pools.stats import read_stats
+    from curate.pools.rundir import RunDir
 
-    rows = read_stats(args.run_dir)
-    with open(os.path.join(args.run_dir, "manifest.json"), encoding="utf-8") as fh:
-        manifest = json.load(fh)
+    run_dir = RunDir(args.run_dir)
+    rows, manifest = run_dir.stats(), run_dir.manifest
     if args.json:
         for r in rows:
             r["source_share"] = json.loads(r["source_share"] or "{}")

@@ -12,7 +12,7 @@ import pytest
 from curate.orchestration.cli import main
 from curate.orchestration.report import write_report
 from tests.orchestration.report_dom import parse_cells
-from tests.pools.runfixture import make_run
+from tests.pools.runfixture import make_run, publish_manifest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -106,7 +106,7 @@ def test_disagreements_are_reported_not_hidden(tmp_path):
     manifest, _, _ = make_run(tmp_path / "run", n=50, k=2, seed=4)
     manifest["counts"]["kept"] += 1  # the manifest claims a document the pools do not hold
     manifest["counts"]["removed"]["near"] += 2
-    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
+    publish_manifest(tmp_path / "run", manifest)
     result = write_report(tmp_path / "run")
     assert result.html_path == tmp_path / "run" / "report.html"
     assert result.data.funnel_reconciles is False

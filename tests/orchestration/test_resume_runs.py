@@ -133,15 +133,20 @@ def test_second_writer_is_refused_with_one_line_error(corpus, tmp_path):
 
 
 def test_marker_must_match_manifest(tmp_path):
+    from curate.pools import rundir
+
     run = tmp_path / "run"
     run.mkdir()
     manifest = json.dumps({"counts": {}}).encode()
     (run / "manifest.json").write_bytes(manifest)
-    (run / "_SUCCESS").write_text(json.dumps({"manifest_sha256": publish.manifest_digest(manifest),
+    (run / "_SUCCESS").write_text(json.dumps({"manifest_sha256": rundir.manifest_digest(manifest),
                                               "fingerprint": "x"}))
     assert publish.is_published(str(run))
+    assert rundir.RunDir(run).marker["fingerprint"] == "x"  # the reader agrees with the writer
     (run / "manifest.json").write_bytes(manifest + b" ")  # edited or half-replaced manifest
     assert not publish.is_published(str(run))
+    with pytest.raises(rundir.RunDirError, match="marker is missing or does not match"):
+        rundir.RunDir(run)
     (run / "_SUCCESS").write_text("{not json")
     assert not publish.is_published(str(run))
     assert copy.deepcopy(publish.read_marker(str(run))) is None

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.pools import rundir
+
 WORDS = ("data quality pool score token model corpus web page text news health tweet "
          "science sport market city river music film game school water").split()
 
@@ -113,8 +115,15 @@ def write_run(run_dir: Path, docs, *, k: int = 3, run_id: str | None = None, dup
     }
     if run_id is None:
         del manifest["run_id"]
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    publish_manifest(run_dir, manifest)
     return manifest
+
+
+def publish_manifest(run_dir: Path, manifest: dict) -> None:
+    """Write manifest.json as `curate run` publishes it: with a _SUCCESS marker naming its hash."""
+    manifest_bytes = json.dumps(manifest, indent=2).encode("utf-8")
+    (run_dir / "_SUCCESS").write_bytes(rundir.marker_bytes(manifest_bytes, fingerprint="fixture"))
+    (run_dir / "manifest.json").write_bytes(manifest_bytes)
 
 
 def make_run(run_dir: Path, *, n: int = 120, k: int = 3, seed: int = 0, run_id: str | None = None,

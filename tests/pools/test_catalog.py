@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.pools.catalog import Catalog, CatalogError, RunFiles, workspace_dir
-from tests.pools.runfixture import make_run
+from tests.pools.runfixture import make_run, publish_manifest
 
 
 @pytest.fixture()
@@ -148,7 +148,7 @@ def test_persistent_views_are_usable_with_plain_duckdb(two_runs):
 def test_empty_catalog_views_have_columns(tmp_path):
     run = tmp_path / "empty"
     run.mkdir()
-    (run / "manifest.json").write_text(json.dumps({"counts": {"input_records": 0, "kept": 0}}))
+    publish_manifest(run, {"counts": {"input_records": 0, "kept": 0}})
     cat = Catalog(tmp_path / "ws")
     cat.register_run(run)
     for view in ("docs", "pools", "pool_stats", "duplicates", "dead_letter", "filtered"):

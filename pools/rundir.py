@@ -1,0 +1,239 @@
+"""The run-directory contract: the layout `curate run` publishes, and the one reader of it.
+
+Layout of a published run (writer: `pipelines/publish.py`, through Beam filesystems)::
+
+    RUN/pools/pool=K/*.parquet   kept documents, hive-partitioned by pool (0 = best)
+    RUN/embeddings/              id, embedding (when documents were embedded)
+    RUN/dedup/                   removed_id, kept_id, method, similarity
+    RUN/filtered/                documents dropped by a keep/drop rule, with the reason
+    RUN/dead_letter/             source, line, reason, raw
+    RUN/stats.parquet            one row per pool
+    RUN/_SUCCESS                 {"manifest_sha256": ..., "fingerprint": ...}
+    RUN/manifest.json            config, versions, inputs, counts that reconcile
+
+Publish order (`PUBLISH_ORDER`, the guarantee readers rely on): the data folders, then
+stats.parquet, then `_SUCCESS`, then manifest.json last. A directory is a finished run only when
+`_SUCCESS` parses and names the SHA-256 of the manifest.json beside it: a killed publish, a
+leftover marker or a hand-edited manifest never counts.
+
+`RunDir(path)` is the reader every command uses (catalog, stats, report, diff, plan, probe): it
+refuses an unfinished run with one message, and gives the manifest, the stats rows, the data
+files by kind and SQL selects over them (with typed empty results where a run has no such file).
+Plain Python; duckdb is imported when a query runs. Local paths only (remote runs are published
+through Beam's filesystems by the writer, and read after copying).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+POOLS = "pools"
+EMBEDDINGS = "embeddings"
+DEDUP = "dedup"
+FILTERED = "filtered"
+DEAD_LETTER = "dead_letter"
+STATS = "stats.parquet"
+SUCCESS = "_SUCCESS"
+MANIFEST = "manifest.json"
+STAGING_PREFIX = "_staging-"
+# Written into the staging folder for the launcher (read into the manifest), never published.
+CUTS = "_pool_cuts.json"
+STAGE_INFO = "_stage_info.json"
+DATA_DIRS = (POOLS, DEDUP, FILTERED, DEAD_LETTER, EMBEDDINGS)
+# Order of appearance when publishing (the _SUCCESS marker goes in just before the manifest);
+# reversed when unpublishing.
+PUBLISH_ORDER = DATA_DIRS + (STATS, MANIFEST)
+DATA_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
+
+# Columns of each kind of data file, typed, for selects over a run that has none of them.
+EMPTY_COLUMNS = {
+    "docs": "NULL::VARCHAR AS id, NULL::VARCHAR AS text, NULL::VARCHAR AS source, NULL::DOUBLE AS score, "
+            "NULL::BIGINT AS chars, NULL::BIGINT AS tokens, NULL::BIGINT AS pool",
+    "pool_stats": "NULL::BIGINT AS pool, NULL::BIGINT AS docs, NULL::BIGINT AS chars, NULL::BIGINT AS tokens, "
+                  "NULL::DOUBLE AS score_min, NULL::DOUBLE AS score_mean, NULL::DOUBLE AS score_max, "
+                  "NULL::VARCHAR AS source_share",
+    "duplicates": "NULL::VARCHAR AS removed_id, NULL::VARCHAR AS kept_id, NULL::VARCHAR AS method, "
+                  "NULL::DOUBLE AS similarity",
+    "dead_letter": "NULL::VARCHAR AS source, NULL::BIGINT AS line, NULL::VARCHAR AS reason, NULL::VARCHAR AS raw",
+    "filtered": "NULL::VARCHAR AS id, NULL::VARCHAR AS source, NULL::VARCHAR AS reason, NULL::DOUBLE AS score",
+    "embeddings": "NULL::VARCHAR AS id, NULL::FLOAT[] AS embedding",
+}
+VIEWS = tuple(EMPTY_COLUMNS)
+
+
+class RunDirError(ValueError):
+    """Not a finished run directory (missing, unfinished, unreadable): one line for the user."""
+
+
+def manifest_digest(manifest_bytes: bytes) -> str:
+    return hashlib.sha256(manifest_bytes).hexdigest()
+
+
+def marker_bytes(manifest_bytes: bytes, fingerprint: str) -> bytes:
+    """The contents of `_SUCCESS` for a run whose manifest.json holds `manifest_bytes`."""
+    marker = {"manifest_sha256": manifest_digest(manifest_bytes), "fingerprint": fingerprint}
+    return json.dumps(marker, sort_keys=True).encode("utf-8")
+
+
+def parse_marker(marker: bytes, manifest: bytes) -> dict | None:
+    """The marker as a dict when it is valid for this manifest, else None."""
+    try:
+        data = json.loads(marker)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("manifest_sha256") != manifest_digest(manifest):
+        return None
+    return data
+
+
+def sql_literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_list(values) -> str:
+    return "[" + ", ".join(sql_literal(v) for v in values) + "]"
+
+
+def select_files(files: list[str], columns: str = "*", *, hive: bool = False) -> list[str]:
+    """SELECTs reading `files` (Parquet and JSON lines), one per format; [] for no files."""
+    parquet = [f for f in files if f.endswith(".parquet")]
+    other = [f for f in files if not f.endswith(".parquet")]
+    out = []
+    if parquet:
+        out.append(f"SELECT {columns} FROM read_parquet({sql_list(parquet)}, "
+                   f"hive_partitioning={'true' if hive else 'false'}, union_by_name=true)")
+    if other:
+        out.append(f"SELECT {columns} FROM read_json({sql_list(other)}, format='newline_delimited', "
+                   "union_by_name=true, sample_size=-1, maximum_object_size=268435456)")
+    return out
+
+
+def union(selects: list[str], empty: str) -> str:
+    """One query over `selects`, or `SELECT <empty> WHERE false` when there are none."""
+    return " UNION ALL BY NAME ".join(f"({s})" for s in selects) if selects else f"SELECT {empty} WHERE false"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The data files of one run directory, grouped by the view they feed."""
+
+    run_dir: Path
+    pools: list[str] = field(default_factory=list)
+    stats: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    dead_letter: list[str] = field(default_factory=list)
+    filtered: list[str] = field(default_factory=list)
+    embeddings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def scan(cls, run_dir: str | os.PathLike) -> "RunFiles":
+        root = Path(run_dir).resolve()
+        return cls(
+            run_dir=root,
+            pools=_data_files(root / POOLS, pattern="pool=*/**/*"),
+            stats=[str(root / STATS)] if (root / STATS).is_file() else [],
+            duplicates=_data_files(root / DEDUP),
+            dead_letter=_data_files(root / DEAD_LETTER),
+            filtered=_data_files(root / FILTERED),
+            embeddings=_data_files(root / EMBEDDINGS),
+        )
+
+    def for_view(self, view: str) -> list[str]:
+        return {"docs": self.pools, "pool_stats": self.stats, "duplicates": self.duplicates,
+                "dead_letter": self.dead_letter, "filtered": self.filtered,
+                "embeddings": self.embeddings}[view]
+
+    def all_files(self) -> list[str]:
+        return self.pools + self.stats + self.duplicates + self.dead_letter + self.filtered + self.embeddings
+
+
+def _data_files(directory: Path, pattern: str = "**/*") -> list[str]:
+    """Non-empty data files under a directory; hidden/underscore files (temp, markers) are skipped."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.glob(pattern):
+        rel = path.relative_to(directory).parts
+        if any(part.startswith((".", "_")) for part in rel):
+            continue
+        if path.is_file() and path.name.endswith(DATA_SUFFIXES) and path.stat().st_size > 0:
+            found.append(str(path))
+    return sorted(found)
+
+
+def published_marker(run_dir: str | os.PathLike) -> dict | None:
+    """The valid `_SUCCESS` marker of a local run directory, or None (see the module docstring)."""
+    root = Path(run_dir)
+    try:
+        return parse_marker((root / SUCCESS).read_bytes(), (root / MANIFEST).read_bytes())
+    except OSError:
+        return None
+
+
+class RunDir:
+    """A finished `curate run` output directory, read-only.
+
+    ``RunDir(path)`` raises RunDirError unless `path` holds a published run (valid `_SUCCESS`
+    beside manifest.json), so an unfinished run is refused the same way by every reader.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.root = self.path.expanduser().resolve()
+        if not self.root.is_dir():
+            raise RunDirError(f"run directory {path} does not exist")
+        if not (self.root / MANIFEST).is_file():
+            leftovers = [n for n in PUBLISH_ORDER + (SUCCESS,) if (self.root / n).exists()]
+            why = ": the run did not finish; re-run it" if leftovers else ""
+            raise RunDirError(f"{path} is not a curate run directory: no manifest.json{why}")
+        marker = published_marker(self.root)
+        if marker is None:
+            raise RunDirError(f"{path} is not a finished curate run: its {SUCCESS} marker is missing or does "
+                              f"not match manifest.json (the run did not finish or was edited); re-run it")
+        self.marker = marker
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @cached_property
+    def manifest(self) -> dict:
+        path = self.root / MANIFEST
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunDirError(f"cannot read {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise RunDirError(f"cannot read {path}: expected a JSON object")
+        return data
+
+    @cached_property
+    def files(self) -> RunFiles:
+        return RunFiles.scan(self.root)
+
+    def select(self, view: str, columns: str = "*") -> str:
+        """SQL reading one kind of the run's data files (`VIEWS`), typed and empty if it has none."""
+        if view not in EMPTY_COLUMNS:
+            raise ValueError(f"unknown run view {view!r}; known: {', '.join(VIEWS)}")
+        selects = select_files(self.files.for_view(view), columns, hive=view == "docs")
+        if selects:
+            return union(selects, "")
+        return f"SELECT {columns} FROM (SELECT {EMPTY_COLUMNS[view]}) WHERE false"
+
+    def stats(self) -> list[dict]:
+        """The per-pool rows of stats.parquet, ordered by pool."""
+        if not self.files.stats:
+            raise RunDirError(f"{self.path} has no {STATS}: is it a finished `curate run` output?")
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            rel = con.execute(f"SELECT * FROM read_parquet({sql_list(self.files.stats)}) ORDER BY pool")
+            cols = [d[0] for d in rel.description]
+            return [dict(zip(cols, row)) for row in rel.fetchall()]
+        finally:
+            con.close()
+
