@@ -1,0 +1,131 @@
+"""Typed stage configs: defaults, validation naming the key, the resolved dict contract, and
+the document fields each stage declares it reads and adds."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from curate.pipelines.run_config import RunConfig
+from curate.pipelines.stage_configs import (
+    EmbedConfig,
+    EmbeddingScoresConfig,
+    FilterConfig,
+    IngestConfig,
+    NearDedupConfig,
+    PoolsConfig,
+    ScoreConfig,
+    SemanticDedupConfig,
+)
+
+# The resolved config of an empty config file, as the manifest and the run fingerprint have
+# always recorded it: changing this dict changes every run's fingerprint.
+LEGACY_DEFAULTS = {
+    "input": {"id_field": "id", "text_field": "text", "max_text_bytes": 1_000_000,
+              "max_record_bytes": 4_000_000, "dead_letter_max_chars": 10_000},
+    "exact_dedup": {"enabled": True},
+    "near_dedup": {"enabled": True, "threshold": 0.8, "num_perm": 128, "shingle_size": 2, "bands": None,
+                   "rows": None, "min_lsh_recall": 0.99, "verify": "exact", "seed": 42,
+                   "max_bucket_all_pairs": 20, "cc_rounds": 5},
+    "score": {"heuristics": None},
+    "filter": {"drop_failed": [], "min_score": None},
+    "pools": {"num_pools": 4, "cut_points": None, "exact_max_docs": 2_000_000},
+    "embed": {"enabled": False, "model": None, "device": None, "precision": None, "backend": None,
+              "mode": "sentences", "cache_dir": None, "batch_size": 256, "write": True, "dtype": "float32"},
+    "embedding_scores": {"enabled": False, "reference": None, "reference_field": "text", "reference_limit": 5000,
+                         "negatives": 20_000, "C": 1.0,
+                         "weights": {"heuristic": 0.5, "reference": 0.5, "prototypicality": 0.0},
+                         "reference_sha256": None},
+    "semantic_dedup": {"enabled": False, "eps": 0.1, "n_clusters": None, "ranking": "quality",
+                       "max_cluster_size": 20_000, "seed": 0},
+}
+
+
+def test_defaults_are_the_recorded_config():
+    assert RunConfig().to_dict() == LEGACY_DEFAULTS
+    assert RunConfig.from_dict({}).to_dict() == LEGACY_DEFAULTS
+    assert list(RunConfig().to_dict()) == list(LEGACY_DEFAULTS)  # section order too
+
+
+def test_round_trip_keeps_values_as_given():
+    data = {"near_dedup": {"threshold": 1 / 2, "bands": 8, "rows": 4},
+            "pools": {"cut_points": [1, 0.5], "num_pools": 3},
+            "filter": {"drop_failed": ["c4"]},
+            "score": {"heuristics": {"weights": {"c4": 2}}},
+            "embedding_scores": {"weights": {"reference": 1}}}
+    config = RunConfig.from_dict(data)
+    out = config.to_dict()
+    assert out["pools"]["cut_points"] == [1, 0.5] and isinstance(out["pools"]["cut_points"], list)
+    assert out["filter"]["drop_failed"] == ["c4"]
+    assert out["embedding_scores"]["weights"] == {"reference": 1}  # taken whole, not merged
+    assert out["score"]["heuristics"] == {"weights": {"c4": 2}}
+    assert RunConfig.from_dict(out) == config and RunConfig.from_dict(out).to_dict() == out
+    data["score"]["heuristics"]["weights"]["c4"] = 5  # the caller's dict is not shared
+    assert config.score.heuristics == {"weights": {"c4": 2}}
+    assert config.pools.count == 3 and config.near_dedup.lsh_bands_rows() == (8, 4)
+    assert RunConfig().near_dedup.lsh_bands_rows() == (16, 6)
+
+
+def test_configs_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RunConfig().near_dedup.threshold = 0.5  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RunConfig().pools = PoolsConfig()  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: IngestConfig(id_field=""), "input.id_field must be a non-empty string"),
+    (lambda: IngestConfig(max_text_bytes=1.5), "input.max_text_bytes must be an integer"),
+    (lambda: NearDedupConfig(threshold=1.5), r"near_dedup.threshold must be in \(0.0, 1.0\), got 1.5"),
+    (lambda: NearDedupConfig(num_perm=True), "near_dedup.num_perm must be an integer"),
+    (lambda: NearDedupConfig(verify="cosine"), "near_dedup.verify"),
+    (lambda: NearDedupConfig(bands=16), "bands and rows"),
+    (lambda: NearDedupConfig(num_perm=64, bands=16, rows=6), "num_perm"),
+    (lambda: ScoreConfig(heuristics=3), "score.heuristics must be a mapping"),
+    (lambda: ScoreConfig(heuristics={"foo": 1}), r"score.heuristics config: unknown key\(s\) \['foo'\]"),
+    (lambda: FilterConfig(drop_failed=["x"]), "filter.drop_failed must list rule families"),
+    (lambda: FilterConfig(min_score="x"), "filter.min_score must be a number"),
+    (lambda: PoolsConfig(cut_points=[]), "pools.cut_points must be a non-empty list"),
+    (lambda: PoolsConfig(cut_points=[0.5, 0.5]), "pools.cut_points must be distinct"),
+    (lambda: PoolsConfig(num_pools=0), r"pools.num_pools must be in \[1, None\], got 0"),
+    (lambda: EmbedConfig(enabled=1), "embed.enabled must be true or false"),
+    (lambda: EmbedConfig(dtype="int8"), "embed.dtype"),
+    (lambda: EmbedConfig(backend="jax"), "embed.backend must be one of"),
+    (lambda: EmbeddingScoresConfig(weights={"refrence": 1.0}), "weights.refrence: unknown score"),
+    (lambda: EmbeddingScoresConfig(weights={"reference": 0}), "non-zero weight"),
+    (lambda: EmbeddingScoresConfig(weights=3), "embedding_scores.weights must be a mapping"),
+    (lambda: SemanticDedupConfig(ranking="best"), "semantic_dedup.ranking"),
+    (lambda: SemanticDedupConfig(eps=0), r"semantic_dedup.eps must be in \(0.0, 1.0\)"),
+])
+def test_stage_configs_name_the_bad_key(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_run_config_checks_across_stages_and_unknown_keys():
+    with pytest.raises(ValueError, match="semantic_dedup.enabled needs embed.enabled"):
+        RunConfig.from_dict({"semantic_dedup": {"enabled": True}})
+    with pytest.raises(ValueError, match="embedding_scores.enabled needs embed.enabled"):
+        RunConfig(embedding_scores=EmbeddingScoresConfig(enabled=True))
+    with pytest.raises(ValueError, match="give your own reference texts"):
+        RunConfig.from_dict({"embed": {"enabled": True, "model": "/models/other", "backend": "torch"},
+                             "embedding_scores": {"enabled": True}})
+    with pytest.raises(ValueError, match=r"unknown key 'near_dedup.treshold' \(known: bands, cc_rounds"):
+        RunConfig.from_dict({"near_dedup": {"treshold": 0.9}})
+    with pytest.raises(ValueError, match="unknown key 'nope'"):
+        RunConfig.from_dict({"nope": {}})
+    with pytest.raises(ValueError, match="'near_dedup' must be a mapping"):
+        RunConfig.from_dict({"near_dedup": 3})
+    ok = RunConfig.from_dict({"embed": {"enabled": True, "backend": "torch"}, "semantic_dedup": {"enabled": True}})
+    assert ok.semantic_dedup.clustering().eps == 0.1 and ok.writes_embeddings
+
+
+def test_validating_a_config_does_not_import_beam():
+    code = ("import sys\n"
+            "from curate.orchestration.config import resolve_config\n"
+            "resolve_config(pools=3)\n"
+            "assert 'apache_beam' not in sys.modules, 'config validation imported Beam'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
