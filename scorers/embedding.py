@@ -26,23 +26,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import threading
 from typing import Sequence
 
 import numpy as np
+
+from curate.scorers.embedding_units import (DEFAULT_MAX_UNITS, MAX_BATCH_ROWS, document_units,  # noqa: F401
+                                            token_budget_batches)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: Padded tokens per CPU batch (batch rows x longest row).  Measured on 2 cores:
 #: see benchmarks/bench_embed.py; 2-4k tokens per batch is the flat optimum.
 DEFAULT_CPU_BATCH_TOKENS = 4096
 DEFAULT_GPU_BATCH_TOKENS = 65536
-MAX_BATCH_ROWS = 512
-DEFAULT_MAX_UNITS = 16
-#: Sentence ends (., !, ? followed by space) and line breaks delimit units.
-_UNIT_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
-#: Units longer than this many words (no punctuation) are cut into windows of this size.
-_MAX_UNIT_WORDS = 200
 EMBEDDING_MODES = ("sentences", "truncate")
 
 _MODEL_CACHE: dict[tuple[str, str, str], object] = {}
@@ -110,43 +106,6 @@ def load_model(model: str | None = None, device: str | None = None, precision: s
                 loaded.half()  # weights in fp16 on GPU; CPU keeps fp32 weights + autocast
             _MODEL_CACHE[key] = loaded
         return loaded
-
-
-def token_budget_batches(lengths: Sequence[int], batch_tokens: int, max_rows: int = MAX_BATCH_ROWS) -> list[np.ndarray]:
-    """Group indices, sorted by length (longest first), into batches of <= batch_tokens padded tokens."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(-lengths, kind="stable")
-    batches: list[np.ndarray] = []
-    start = 0
-    while start < len(order):
-        longest = max(1, int(lengths[order[start]]))
-        rows = max(1, min(max_rows, batch_tokens // longest))
-        batches.append(order[start:start + rows])
-        start += rows
-    return batches
-
-
-def _unit_hash(unit: str) -> bytes:
-    return hashlib.blake2b(unit.encode("utf-8", errors="surrogatepass"), digest_size=8).digest()
-
-
-def document_units(text: str, max_units: int = DEFAULT_MAX_UNITS) -> list[str]:
-    """The sentences that stand for a document: all of them, or the ``max_units`` with the
-    smallest hash (order-independent).  Never empty (an empty text gives [""])."""
-    units: list[str] = []
-    for piece in _UNIT_SPLIT.split(text or ""):
-        piece = piece.strip()
-        if not piece:
-            continue
-        words = piece.split()
-        if len(words) > _MAX_UNIT_WORDS:
-            units.extend(" ".join(words[i:i + _MAX_UNIT_WORDS]) for i in range(0, len(words), _MAX_UNIT_WORDS))
-        else:
-            units.append(piece)
-    units = list(dict.fromkeys(units))  # repeated sentences count once
-    if len(units) > max_units:
-        units = sorted(units, key=_unit_hash)[:max_units]
-    return units or [""]
 
 
 class Embedder:

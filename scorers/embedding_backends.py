@@ -176,7 +176,7 @@ def _check_mean_pooling(model_path: Path) -> None:
 
 def _calibration_batches(tokenizer, texts: Sequence[str], max_len: int, rows: int = 8) -> list[dict]:
     # whole texts and their sentences: the model sees both in curate ("truncate" / "sentences")
-    from curate.scorers.embedding import document_units
+    from curate.scorers.embedding_units import document_units
 
     items = list(texts) + [u for t in texts for u in document_units(t) if u != t]
     batches = []
@@ -294,7 +294,7 @@ class OpenVINOInt8Encoder:
         return queue
 
     def encode(self, texts: Sequence[str], batch_tokens: int = OPENVINO_BATCH_TOKENS) -> np.ndarray:
-        from curate.scorers.embedding import token_budget_batches
+        from curate.scorers.embedding_units import token_budget_batches
 
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not len(texts):
