@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from curate.pools.rundir import (EMPTY_COLUMNS, RunDir, RunDirError, RunFiles, published_marker, select_files,
-                                 sql_list, sql_literal, union)
+from curate.pools.rundir import (EMPTY_COLUMNS, RunDir, RunDirError, RunFiles, published_marker, read_json_object,
+                                 select_files, sql_list, sql_literal, union)
 
 DEFAULT_WORKSPACE = "curate-workspace"
 CATALOG_FILE = "catalog.duckdb"
@@ -521,13 +521,7 @@ def _json(value) -> str | None:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CatalogError(f"cannot read {path}: {exc}") from None
-    if not isinstance(doc, dict):
-        raise CatalogError(f"{path} is not a JSON object")
-    return doc
+    return read_json_object(path, CatalogError)
 
 
 def _float_or_none(value) -> float | None:

@@ -165,6 +165,17 @@ def _data_files(directory: Path, pattern: str = "**/*") -> list[str]:
     return sorted(found)
 
 
+def read_json_object(path: Path, error: type[ValueError] = RunDirError) -> dict:
+    """A JSON file holding an object, or `error` with a one-line reason."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} is not a JSON object")
+    return data
+
+
 def published_marker(run_dir: str | os.PathLike) -> dict | None:
     """The valid `_SUCCESS` marker of a local run directory, or None (see the module docstring)."""
     root = Path(run_dir)
@@ -201,14 +212,7 @@ class RunDir:
 
     @cached_property
     def manifest(self) -> dict:
-        path = self.root / MANIFEST
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RunDirError(f"cannot read {path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise RunDirError(f"cannot read {path}: expected a JSON object")
-        return data
+        return read_json_object(self.root / MANIFEST)
 
     @cached_property
     def files(self) -> RunFiles:
