@@ -68,77 +68,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from curate.orchestration import probe as P
     from curate.orchestration.errors import CurateError
-    from curate.scorers.proxy_lm import resolve_device
+    from curate.probe.workflow import ProbeSettings, probe_to_files
 
     budget = parse_duration(args.time_budget)
     t_start = time.perf_counter()
-    device = resolve_device(args.device)
-    workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
-    if workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise CurateError("--workers must be >= 1")
     if args.cooldown_steps < 0:
         raise CurateError("--cooldown-steps must be >= 0")
-    pools = P.load_pools(args.run_dir)
-    names = list(pools)
-    target_texts = P.read_target_file(args.target) if args.target else None
 
     def say(msg: str) -> None:
         if not args.quiet:
             print(f"probe: {msg}", file=sys.stderr, flush=True)
 
-    say(f"{len(names)} pools ({', '.join(f'{n}: {len(d):,} docs' for n, d in pools.items())}); device {device}")
-    max_pool = min(sum(len(t.encode('utf-8')) for _, t in docs) for docs in pools.values())
-    if args.proxy is not None:
-        cfg = P.proxy_by_name(args.proxy)
-        U = args.unique_tokens or 64 * cfg.tokens_per_step
-        design = P.ProbeDesign(config=cfg, unique_tokens=U, mixtures=P.default_mixtures(names),
-                               large_pool=names[0], target_tokens=P.default_target_tokens(U),
-                               seed=args.seed)
-    else:
-        # Keep ~12 % of the budget for loading, calibration, evaluation slack and fitting.
-        with P.ThroughputMeter(workers if device == "cpu" else 1, device) as meter:
-            design = P.design_for_budget(names, budget * 0.88 - (time.perf_counter() - t_start),
-                                         meter, seed=args.seed, max_pool_tokens=int(max_pool * 0.8),
-                                         cooldown_steps=args.cooldown_steps,
-                                         startup_s=_startup_estimate(workers, device, len(names)))
-        say("measured throughput (tokens/s, all workers): "
-            + ", ".join(f"{k} {v:,.0f}" for k, v in meter.measured.items()))
-        if args.unique_tokens:
-            design = replace(design, unique_tokens=args.unique_tokens,
-                             target_tokens=P.default_target_tokens(args.unique_tokens))
-    design = replace(design, config=replace(design.config, cooldown_steps=args.cooldown_steps))
-    if args.no_holdout:
-        design = replace(design, mixtures=[], large_pool=None)
-    cfg = design.config
-    steps_per_unit = design.unique_tokens // cfg.tokens_per_step
-    if steps_per_unit < P.min_steps_per_unit(cfg):
-        say(f"warning: U is only {steps_per_unit} optimiser steps (fewer than "
-            f"{P.min_steps_per_unit(cfg)}): points before step {design.min_eval_step} (twice the "
-            "warm-up) are dropped and early ones are noisy; a larger --time-budget or "
-            "--unique-tokens gives better measurements")
-    say(f"proxy {cfg.n_params() / 1e6:.2f}M params (d{cfg.d_model} x {cfg.n_layers} layers, "
-        f"context {cfg.context}, batch {cfg.batch_size}); U = {design.unique_tokens:,} tokens per pool; "
-        f"{len(design.runs(names))} runs, {design.total_train_tokens(names):,} training tokens")
-
-    rows, data = P.run_probe(pools, design, target_texts, device=device, workers=workers,
-                             quiet=args.quiet)
-    fit_rows = [r for r in rows if r["role"] == "fit"]
-    holdout_rows = [r for r in rows if r["role"] != "fit"]
-    meta = {"unit": "tokens", "tokenizer": "utf-8 bytes", "metric": "target loss, nats per byte",
-            "design": design.to_dict(), "device": device, "target": data.target_source,
-            "target_tokens": int(data.target.shape[0] * cfg.context), "pool_bytes": data.pool_bytes,
-            "elapsed_s": round(time.perf_counter() - t_start, 1)}
-    import pyarrow.parquet as pq
-
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(P.observations_table(fit_rows, meta), args.output)
-    holdout_path = P.holdout_path(args.output)
-    if holdout_rows:
-        pq.write_table(P.observations_table(holdout_rows, meta), holdout_path)
+    outcome = probe_to_files(
+        ProbeSettings(run_dir=args.run_dir, output=args.output, target=args.target,
+                      time_budget_s=budget, device=args.device, seed=args.seed,
+                      workers=args.workers, proxy=args.proxy, unique_tokens=args.unique_tokens,
+                      cooldown_steps=args.cooldown_steps, holdout=not args.no_holdout,
+                      quiet=args.quiet),
+        log=say)
+    fit_rows, holdout_rows = outcome.fit_rows, outcome.holdout_rows
+    holdout_path = outcome.holdout_output
     workspace = args.workspace or os.environ.get("CURATE_WORKSPACE")
     if workspace:
         from curate.pools.catalog import Catalog
@@ -147,27 +99,17 @@ def run(args: argparse.Namespace) -> int:
         catalog.register_observations(fit_rows, source=str(args.output.resolve()))
         if holdout_rows:
             catalog.register_observations(holdout_rows, source=str(holdout_path.resolve()))
-        say(f"registered {len(rows)} observations in {catalog.path}")
+        say(f"registered {len(fit_rows) + len(holdout_rows)} observations in {catalog.path}")
     summary = {"observations": str(args.output), "rows": len(fit_rows),
                "holdout": str(holdout_path) if holdout_rows else None,
-               "holdout_rows": len(holdout_rows), **meta}
+               "holdout_rows": len(holdout_rows), **outcome.metadata}
 
     if args.validate:
-        from curate.orchestration.probe_validation import validate
+        from curate.probe.validation import validation_report
 
         if not holdout_rows:
             raise CurateError("--validate needs the held-out runs (drop --no-holdout)")
-        result = validate(fit_rows, holdout_rows, unit="tokens")
-        law = result.pop("law")
-        summary["validation"] = {
-            "d": law.d, "a": law.a,
-            "b": dict(zip(law.pools, map(float, law.b))),
-            "tau": dict(zip(law.pools, map(float, law.tau))),
-            **{k: v for k, v in result.items() if k.startswith(("mare", "naive", "mae"))},
-            "below_floor": result["below_floor"],
-            "details": [{k: (None if isinstance(v, float) and v != v else v) for k, v in x.items()}
-                        for x in result["details"]],  # nan (no reducible loss) -> null in JSON
-        }
+        summary["validation"] = validation_report(fit_rows, holdout_rows, unit="tokens")
         if not args.json:
             _print_validation(summary["validation"])
     summary["elapsed_s"] = round(time.perf_counter() - t_start, 1)
@@ -181,13 +123,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"next: curate fit {args.output} --law qqt -o law.json"
               "   (unit tokens = bytes and the full pools' byte sizes come from the file's metadata)")
     return 0
-
-
-def _startup_estimate(workers: int, device: str, n_pools: int) -> float:
-    """Seconds outside training: spawning workers (each imports torch, ~5 s on a busy 2-core
-    machine), packing data, and the QQT fit of --validate (a few seconds per pool)."""
-    spawn = 5.0 * min(workers, 2) if device == "cpu" and workers > 1 else 0.0
-    return spawn + 5.0 + 3.0 * n_pools
 
 
 def _print_validation(v: dict) -> None:

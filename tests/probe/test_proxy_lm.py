@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curate.scorers.proxy_lm import (SEPARATOR, VOCAB_SIZE, ProxyConfig, ProxyTrainer, SequenceStream,
-                              build_model, encode, pack_sequences)
+from curate.probe.proxy_lm import ProxyConfig, ProxyTrainer, build_model
+from curate.probe.sequences import SEPARATOR, VOCAB_SIZE, SequenceStream, encode, pack_sequences
 
 TINY = ProxyConfig(d_model=32, n_layers=1, n_heads=2, context=16, batch_size=4, lr=3e-3,
                    warmup_steps=3)

@@ -4,9 +4,8 @@ What a probe needs from a language model is a loss that responds to *which* data
 on and *how often* it saw it, measured cheaply and reproducibly. So this module is deliberately
 small and dependency-free:
 
-* Tokenizer: raw UTF-8 bytes (vocabulary 256) plus one document-separator token (256). No
-  vocabulary to train or ship, identical on every machine; one token = one byte, so "tokens"
-  in observations are bytes.
+* Tokens: raw UTF-8 bytes plus a document separator (`probe.sequences`: tokenizer, packing
+  and the seeded batch stream); one token = one byte, so "tokens" in observations are bytes.
 * Model: pre-norm GPT (learned positions, causal self-attention through
   `scaled_dot_product_attention`, GELU MLP, tied input/output embeddings), no dropout.
 * Schedule: linear warm-up, then a *constant* learning rate. Under a constant LR the model at
@@ -19,9 +18,10 @@ small and dependency-free:
   (Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training
   Durations"); the main run is unaffected.
 * Determinism: weights are initialised from a private `torch.Generator` seeded by the caller,
-  batches come from a seeded numpy RNG (`SequenceStream`), `torch.use_deterministic_algorithms`
-  is switched on and the thread count is fixed by the caller; on CPU two runs with the same
-  seed, config and thread count give bit-identical losses.
+  batches come from a seeded numpy RNG (`probe.sequences.SequenceStream`),
+  `torch.use_deterministic_algorithms` is switched on and the thread count is fixed by the
+  caller; on CPU two runs with the same seed, config and thread count give bit-identical
+  losses.
 
 torch is imported lazily (inside functions) so importing this module is cheap.
 """
@@ -30,110 +30,13 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-VOCAB_SIZE = 257  # 256 byte values + the document separator
-SEPARATOR = 256
+from curate.probe.errors import ProbeError
+from curate.probe.sequences import VOCAB_SIZE
 
-
-# ---------------------------------------------------------------------------------------------
-# Tokenizer and packing (numpy only)
-# ---------------------------------------------------------------------------------------------
-
-def encode(text: str) -> np.ndarray:
-    """UTF-8 bytes of a text as int64 token ids (0..255)."""
-    return np.frombuffer(text.encode("utf-8", errors="replace"), dtype=np.uint8).astype(np.int64)
-
-
-def pack_sequences(texts: Iterable[str], context: int, max_sequences: int | None = None) -> np.ndarray:
-    """Concatenate documents (separator token before each) and cut non-overlapping windows.
-
-    Returns an int64 array of shape (n, context + 1): window i holds tokens
-    [i*context, i*context + context] of the stream, so consecutive windows share one boundary
-    token and every stream token is *predicted* exactly once. Each window therefore carries
-    `context` training tokens; a trailing partial window is dropped.
-    """
-    if context < 1:
-        raise ValueError("context must be >= 1")
-    parts: list[np.ndarray] = []
-    total = 0
-    need = None if max_sequences is None else max_sequences * context + 1
-    sep = np.array([SEPARATOR], dtype=np.int64)
-    for text in texts:
-        ids = encode(text)
-        parts.append(sep)
-        parts.append(ids)
-        total += 1 + ids.size
-        if need is not None and total >= need:
-            break
-    if not parts:
-        return np.zeros((0, context + 1), dtype=np.int64)
-    stream = np.concatenate(parts)
-    n = (stream.size - 1) // context
-    if max_sequences is not None:
-        n = min(n, max_sequences)
-    if n <= 0:
-        return np.zeros((0, context + 1), dtype=np.int64)
-    idx = np.arange(n)[:, None] * context + np.arange(context + 1)[None, :]
-    return stream[idx]
-
-
-class SequenceStream:
-    """Deterministic batches from one or more fixed sets of unique sequences, with repetition.
-
-    Each source is an array of sequences (its unique set, size U_i sequences) and a weight
-    w_i. Source i is read epoch by epoch, each epoch a fresh permutation drawn from a seeded
-    numpy RNG, so after the stream has produced t sequences, source i has contributed
-    ~w_i t of them and its repetition count is exactly (w_i t) / U_i passes (at batch
-    granularity). Row slots of the stream are given to sources by smooth weighted round-robin
-    (deterministic, no sampling noise in the shares).
-    """
-
-    def __init__(self, sources: Sequence[np.ndarray], weights: Sequence[float] | None = None,
-                 seed: int = 0):
-        if not sources:
-            raise ValueError("SequenceStream needs at least one source")
-        self.sources = [np.asarray(s) for s in sources]
-        for s in self.sources:
-            if s.ndim != 2 or s.shape[0] == 0:
-                raise ValueError("every source must be a non-empty 2-D array of sequences")
-        w = np.ones(len(sources)) if weights is None else np.asarray(weights, dtype=float)
-        if w.shape != (len(sources),) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError("weights must be non-negative, one per source, not all zero")
-        self.weights = w / w.sum()
-        self._rng = np.random.default_rng(seed)
-        self._orders = [self._rng.permutation(len(s)) for s in self.sources]
-        self._cursor = [0] * len(self.sources)
-        self._credit = np.zeros(len(self.sources))
-        self.taken = np.zeros(len(self.sources), dtype=np.int64)  # sequences drawn per source
-
-    def _next_source(self) -> int:
-        # Smooth weighted round-robin: every slot each source earns its weight; the richest
-        # source gives the slot and pays 1. Shares stay within one slot of w_i * t.
-        self._credit += self.weights
-        i = int(np.argmax(self._credit))
-        self._credit[i] -= 1.0
-        return i
-
-    def _next_sequence(self, i: int) -> np.ndarray:
-        if self._cursor[i] == len(self.sources[i]):
-            self._orders[i] = self._rng.permutation(len(self.sources[i]))
-            self._cursor[i] = 0
-        row = self.sources[i][self._orders[i][self._cursor[i]]]
-        self._cursor[i] += 1
-        self.taken[i] += 1
-        return row
-
-    def next_batch(self, batch_size: int) -> np.ndarray:
-        """The next `batch_size` sequences, shape (batch_size, context + 1)."""
-        return np.stack([self._next_sequence(self._next_source()) for _ in range(batch_size)])
-
-
-# ---------------------------------------------------------------------------------------------
-# Model and trainer (torch, imported lazily)
-# ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ProxyConfig:
@@ -253,9 +156,9 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA GPU")
+        raise ProbeError("--device cuda was asked for but torch sees no CUDA GPU")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}; expected auto, cpu or cuda")
+        raise ProbeError(f"unknown device {device!r}; expected auto, cpu or cuda")
     return device
 
 

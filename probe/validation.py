@@ -1,5 +1,5 @@
 """Close the loop on probe observations: fit QQT on the single-pool runs, predict the held-out
-mixture and larger-budget runs, and measure the error.
+mixture and larger-budget runs, and measure the error (`curate probe --validate`).
 
 Error measure: the mean absolute relative error of the *reducible* loss,
 |predicted - observed| / (observed - d), with d the fitted floor. Reducible loss is what the
@@ -7,8 +7,8 @@ law actually models, and relative to it a 5 % error is a much stricter test than
 total loss. Points at or below the fitted floor have no reducible loss to be relative to: they
 get nan, are left out of the means and are counted in `below_floor`.
 
-The fit is the laws package's (`laws.qqt_fit.QQTFit`: Huber on log error, multi-start TRF) on
-the single-pool rows; pool sizes are the largest `unique_samples` of each pool (its U).
+The fit is the laws package's (`curate.laws.qqt_fit.QQTFit`: Huber on log error, multi-start
+TRF) on the single-pool rows; pool sizes are the largest `unique_samples` of each pool (its U).
 Bootstrap resampling is over rows, not runs: a probe has one run per pool, so resampling whole
 runs would drop pools.
 """
@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from curate.laws.qqt import QQTLaw
+from curate.probe.errors import ProbeError
 
 
 def _parse_mixture(label: str) -> dict[str, float]:
@@ -41,7 +42,7 @@ def fit_single_pool_law(rows: Sequence[dict], unit: str = "tokens", n_bootstrap:
 
     rows = [r for r in rows if "=" not in r["pool"]]
     if not rows:
-        raise ValueError("no single-pool observations to fit")
+        raise ProbeError("no single-pool observations to fit")
     cols = {k: [r[k] for r in rows] for k in ("pool", "samples_seen", "unique_samples", "metric")}
     obs = validate_observations(cols, "qqt")
     return QQTFit(unit=unit, n_bootstrap=n_bootstrap, seed=seed, diagnostics=False).fit(obs).law_
@@ -115,3 +116,21 @@ def validate(fit_rows: Sequence[dict], holdout_rows: Sequence[dict], unit: str =
             "naive_mare_holdout_mixture": mare("holdout-mixture", "naive_rel_err_reducible"),
             "naive_mare_holdout_large": mare("holdout-large", "naive_rel_err_reducible"),
             "below_floor": sum(1 for x in details if not math.isfinite(x["rel_err_reducible"]))}
+
+
+def validation_report(fit_rows: Sequence[dict], holdout_rows: Sequence[dict],
+                      unit: str = "tokens") -> dict:
+    """`validate` as plain values, what `curate probe --validate` prints or writes as JSON:
+    the fitted d, a, and b and tau by pool, the mean errors, `below_floor` and per-row
+    `details`, where an error with no reducible loss to be relative to (nan) becomes None."""
+    result = validate(fit_rows, holdout_rows, unit=unit)
+    law = result.pop("law")
+    return {
+        "d": law.d, "a": law.a,
+        "b": dict(zip(law.pools, map(float, law.b))),
+        "tau": dict(zip(law.pools, map(float, law.tau))),
+        **{k: v for k, v in result.items() if k.startswith(("mare", "naive", "mae"))},
+        "below_floor": result["below_floor"],
+        "details": [{k: (None if isinstance(v, float) and v != v else v) for k, v in x.items()}
+                    for x in result["details"]],
+    }
