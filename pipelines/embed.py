@@ -12,7 +12,12 @@ from typing import Any, Iterable, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
+
+from curate.pipelines import counters
+from curate.pipelines.progress import ProgressWriter
+from curate.pipelines.stage_configs import EmbedConfig
 
 EMBEDDING_FIELD = "embedding"
 
@@ -79,6 +84,9 @@ class SentenceTransformerModelHandler(ModelHandler[dict, PredictionResult, Any])
 class EmbedDocuments(beam.PTransform):
     """docs -> docs with ``embedding_field`` added (RunInference, KeyedModelHandler by id)."""
 
+    reads = ("id", "text")  # id_field, text_field
+    adds = (EMBEDDING_FIELD,)  # embedding_field
+
     def __init__(
         self,
         model: str | None = None,
@@ -105,6 +113,19 @@ class EmbedDocuments(beam.PTransform):
         self._embedding_field = embedding_field
         self._dtype = dtype
 
+    @classmethod
+    def from_config(cls, config: EmbedConfig, stage_cache_dir: str | None = None) -> "EmbedDocuments":
+        """The run's `embed` section -> the stage.
+
+        Cache: `embed.cache_dir` if set, else `embeddings/` in the run's stage cache (the
+        workspace cache of `curate run`), so a re-run with other dedup/score settings does not
+        embed the corpus again (keys: model, precision, document mode and text hash).
+        """
+        cache_dir = config.cache_dir or (FileSystems.join(stage_cache_dir, "embeddings") if stage_cache_dir else None)
+        return cls(config.model, device=config.device, precision=config.precision, mode=config.mode,
+                   cache_dir=cache_dir, backend=config.backend, max_batch_size=config.batch_size,
+                   min_batch_size=min(16, config.batch_size))
+
     def expand(self, docs):
         id_field, field, dtype = self._id_field, self._embedding_field, self._dtype
 
@@ -119,3 +140,21 @@ class EmbedDocuments(beam.PTransform):
             | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
             | "AttachEmbedding" >> beam.Map(attach)
         )
+
+
+class CountEmbedded(beam.DoFn):
+    """Counts embedded documents (manifest, rows check) and reports them as progress."""
+
+    def __init__(self, progress_dir: str | None):
+        self.progress_dir = progress_dir
+
+    def setup(self):
+        self.progress = ProgressWriter(self.progress_dir, "embed")
+
+    def process(self, doc):
+        counters.inc(counters.EMBEDDED)
+        self.progress.add(1)
+        yield doc
+
+    def finish_bundle(self):
+        self.progress.flush()

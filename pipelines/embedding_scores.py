@@ -21,6 +21,8 @@ from __future__ import annotations
 import apache_beam as beam
 import numpy as np
 
+from curate.pipelines.stage_configs import EmbedConfig, EmbeddingScoresConfig
+
 REFERENCE_SCORE = "reference_score"
 PROTOTYPICALITY = "prototypicality"
 HEURISTIC_SCORE = "heuristic_score"
@@ -59,9 +61,9 @@ def read_reference_texts(path: str, field: str = "text", limit: int | None = Non
     return reference_texts(reference_file_bytes(path), path, field, limit)
 
 
-def reference_embeddings(es: dict, embed: dict) -> dict:
+def reference_embeddings(es: EmbeddingScoresConfig, embed: EmbedConfig) -> dict:
     """{"embeddings", "source", "n_texts"} of the configured reference set."""
-    if es["reference"] is None:
+    if es.reference is None:
         from curate.scorers.embedding import DEFAULT_MODEL
         from curate.scorers.embedding_quality import DEFAULT_REFERENCE_PATH, load_default_reference
 
@@ -71,10 +73,10 @@ def reference_embeddings(es: dict, embed: dict) -> dict:
     from curate.scorers.embedding import Embedder
 
     quiet_model_loading()
-    texts = read_reference_texts(es["reference"], es["reference_field"], es["reference_limit"])
-    embedder = Embedder(embed["model"], device=embed["device"], precision=embed["precision"], mode=embed["mode"],
-                        backend=embed.get("backend"))
-    return {"embeddings": embedder.encode(texts), "source": es["reference"], "n_texts": len(texts)}
+    texts = read_reference_texts(es.reference, es.reference_field, es.reference_limit)
+    embedder = Embedder(embed.model, device=embed.device, precision=embed.precision, mode=embed.mode,
+                        backend=embed.backend)
+    return {"embeddings": embedder.encode(texts), "source": es.reference, "n_texts": len(texts)}
 
 
 def fit_reference_classifier(negatives: list, reference: dict, C: float, max_negatives: int) -> dict:
@@ -126,14 +128,17 @@ class _ScoreDocument(beam.DoFn):
 class EmbeddingScores(beam.PTransform):
     """embedded scored docs -> {"documents": re-scored docs, "info": one manifest dict}.
 
-    ``es`` / ``embed``: the resolved ``embedding_scores`` / ``embed`` config sections;
+    ``es`` / ``embed``: the run's ``embedding_scores`` / ``embed`` settings;
     ``clusters``: one-element PCollection of a ClusterModel (or None) for prototypicality.
     """
 
-    def __init__(self, es: dict, embed: dict, clusters, *, seed: int = 0, id_field: str = "id",
-                 embedding_field: str = "embedding"):
+    reads = ("id", "embedding", "score")  # id_field, embedding_field
+    adds = (HEURISTIC_SCORE, REFERENCE_SCORE, PROTOTYPICALITY)  # and `score` is replaced
+
+    def __init__(self, es: EmbeddingScoresConfig, embed: EmbedConfig, clusters, *, seed: int = 0,
+                 id_field: str = "id", embedding_field: str = "embedding"):
         super().__init__()
-        self._es, self._embed, self._clusters = dict(es), dict(embed), clusters
+        self._es, self._embed, self._clusters = es, embed, clusters
         self._seed, self._id_field, self._field = seed, id_field, embedding_field
 
     def expand(self, docs):
@@ -144,13 +149,13 @@ class EmbeddingScores(beam.PTransform):
                      | "ReferenceSpec" >> beam.Create([None])
                      | "EmbedReference" >> beam.Map(lambda _: reference_embeddings(es, embed)))
         negatives, _ = docs | "NegativeSample" >> HashSampleRows(
-            lambda n: min(1.0, es["negatives"] / max(n, 1)), self._seed, id_field=self._id_field,
+            lambda n: min(1.0, es.negatives / max(n, 1)), self._seed, id_field=self._id_field,
             embedding_field=field)
         fitted = negatives | "FitClassifier" >> beam.Map(
-            fit_reference_classifier, reference=beam.pvalue.AsSingleton(reference), C=float(es["C"]),
-            max_negatives=int(es["negatives"]))
+            fit_reference_classifier, reference=beam.pvalue.AsSingleton(reference), C=float(es.C),
+            max_negatives=int(es.negatives))
         scored = docs | "ScoreDocuments" >> beam.ParDo(
-            _ScoreDocument(es["weights"], field), fitted=beam.pvalue.AsSingleton(fitted),
+            _ScoreDocument(es.weights, field), fitted=beam.pvalue.AsSingleton(fitted),
             clusters=beam.pvalue.AsSingleton(self._clusters))
-        info = fitted | "Info" >> beam.Map(lambda f: {**f["info"], "weights": dict(es["weights"])})
+        info = fitted | "Info" >> beam.Map(lambda f: {**f["info"], "weights": dict(es.weights)})
         return {"documents": scored, "info": info}

@@ -26,6 +26,9 @@ class _KeepSmallestId(beam.DoFn):
 class ExactDedup(beam.PTransform):
     """documents -> {"documents": survivors, "dedup": removal rows}."""
 
+    reads = ("id", "text_hash")
+    adds = ()
+
     def expand(self, docs):
         out = (
             docs

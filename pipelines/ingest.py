@@ -18,6 +18,7 @@ from curate.pipelines import records as R
 from curate.pipelines.inputs import InputFile
 from curate.pipelines.progress import ProgressWriter
 from curate.pipelines.runtime import runtime_options
+from curate.pipelines.stage_configs import IngestConfig
 
 DEAD = "dead_letter"
 _BATCH_ROWS = 4096
@@ -197,23 +198,30 @@ def _unique_ids(item):
 
 
 class IngestAndValidate(beam.PTransform):
-    """InputFiles -> {"documents": ..., "dead_letter": ...} with unique ids."""
+    """InputFiles -> {"documents": ..., "dead_letter": ...} with unique ids.
 
-    def __init__(self, files: list[InputFile], id_field: str = "id", text_field: str = "text",
-                 max_text_bytes: int = 1_000_000, max_record_bytes: int = 4_000_000,
-                 max_raw_chars: int = 10_000):
+    A document is {id, text, source, _order}: `_order` = (source, shard, position), for
+    deterministic tie-breaking; it is never written.
+    """
+
+    reads = ()
+    adds = ("id", "text", "source", "_order")
+
+    def __init__(self, files: list[InputFile], config: IngestConfig = IngestConfig()):
         super().__init__()
         self.files = list(files)
-        self.read = ReadRecords(id_field, text_field, max_text_bytes, max_record_bytes, max_raw_chars)
+        self.config = config
 
     def expand(self, pbegin):
+        c = self.config
         runtime = runtime_options(pbegin.pipeline)
-        self.read.progress_dir = runtime.curate_progress_dir if runtime else None
+        read = ReadRecords(c.id_field, c.text_field, c.max_text_bytes, c.max_record_bytes,
+                           c.dead_letter_max_chars, runtime.curate_progress_dir if runtime else None)
         parsed = (
             pbegin
             | "ListFiles" >> beam.Create(self.files)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadRecords" >> beam.ParDo(self.read).with_outputs(DEAD, main="documents")
+            | "ReadRecords" >> beam.ParDo(read).with_outputs(DEAD, main="documents")
         )
         documents = (
             parsed.documents

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import replace
 
 import apache_beam as beam
 import numpy as np
@@ -23,7 +24,8 @@ from curate.pipelines import counters
 from curate.pipelines.components import ConnectedComponents
 from curate.pipelines.progress import ProgressWriter
 from curate.pipelines.runtime import runtime_options
-from curate.scorers.minhash import MinHasher, band_keys, jaccard_estimate, jaccard_of_hashes, lsh_params
+from curate.pipelines.stage_configs import NearDedupConfig
+from curate.scorers.minhash import MinHasher, band_keys, jaccard_estimate, jaccard_of_hashes
 
 BANDS = "bands"
 NEW_SIGNATURES = "new_signatures"
@@ -201,27 +203,25 @@ def _keep_unremoved(item):
 
 
 class NearDedup(beam.PTransform):
-    """documents -> {"documents": survivors, "dedup": near-duplicate removal rows}."""
+    """documents -> {"documents": survivors, "dedup": near-duplicate removal rows}.
 
-    def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle_size: int = 2,
-                 bands: int | None = None, rows: int | None = None, seed: int = 42,
-                 max_bucket_all_pairs: int = 20, cc_rounds: int = 5, verify: str = "exact",
-                 min_lsh_recall: float = 0.99):
+    Settings are those of `NearDedupConfig` (validated there): `NearDedup(threshold=0.85)`,
+    or `NearDedup.from_config(config)` for a run's `near_dedup` section.
+    """
+
+    reads = ("id", "_norm")
+    adds = ()
+
+    def __init__(self, config: NearDedupConfig | None = None, **settings):
         super().__init__()
-        if verify not in ("exact", "minhash"):
-            raise ValueError(f"near_dedup: verify must be 'exact' or 'minhash', got {verify!r}")
-        self.verify = verify
-        if (bands is None) != (rows is None):
-            raise ValueError("near_dedup: give both bands and rows, or neither")
-        if bands is None:
-            bands, rows = lsh_params(threshold, num_perm, min_lsh_recall)
-        if bands * rows > num_perm:
-            raise ValueError(f"near_dedup: bands*rows = {bands * rows} > num_perm = {num_perm}")
-        self.threshold = threshold
-        self.hasher = MinHasher(num_perm=num_perm, shingle_size=shingle_size, seed=seed)
-        self.bands, self.rows = bands, rows
-        self.max_bucket_all_pairs = max_bucket_all_pairs
-        self.cc_rounds = cc_rounds
+        config = replace(config or NearDedupConfig(), **settings)
+        self.config = config
+        self.hasher = MinHasher(num_perm=config.num_perm, shingle_size=config.shingle_size, seed=config.seed)
+        self.bands, self.rows = config.lsh_bands_rows()
+
+    @classmethod
+    def from_config(cls, config: NearDedupConfig) -> "NearDedup":
+        return cls(config)
 
     def expand(self, docs):
         runtime = runtime_options(docs.pipeline)
@@ -232,8 +232,10 @@ class NearDedup(beam.PTransform):
             to_sign = docs | "SignatureCache" >> SignatureCache(folder)
         else:
             to_sign = docs | "NoSignatureCache" >> beam.Map(lambda d: (d, None))
+        c = self.config
+        exact = c.verify == "exact"
         signed = to_sign | "Sign" >> beam.ParDo(_Sign(
-            self.hasher, self.bands, self.rows, self.verify, bool(cache_dir), progress_dir)).with_outputs(
+            self.hasher, self.bands, self.rows, c.verify, bool(cache_dir), progress_dir)).with_outputs(
             BANDS, NEW_SIGNATURES, main="signatures")
         signatures = signed.signatures
         if cache_dir:
@@ -245,19 +247,19 @@ class NearDedup(beam.PTransform):
         candidates = (
             signed[BANDS]
             | "GroupBuckets" >> beam.GroupByKey()
-            | "CandidatePairs" >> beam.FlatMap(_candidate_pairs, self.max_bucket_all_pairs)
+            | "CandidatePairs" >> beam.FlatMap(_candidate_pairs, c.max_bucket_all_pairs)
             | "DistinctPairs" >> beam.Distinct()
         )
         edges = (
             candidates
-            | "VerifyPairs" >> PairSimilarity(signatures, self.verify == "exact")
-            | "AboveThreshold" >> beam.FlatMap(_verified, self.threshold)
+            | "VerifyPairs" >> PairSimilarity(signatures, exact)
+            | "AboveThreshold" >> beam.FlatMap(_verified, c.threshold)
         )
-        labels = edges | "Components" >> ConnectedComponents(self.cc_rounds)
+        labels = edges | "Components" >> ConnectedComponents(c.cc_rounds)
         removed_pairs = labels | "NonSurvivors" >> beam.Filter(lambda nl: nl[0] != nl[1])
         dedup = (
             removed_pairs
-            | "SurvivorSimilarity" >> PairSimilarity(signatures, self.verify == "exact")
+            | "SurvivorSimilarity" >> PairSimilarity(signatures, exact)
             | "DedupRows" >> beam.MapTuple(lambda removed, kept, sim: {
                 "removed_id": removed, "kept_id": kept, "method": "near", "similarity": sim})
         )

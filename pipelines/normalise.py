@@ -14,5 +14,8 @@ def _normalise(doc: dict) -> dict:
 class Normalise(beam.PTransform):
     """documents -> documents with `_norm` (internal) and `text_hash` (public column)."""
 
+    reads = ("text",)
+    adds = ("_norm", "text_hash")
+
     def expand(self, docs):
         return docs | "NormaliseText" >> beam.Map(_normalise)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 
+from curate.pipelines.stage_configs import PoolsConfig
 from curate.pools.bucketing import PoolCuts, exact_rank_cuts, rank_cuts_from_quantiles, rank_key, score_cuts
 
 
@@ -70,7 +71,14 @@ def _assign(doc, cuts_and_mode):
 
 
 class AssignPools(beam.PTransform):
-    """scored documents -> documents with `pool`; `.cuts` holds the (PoolCuts, mode) PCollection."""
+    """scored documents -> {"documents": documents with `pool`, "cuts": one (PoolCuts, mode)}.
+
+    `mode` is "exact", "approximate" or "explicit" (cut points from config). The transform
+    keeps nothing from `expand`: both PCollections are returned.
+    """
+
+    reads = ("id", "score")
+    adds = ("pool",)
 
     def __init__(self, num_pools: int, cut_points: list[float] | None = None,
                  exact_max_docs: int = 2_000_000):
@@ -78,16 +86,20 @@ class AssignPools(beam.PTransform):
         self.num_pools = num_pools
         self.cut_points = cut_points
         self.exact_max_docs = exact_max_docs
-        self.cuts = None
+
+    @classmethod
+    def from_config(cls, config: PoolsConfig) -> "AssignPools":
+        return cls(config.count, list(config.cut_points) if config.cut_points else None, config.exact_max_docs)
 
     def expand(self, docs):
         if self.cut_points:
             fixed = score_cuts(self.cut_points)
-            self.cuts = docs.pipeline | "ExplicitCuts" >> beam.Create([(fixed, "explicit")])
+            cuts = docs.pipeline | "ExplicitCuts" >> beam.Create([(fixed, "explicit")])
         else:
-            self.cuts = (
+            cuts = (
                 docs
                 | "RankKeys" >> beam.Map(lambda d: rank_key(d["score"], d["id"]))
                 | "QuantileCuts" >> beam.CombineGlobally(QuantileCutsFn(self.num_pools, self.exact_max_docs))
             )
-        return docs | "AssignPool" >> beam.Map(_assign, beam.pvalue.AsSingleton(self.cuts))
+        pooled = docs | "AssignPool" >> beam.Map(_assign, beam.pvalue.AsSingleton(cuts))
+        return {"documents": pooled, "cuts": cuts}

@@ -105,6 +105,11 @@ class RunConfig:
         sections = {name: types[name](**full[name]) for name in cls.VALIDATION_ORDER}
         return cls(**{name: sections[name] for name in types})
 
+    @classmethod
+    def of(cls, config: "RunConfig | dict") -> "RunConfig":
+        """`config` itself, or a RunConfig read from its `to_dict()` form."""
+        return config if isinstance(config, RunConfig) else cls.from_dict(config)
+
     def to_dict(self) -> dict:
         """The resolved config as nested plain data (manifest `config`, fingerprint input)."""
         return {name: getattr(self, name).to_dict() for name in self.section_types()}

@@ -12,6 +12,7 @@ import json
 import apache_beam as beam
 
 from curate.pipelines import counters
+from curate.pipelines.stage_configs import FilterConfig, ScoreConfig
 from curate.scorers.text import estimate_tokens
 
 FILTERED = "filtered"
@@ -72,11 +73,25 @@ class _KeepDrop(beam.DoFn):
 
 
 class Score(beam.PTransform):
-    """documents -> scored documents (score, failed_rules, reasons, chars, tokens, f_*)."""
+    """documents -> scored documents (score, failed_rules, reasons, chars, tokens, f_*).
+
+    ``heuristics_config`` is the `score.heuristics` mapping (see ScoreConfig); a bad one
+    raises ValueError here, before any worker starts.
+    """
+
+    reads = ("text", "_norm")
+    SCORE_FIELDS = ("chars", "tokens", "score", "failed_rules", "reasons")
 
     def __init__(self, heuristics_config: dict | None = None):
         super().__init__()
-        self.heuristics_config = heuristics_config
+        config = ScoreConfig(heuristics=heuristics_config)
+        self.heuristics_config = config.heuristics
+        # the feature columns depend on the scorer, so `adds` is known per instance
+        self.adds = (*self.SCORE_FIELDS, *(feature_column(n) for n in config.feature_names()))
+
+    @classmethod
+    def from_config(cls, config: ScoreConfig) -> "Score":
+        return cls(config.heuristics)
 
     def expand(self, docs):
         return docs | "HeuristicScores" >> beam.ParDo(_Score(self.heuristics_config))
@@ -85,10 +100,17 @@ class Score(beam.PTransform):
 class KeepDropRule(beam.PTransform):
     """scored documents -> {"documents": kept, "filtered": rows for dropped documents}."""
 
+    reads = ("id", "source", "score", "failed_rules")
+    adds = ()
+
     def __init__(self, drop_failed: list[str] | None = None, min_score: float | None = None):
         super().__init__()
         self.drop_failed = list(drop_failed or [])
         self.min_score = min_score
+
+    @classmethod
+    def from_config(cls, config: FilterConfig) -> "KeepDropRule":
+        return cls(list(config.drop_failed), config.min_score)
 
     def expand(self, docs):
         out = docs | "ApplyRule" >> beam.ParDo(_KeepDrop(self.drop_failed, self.min_score)).with_outputs(

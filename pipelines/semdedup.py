@@ -18,6 +18,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
+from curate.pipelines import counters
+from curate.pipelines.stage_configs import SemanticDedupConfig
 from curate.scorers.semdedup import SemDedupConfig, dedup_group, fit_on_sample, training_fraction
 
 
@@ -95,6 +97,9 @@ class FitClusters(beam.PTransform):
     side input by semantic dedup and by prototypicality (one clustering serves both).
     """
 
+    reads = ("id", "embedding")  # id_field, embedding_field
+    adds = ()  # its output is the model, not documents
+
     def __init__(self, config: SemDedupConfig = SemDedupConfig(), *, id_field: str = "id",
                  embedding_field: str = "embedding"):
         super().__init__()
@@ -132,6 +137,10 @@ class SemanticDedup(beam.PTransform):
     ``clusters``: a one-element PCollection from ``FitClusters`` to reuse; None fits one here.
     """
 
+    reads = ("id", "embedding")  # id_field, embedding_field; and quality_field when given
+    adds = ("semdedup_cluster", "centroid_similarity", "prototypicality", "semdedup_duplicate",
+            "semdedup_matched_id", "semdedup_similarity")
+
     def __init__(self, config: SemDedupConfig = SemDedupConfig(), *, id_field: str = "id",
                  embedding_field: str = "embedding", quality_field: str | None = None, clusters=None):
         super().__init__()
@@ -159,3 +168,65 @@ class SemanticDedup(beam.PTransform):
             | "GroupByCluster" >> beam.GroupByKey()
             | "DedupCluster" >> beam.ParDo(_DedupCluster(config, id_field, field, self._quality_field))
         )
+
+
+SEMANTIC_DUPLICATE = "semantic_duplicate"
+# fields added by EmbedDocuments / SemanticDedup; dropped before the later stages (the pool
+# Parquet has no column for them, and the vectors are the bulk of the shuffled bytes)
+SEMANTIC_FIELDS = ("embedding", "semdedup_cluster", "centroid_similarity",
+                   "semdedup_duplicate", "semdedup_matched_id", "semdedup_similarity")
+
+
+def drop_semantic_fields(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in SEMANTIC_FIELDS}
+
+
+class _RouteSemantic(beam.DoFn):
+    """Annotated document -> survivor (semantic fields dropped) or a `semantic` dedup row."""
+
+    def process(self, doc):
+        if doc["semdedup_duplicate"]:
+            counters.inc(counters.REMOVED_PREFIX + "semantic")
+            yield beam.pvalue.TaggedOutput(SEMANTIC_DUPLICATE, removed_pair_row(doc))
+            return
+        yield drop_semantic_fields(doc)
+
+
+class SemanticStage(beam.PTransform):
+    """embedded documents -> {"documents": survivors, "dedup": `semantic` rows}.
+
+    The run's semantic-dedup stage: ``SemanticDedup`` annotates, then duplicates become dedup
+    rows (counted as removed.semantic) and survivors lose the vectors and annotations.
+    ``clusters``: the run's FitClusters output (shared with prototypicality), or None.
+    """
+
+    reads = ("id", "embedding", "score")
+    # SemanticDedup's `prototypicality` stays on the survivors (the same value embedding
+    # scores computed from the same clustering, when they ran); the rest is removed
+    adds = ("prototypicality",)
+    removes = SEMANTIC_FIELDS
+
+    def __init__(self, config: SemanticDedupConfig, clusters=None):
+        super().__init__()
+        self.config = config
+        self.clusters = clusters
+
+    def expand(self, docs):
+        c = self.config
+        annotated = docs | "Annotate" >> SemanticDedup(
+            c.clustering(), quality_field="score" if c.ranking == "quality" else None,
+            clusters=self.clusters)
+        routed = annotated | "Route" >> beam.ParDo(_RouteSemantic()).with_outputs(
+            SEMANTIC_DUPLICATE, main="documents")
+        return {"documents": routed.documents, "dedup": routed[SEMANTIC_DUPLICATE]}
+
+
+class DropSemanticFields(beam.PTransform):
+    """Documents without the vectors (and any semantic annotations), for the later stages."""
+
+    reads = ()
+    adds = ()
+    removes = SEMANTIC_FIELDS
+
+    def expand(self, docs):
+        return docs | "Drop" >> beam.Map(drop_semantic_fields)
