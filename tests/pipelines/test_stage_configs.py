@@ -129,3 +129,75 @@ def test_validating_a_config_does_not_import_beam():
             "assert 'apache_beam' not in sys.modules, 'config validation imported Beam'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# -- declared document fields ---------------------------------------------------------------
+
+WIRINGS = {
+    "default": {},
+    "embed_only": {"embed": {"enabled": True, "backend": "torch"}},
+    "all_stages": {"embed": {"enabled": True, "backend": "torch"}, "semantic_dedup": {"enabled": True},
+                   "embedding_scores": {"enabled": True}, "filter": {"drop_failed": ["c4"]}},
+    "no_dedup": {"exact_dedup": {"enabled": False}, "near_dedup": {"enabled": False}},
+}
+
+
+@pytest.mark.parametrize("wiring", list(WIRINGS))
+def test_every_field_a_stage_reads_was_added_before(wiring, tmp_path):
+    """Walk the stages in the order build_curation applies them: every field a stage reads
+    comes from ingest or an earlier stage, and every pool column is there before writing."""
+    import apache_beam as beam
+
+    from curate.pipelines.curation import build_curation
+    from curate.pipelines.embedding_scores import SCORE_COLUMNS
+    from curate.pipelines.ingest import IngestAndValidate
+    from curate.pools.schema import document_schema
+
+    config = RunConfig.from_dict(WIRINGS[wiring])
+    stages = build_curation(beam.Pipeline(runner="FnApiRunner"), [], str(tmp_path / "out"), config)
+    assert isinstance(stages[0], IngestAndValidate)
+    available: set[str] = set()
+    for stage in stages:
+        missing = set(stage.reads) - available
+        assert not missing, f"{type(stage).__name__} reads {sorted(missing)}, which no earlier stage adds"
+        available |= set(stage.adds)
+        available -= set(getattr(stage, "removes", ()))
+    extra = SCORE_COLUMNS if config.embedding_score_columns else ()
+    written = document_schema(config.score.feature_names(), extra).names
+    assert set(written) <= available, sorted(set(written) - available)
+    assert "embedding" not in available  # the vectors never travel past the embedding stages
+
+
+def test_declared_fields_match_what_the_stage_functions_do():
+    """The per-document functions behind the stages read only their declared fields and add
+    exactly the declared ones."""
+    from curate.pipelines import records
+    from curate.pipelines.ingest import IngestAndValidate
+    from curate.pipelines.normalise import Normalise, _normalise
+    from curate.pipelines.pooling import AssignPools, _assign
+    from curate.pipelines.scoring import KeepDropRule, Score, _KeepDrop, _Score
+    from curate.pools.bucketing import score_cuts
+
+    text = "The cat sat on the mat and looked at the dog.\nIt was a fine day to be out."
+    doc = records.to_document({"id": "a", "text": text}, id_field="id", text_field="text",
+                              max_text_bytes=1000, source="s", order=("s", 0, 0))
+    assert tuple(doc) == IngestAndValidate.adds
+
+    def only(d, fields):
+        return {k: d[k] for k in fields}
+
+    normalised = _normalise(only(doc, Normalise.reads))
+    assert set(normalised) - set(Normalise.reads) == set(Normalise.adds)
+
+    score = Score()
+    fn = _Score(None)
+    fn.setup()
+    [scored] = fn.process(only({**doc, **normalised}, Score.reads))
+    assert set(scored) - set(Score.reads) == set(score.adds)
+
+    scored = {**doc, **normalised, **scored}
+    kept = list(_KeepDrop(["c4"], None).process(only(scored, KeepDropRule.reads)))
+    assert len(kept) == 1
+
+    pooled = _assign(only(scored, AssignPools.reads), (score_cuts([0.5]), "explicit"))
+    assert set(pooled) - set(AssignPools.reads) == set(AssignPools.adds)
