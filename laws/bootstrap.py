@@ -97,3 +97,14 @@ def prediction_intervals(draws: Sequence[Mapping[str, float]],
     lo_q, hi_q = _tails(level)
     lo, hi = np.percentile(preds, [lo_q, hi_q], axis=0)
     return lo, hi
+
+
+def prediction_band(law, draws: Sequence[Mapping[str, float]], predict: Callable,
+                    level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise percentile band (lo, hi) of ``predict(law.with_params(draw))`` over the draws.
+
+    The one bootstrap band of this package: `law` is any :class:`laws.law.Law` (QQT,
+    data-constrained, Chinchilla), `draws` its bootstrap parameter draws (free parameters only;
+    the others keep the law's values) and `predict(law) -> array` what to band.
+    """
+    return prediction_intervals(draws, lambda d: predict(law.with_params(d)), level)

@@ -50,7 +50,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from scipy.optimize import minimize
 
-from curate.laws import data_constrained as dc
+from curate.laws import lm_formulas as formulas
 
 HUBER_DELTA = 1e-3
 LINEAR_NAMES = ("E", "A", "B")
@@ -154,7 +154,7 @@ class LawModel:
 
 
 def _chinchilla_log_predict(p, data):
-    return dc.lse_log_loss(data["logN"], data["logD"], np.log(p["E"]), np.log(p["A"]),
+    return formulas.lse_log_loss(data["logN"], data["logD"], np.log(p["E"]), np.log(p["A"]),
                            np.log(p["B"]), p["alpha"], p["beta"])
 
 
@@ -175,15 +175,15 @@ def _chinchilla_grad(p, data):
 
 
 def _effective(p, data):
-    D_eff = dc.effective_data(data["D"], data["U"], p["R_D_star"])
-    N_eff = dc.effective_params(data["N"], data["U"], p["A"], p["B"], p["alpha"], p["beta"],
+    D_eff = formulas.effective_data(data["D"], data["U"], p["R_D_star"])
+    N_eff = formulas.effective_params(data["N"], data["U"], p["A"], p["B"], p["alpha"], p["beta"],
                                 p["R_N_star"])
     return N_eff, D_eff
 
 
 def _dc_log_predict(p, data):
     N_eff, D_eff = _effective(p, data)
-    return dc.lse_log_loss(np.log(N_eff), np.log(D_eff), np.log(p["E"]), np.log(p["A"]),
+    return formulas.lse_log_loss(np.log(N_eff), np.log(D_eff), np.log(p["E"]), np.log(p["A"]),
                            np.log(p["B"]), p["alpha"], p["beta"])
 
 
@@ -241,11 +241,11 @@ def _dc_features(p, data):
     return N_eff ** -p["alpha"], D_eff ** -p["beta"]
 
 
-CHINCHILLA_MODEL = LawModel("chinchilla", dc.CHINCHILLA_PARAMS, ("N", "D"),
+CHINCHILLA_MODEL = LawModel("chinchilla", formulas.CHINCHILLA_PARAMS, ("N", "D"),
                             _chinchilla_log_predict, _chinchilla_features, _chinchilla_grad)
 # alpha, beta > 0: G = (alpha A / (beta B))^(1/(alpha+beta)) is undefined otherwise, and an
 # L-BFGS trial step into that region (non-finite objective) stalls the line search.
-DATA_CONSTRAINED_MODEL = LawModel("data-constrained", dc.DATA_CONSTRAINED_PARAMS, ("N", "D", "U"),
+DATA_CONSTRAINED_MODEL = LawModel("data-constrained", formulas.DATA_CONSTRAINED_PARAMS, ("N", "D", "U"),
                                   _dc_log_predict, _dc_features, _dc_grad,
                                   linear_feeds_features=True,
                                   default_bounds={"alpha": (1e-2, 3.0), "beta": (1e-2, 3.0)})

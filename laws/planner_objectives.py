@@ -6,8 +6,8 @@ budget)`` over mixture weights ``W`` (rows on the simplex, columns aligned with
 (total draws, model size). Each adapter knows how a budget turns into samples drawn:
 
 * :class:`QQTObjective` -- the QQT law (Goyal et al.); the budget is samples drawn (in the law's
-  unit). ``loss_batch`` is a vectorised evaluation of :func:`laws.qqt.mixture_error` (same rule,
-  checked against it in the tests), because the optimiser needs thousands of evaluations.
+  unit). ``loss_batch`` evaluates the QQT kernel (:mod:`laws.qqt_kernel`, the law's own code)
+  on all rows at once, because the optimiser needs thousands of evaluations.
 * :class:`DataConstrainedObjective` -- the data-constrained LM law (Muennighoff et al.) with
   per-pool unique tokens; the budget is tokens (model size fixed) or FLOPs (model size fixed, or
   chosen per mixture: compute-optimal allocation, C = 6 N D).
@@ -36,11 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
-# Rows per vectorised chunk, so (rows x pools x passes) arrays stay around a few million floats.
-_CHUNK_ELEMENTS = 2_000_000
-# Passes beyond 70 half-lives weigh 0.5^70 ~ 1e-21 of the first: below double precision, so
-# they are skipped (keeps tiny pools under huge budgets from creating millions of segments).
-_HALF_LIVES_KEPT = 70.0
+from curate.laws.qqt_kernel import mixture_errors
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,87 +47,11 @@ def qqt_error_batch(n: float, W, a: float, b, tau, sizes, d: float = 0.1,
                     normalizer: float = 1e5, variant: str = "utility") -> np.ndarray:
     """:func:`laws.qqt.mixture_error` for many weight vectors at once (rows of W).
 
-    Same rule as the scalar function; the utility integral is decomposed per pool (b_eff is a
-    weighted sum, so each pool contributes w_i b_i 0.5^(k/(m_eff tau_i)) over its own pass k),
-    which makes it a fixed-shape (rows x pools x passes) array computation.
+    The QQT kernel (:mod:`laws.qqt_kernel`), as for the law and the fitter; it skips pass
+    boundaries beyond 70 half-lives of a pool (their decay is below double precision), so tiny
+    pools under huge budgets stay cheap.
     """
-    W = np.atleast_2d(np.asarray(W, dtype=float))
-    W = W / W.sum(axis=1, keepdims=True)
-    b = np.asarray(b, dtype=float)
-    tau = np.asarray(tau, dtype=float)
-    N = np.asarray(sizes, dtype=float)
-    m_max = float(W.shape[1])
-    passes = min(float(np.max(n * W / N[None, :])), _HALF_LIVES_KEPT * m_max * float(tau.max()))
-    per_row = (int(passes) + 2) * (W.shape[1] ** 2 if variant == "data" else W.shape[1])
-    chunk = max(1, _CHUNK_ELEMENTS // max(per_row, 1))
-    fn = _qqt_data_rows if variant == "data" else _qqt_utility_rows
-    if variant not in ("utility", "data"):
-        raise ValueError(f"unknown QQT variant {variant!r}")
-    out = [fn(n, W[i:i + chunk], a, b, tau, N, d, normalizer) for i in range(0, len(W), chunk)]
-    return np.concatenate(out) if out else np.empty(0)
-
-
-def _qqt_utility_rows(n, W, a, b, tau, N, d, normalizer):
-    m_eff = 1.0 / np.sum(W * W, axis=1)
-    log_q = -math.log(2.0) / (m_eff[:, None] * tau[None, :])          # log 0.5^(1/(m tau))
-    pos = W > 0
-    # Stream samples per full pass over each pool; unused pools get a period beyond n.
-    P = np.where(pos, N[None, :] / np.where(pos, W, 1.0), 2.0 * n)
-    t1 = P.min(axis=1)
-    base = (a * np.minimum(n, t1) / normalizer) ** (W @ b) + d
-    # Ragged (row, pool, pass k) triples: only the passes of each pool that fall in (t1, n].
-    # Sum over pools of passes is ~ n / size, so this is P times less work than a dense cube.
-    k0 = np.floor(t1[:, None] / P)
-    k_cap = np.ceil(_HALF_LIVES_KEPT * m_eff[:, None] * tau[None, :])
-    k1 = np.minimum(np.ceil(n / P) - 1.0, k_cap)
-    counts = np.where(pos & (n > t1[:, None]), np.maximum(k1 - k0 + 1.0, 0.0), 0.0).astype(np.int64)
-    flat = counts.reshape(-1)
-    total = int(flat.sum())
-    if total == 0:
-        return base
-    cell = np.repeat(np.arange(flat.size), flat)
-    offsets = np.repeat(np.cumsum(flat) - flat, flat)
-    kk = np.arange(total) - offsets + k0.reshape(-1)[cell]
-    rr, ii = np.divmod(cell, W.shape[1])
-    Pc = P.reshape(-1)[cell]
-    lo = np.maximum(t1[rr], kk * Pc)
-    hi = np.minimum(n, (kk + 1.0) * Pc)
-    seg = np.log(np.maximum(hi, lo) / lo)                              # 0 outside (t1, n]
-    contrib = (W * b[None, :]).reshape(-1)[cell] * np.exp(kk * log_q.reshape(-1)[cell]) * seg
-    return base * np.exp(np.bincount(rr, weights=contrib, minlength=W.shape[0]))
-
-
-def _qqt_data_rows(n, W, a, b, tau, N, d, normalizer):
-    """Effective-data variant: segments are the union of all pools' pass boundaries."""
-    M, Pn = W.shape
-    m_eff = 1.0 / np.sum(W * W, axis=1)
-    scaled_tau = m_eff[:, None] * tau[None, :]
-    pos = W > 0
-    P = np.where(pos, N[None, :] / np.where(pos, W, 1.0), 2.0 * n)
-    t1 = P.min(axis=1)
-    b0 = W @ b
-    scale = a / normalizer
-    t1 = np.minimum(n, t1)  # no segments after the first pass when n <= t1
-    s1 = scale * t1
-    k_cap = np.ceil(_HALF_LIVES_KEPT * scaled_tau)                     # (M, pools)
-    K = int(min(math.ceil(float(np.max(n / P))), float(k_cap.max()))) + 1
-    k = np.arange(1, K + 1, dtype=float)
-    pts = k[None, None, :] * P[:, :, None]
-    pts = np.where(k[None, None, :] <= k_cap[:, :, None] + 1.0, pts, n).reshape(M, -1)
-    pts = np.clip(pts, t1[:, None], n)
-    edges = np.sort(np.concatenate([t1[:, None], pts, np.full((M, 1), float(n))], axis=1), axis=1)
-    lo, hi = edges[:, :-1], edges[:, 1:]
-    mid = 0.5 * (lo + hi)
-    passes = np.floor(W[:, None, :] * mid[:, :, None] / N[None, None, :])
-    delta = 0.5 ** (passes / scaled_tau[:, None, :])                  # (M, segments, pools)
-    rate = np.sum(W[:, None, :] * delta, axis=2)
-    # After ~1000 half-lives delta underflows to 0: nothing is added, so b_eff does not matter.
-    b_eff = np.sum((W * b[None, :])[:, None, :] * delta, axis=2) / np.where(rate > 0, rate, 1.0)
-    growth = scale * (hi - lo) * rate
-    s_cum = s1[:, None] + np.cumsum(growth, axis=1)
-    s_prev = np.concatenate([s1[:, None], s_cum[:, :-1]], axis=1)
-    log_core = b0 * np.log(s1) + np.sum(b_eff * (np.log(s_cum) - np.log(s_prev)), axis=1)
-    return np.exp(log_core) + d
+    return mixture_errors(float(n), W, a, b, tau, sizes, d, normalizer, variant)
 
 
 class QQTObjective:

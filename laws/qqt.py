@@ -33,7 +33,10 @@ with the sums over pools with w_i > 0. Why this rule:
     "tau scaled by m": it equals m for a uniform mix over m pools and does not jump when a
     tiny weight is added, which keeps the planner's objective continuous in the weights.
 The integral is evaluated exactly: b_eff(t) is constant between consecutive pass boundaries
-k N_i / w_i of any pool, so it is a finite sum over those segments.
+k N_i / w_i of any pool, so it is a finite sum over those segments. Segments and their sum are
+computed in one place, :mod:`laws.qqt_kernel`, for the law, the fitter and the planner alike
+(predictions skip pass boundaries beyond 70 half-lives of a pool, whose decay is below double
+precision; see that module).
 
 Effective-data variant ("..._data" parameter sets)
 ---------------------------------------------------
@@ -58,7 +61,9 @@ pools mixed uniformly the segments are whole passes and this is the released for
 pool it is (a n_eff / s)^b + d. All 102 released golden values are matched to ~1e-15.
 
 Objects: :class:`QQTLaw` names pools and parameters (`a`, `d`, `b[POOL]`, `tau[POOL]`) and
-predicts pools and mixtures; fitting to observations is :class:`laws.qqt_fit.QQTFit`.
+predicts pools and mixtures; the plain functions :func:`single_pool_error`,
+:func:`single_pool_error_data` and :func:`mixture_error` take the parameters directly. Fitting
+to observations is :class:`laws.qqt_fit.QQTFit`.
 """
 from __future__ import annotations
 
@@ -67,24 +72,21 @@ from typing import Sequence
 
 import numpy as np
 
-NORMALIZER = 1e5
-VARIANTS = ("utility", "data")
+from curate.laws.qqt_kernel import NORMALIZER, VARIANTS, mixture_errors
 
 
 def single_pool_error(n: float, a: float, b: float, tau: float, N: float, d: float = 0.1,
                       normalizer: float = NORMALIZER) -> float:
     """Released QQT model for one pool ("effective utility" variant)."""
     _check_positive(n=n, N=N, a=a, tau=tau)
-    return _segments_error(n, a, d, normalizer, t1=N, b0=b,
-                           b_of_pass=lambda k: b * 0.5 ** (k / tau))
+    return float(mixture_errors(n, [1.0], a, [b], [tau], [N], d, normalizer, "utility")[0])
 
 
 def single_pool_error_data(n: float, a: float, b: float, tau: float, N: float, d: float = 0.1,
                            normalizer: float = NORMALIZER) -> float:
     """Released QQT model for one pool ("effective data" variant)."""
     _check_positive(n=n, N=N, a=a, tau=tau)
-    n_eff = _effective_samples(n, N, tau)
-    return (a * n_eff / normalizer) ** b + d
+    return float(mixture_errors(n, [1.0], a, [b], [tau], [N], d, normalizer, "data")[0])
 
 
 def mixture_error(n: float, weights: Sequence[float], a: float, b: Sequence[float],
@@ -95,88 +97,7 @@ def mixture_error(n: float, weights: Sequence[float], a: float, b: Sequence[floa
     _check_positive(n=n, a=a)
     if variant not in VARIANTS:
         raise ValueError(f"unknown QQT variant {variant!r}; expected one of {VARIANTS}")
-    m_eff = 1.0 / float(np.sum(w * w))
-    scaled_tau = m_eff * tt
-    per_pass = NN / w  # stream samples per full pass over each pool
-    t1 = float(per_pass.min())
-    b0 = float(np.sum(w * bb))
-
-    def decay_at(t_mid: float) -> np.ndarray:
-        """delta_i = 0.5^(pass index of pool i / (m_eff tau_i)) inside one segment."""
-        return 0.5 ** (np.floor(w * t_mid / NN) / scaled_tau)
-
-    segments = segments_after_first_pass(n, per_pass, t1)
-    if variant == "data":
-        return _mixture_error_data(n, w, a, bb, d, normalizer, t1, b0, segments, decay_at)
-    log_factor = 0.0
-    for lo, hi in segments:
-        b_eff = float(np.sum(w * bb * decay_at(0.5 * (lo + hi))))
-        log_factor += b_eff * (math.log(hi) - math.log(lo))
-    return ((a * min(n, t1) / normalizer) ** b0 + d) * math.exp(log_factor)
-
-
-def segments_after_first_pass(n: float, per_pass: np.ndarray, t1: float) -> list[tuple[float, float]]:
-    """Intervals (lo, hi] of the stream beyond t1 inside which no pool changes pass index."""
-    if n <= t1:
-        return []
-    pts: set[float] = set()
-    for P in per_pass:
-        pts.update(_pass_boundaries(P, n))
-    edges = [t1] + sorted(p for p in pts if p > t1) + [n]
-    return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
-
-
-def _mixture_error_data(n, w, a, bb, d, normalizer, t1, b0, segments, decay_at) -> float:
-    """Effective-data variant for a weighted mixture (the released aggregation, generalised).
-
-    Effective samples grow at rate sum_i w_i delta_i(t) per stream sample (a-scaled and
-    normalised: S(t) = a/s * integral_0^t sum_i w_i delta_i); inside a segment the exponent is
-    the utility of the effective samples being added, b_eff = sum_i w_i b_i delta_i /
-    sum_i w_i delta_i, and E = S(t1)^b0 * prod_segments (S(hi) / S(lo))^b_eff + d. For m
-    equal pools mixed uniformly, segments are whole passes and this is the released
-    `func_effective_data_aggregation` (d added last, unlike the utility variant).
-    """
-    scale = a / normalizer
-    s_eff = scale * min(n, t1)
-    log_core = b0 * math.log(s_eff)
-    for lo, hi in segments:
-        delta = decay_at(0.5 * (lo + hi))
-        rate = float(np.sum(w * delta))
-        b_eff = float(np.sum(w * bb * delta)) / rate
-        s_next = s_eff + scale * (hi - lo) * rate
-        log_core += b_eff * (math.log(s_next) - math.log(s_eff))
-        s_eff = s_next
-    return math.exp(log_core) + d
-
-
-def _effective_samples(n: float, N: float, tau: float) -> float:
-    """sum over passes k of (samples drawn in pass k) * 0.5^(k / tau)."""
-    total, k = 0.0, 0
-    while k * N < n:
-        in_pass = min(n, (k + 1) * N) - k * N
-        total += in_pass * 0.5 ** (k / tau)
-        k += 1
-    return total
-
-
-def _pass_boundaries(period: float, upto: float) -> list[float]:
-    """Multiples k*period (k >= 1) strictly below upto."""
-    out, k = [], 1
-    while k * period < upto:
-        out.append(k * period)
-        k += 1
-    return out
-
-
-def _segments_error(n, a, d, normalizer, *, t1, b0, b_of_pass) -> float:
-    """[(a min(n,t1)/s)^b0 + d] * prod_{k>=1} (min(n,(k+1) t1) / (k t1))^(b_k): one pool."""
-    base = (a * min(n, t1) / normalizer) ** b0 + d
-    log_factor, k = 0.0, 1
-    while k * t1 < n:
-        lo, hi = k * t1, min(n, (k + 1) * t1)
-        log_factor += b_of_pass(k) * (math.log(hi) - math.log(lo))
-        k += 1
-    return base * math.exp(log_factor)
+    return float(mixture_errors(n, w, a, bb, tt, NN, d, normalizer, variant)[0])
 
 
 def _mixture_arrays(weights, b, tau, sizes):
@@ -228,7 +149,9 @@ class QQTLaw:
     fixed : names of parameters that were held fixed when the law was fitted.
     fit_info, bootstrap : optional fit diagnostics and bootstrap draws (law-file sections).
 
-    Fitting lives in :class:`QQTFit`; :meth:`QQTLaw.fit` is a shortcut returning a fitted law.
+    A law is a value: :meth:`with_params` returns a moved copy. Fitting lives in
+    :class:`laws.qqt_fit.QQTFit` (``laws.qqt_fit.refit_law`` refits an existing law); the law-file
+    dict is :mod:`laws.lawfile`'s ``law_to_dict`` / ``law_from_dict``.
     """
 
     kind = "qqt"
@@ -315,9 +238,10 @@ class QQTLaw:
         """
         i = self._pool_index(pool)
         N = float(self.sizes[i] if size is None else size)
-        fn = single_pool_error if self.variant == "utility" else single_pool_error_data
-        return _map_samples(samples, lambda n: fn(n, self.a, self.b[i], self.tau[i], N,
-                                                  self.d, self.normalizer))
+        _check_positive(N=N, a=self.a, tau=float(self.tau[i]))
+        return _map_samples(samples, lambda n: mixture_errors(
+            n, [1.0], self.a, self.b[i:i + 1], self.tau[i:i + 1], [N], self.d, self.normalizer,
+            self.variant))
 
     def mixture_weights(self, weights) -> np.ndarray:
         """Weights as an array aligned with :attr:`pools` (dict input may name a subset)."""
@@ -338,11 +262,12 @@ class QQTLaw:
         `weights`: dict {pool: weight} or array aligned with :attr:`pools`; `sizes` (dict or
         array) overrides pool sizes.
         """
-        w = self.mixture_weights(weights)
         N = self.sizes if sizes is None else self._per_pool(
             {**self.pool_sizes, **sizes} if isinstance(sizes, dict) else sizes, "sizes")
-        return _map_samples(samples, lambda n: mixture_error(
-            n, w, self.a, self.b, self.tau, N, self.d, self.normalizer, self.variant))
+        w, b, tau, N = _mixture_arrays(self.mixture_weights(weights), self.b, self.tau, N)
+        _check_positive(a=self.a)
+        return _map_samples(samples, lambda n: mixture_errors(
+            n, w, self.a, b, tau, N, self.d, self.normalizer, self.variant))
 
     def predict_interval(self, samples, pool: str | None = None, weights=None,
                          level: float | None = None):
@@ -351,7 +276,7 @@ class QQTLaw:
         Give `pool` or mixture `weights`; `level` defaults to the draws' level. This is the
         uncertainty of the fitted curve, not of a new run (which also has run-to-run noise).
         """
-        from curate.laws.bootstrap import prediction_intervals
+        from curate.laws.bootstrap import prediction_band
 
         draws = (self.bootstrap or {}).get("draws") or []
         if not draws:
@@ -359,53 +284,17 @@ class QQTLaw:
         if (pool is None) == (weights is None):
             raise ValueError("give exactly one of pool or weights")
         level = float((self.bootstrap or {}).get("level", 0.9)) if level is None else level
+        return prediction_band(self, draws, lambda law: (
+            law.predict(samples, pool=pool) if weights is None
+            else law.predict_mixture(weights, samples)), level)
 
-        def predict(draw):
-            law = self.with_params(draw)
-            return (law.predict(samples, pool=pool) if weights is None
-                    else law.predict_mixture(weights, samples))
-
-        return prediction_intervals(draws, predict, level)
-
-    # -- fitting -----------------------------------------------------------------------------
-    def fit(self, observations, **options) -> "QQTLaw":
-        """Refit this law's parameters to observations, in place; returns self.
-
-        Parameters named in :attr:`fixed` keep their current values; pools the observations do
-        not mention keep theirs too. Pool sizes and the variant are the law's. `options` go to
-        :class:`laws.qqt_fit.QQTFit` (n_bootstrap, seed, huber_delta, ...). For fitting from
-        scratch use ``QQTFit(...).fit(observations).law_``.
-        """
-        from curate.laws.qqt_fit import QQTFit
-
-        unknown = [p for p in observations.pool_names if p not in self.pools]
-        if unknown:
-            raise ValueError(f"observations mention pool(s) {unknown} the law does not know "
-                             f"({self.pools})")
-        used = set(observations.pool_names)
-        current = self.params
-        fix = {n: current[n] for n in self.fixed
-               if n in ("a", "d") or n[n.index("[") + 1:-1] in used}
-        est = QQTFit(variant=self.variant, fix=fix, sizes=self.pool_sizes,
-                     normalizer=self.normalizer, unit=self.unit, **options).fit(observations)
-        fitted = self.with_params(est.params_)
-        self.a, self.d, self.b, self.tau = fitted.a, fitted.d, fitted.b, fitted.tau
-        self.fit_info, self.bootstrap = est.law_.fit_info, est.law_.bootstrap
-        self.estimator_ = est
-        return self
-
-    # -- serialisation -----------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        from curate.laws.lawfile import law_to_dict
-        return law_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "QQTLaw":
-        from curate.laws.lawfile import law_from_dict
-        law = law_from_dict(data)
-        if not isinstance(law, cls):
-            raise ValueError(f"law file kind {data.get('kind')!r} is not a QQT law")
-        return law
+    def subset(self, pools: Sequence[str]) -> "QQTLaw":
+        """The law restricted to some of its pools (in the given order), provenance kept."""
+        idx = [self._pool_index(p) for p in pools]
+        return QQTLaw(self.a, self.d, list(pools), b=self.b[idx], tau=self.tau[idx],
+                      sizes=self.sizes[idx], variant=self.variant, normalizer=self.normalizer,
+                      unit=self.unit, fixed=self.fixed, fit_info=self.fit_info,
+                      bootstrap=self.bootstrap)
 
     def __repr__(self) -> str:
         return (f"QQTLaw(variant={self.variant!r}, a={self.a:g}, d={self.d:g}, "
@@ -413,8 +302,13 @@ class QQTLaw:
 
 
 def _map_samples(samples, fn):
-    """Apply a scalar function of n to a scalar or an array of sample counts."""
+    """Apply a vectorised function of sample counts to a scalar or an array (same shape out)."""
     arr = np.asarray(samples, dtype=float)
+    flat = arr.reshape(-1)
+    bad = ~(np.isfinite(flat) & (flat > 0))
+    if np.any(bad):
+        raise ValueError(f"n must be a positive finite number, got {flat[bad][0]!r}")
+    out = np.asarray(fn(flat), dtype=float)
     if arr.ndim == 0:
-        return float(fn(float(arr)))
-    return np.array([fn(float(n)) for n in arr.reshape(-1)]).reshape(arr.shape)
+        return float(out[0])
+    return out.reshape(arr.shape)

@@ -20,9 +20,10 @@ Observations
   the largest `unique_samples` of that pool's single-pool rows; a pool seen only in mixtures
   gets its equal share of the row's unique samples, exact for the released top-m mixtures).
 
-The model is evaluated for all rows at once (vectorised over pass segments, which depend only
-on the data, not on the parameters), and checked against :func:`laws.qqt.mixture_error` in the
-tests. Uncertainty: bootstrap stratified by pool / mixture label (rows, or whole runs when a
+The model is the QQT kernel (:mod:`laws.qqt_kernel`) evaluated for all rows at once: its
+segments depend only on the data, not on the parameters, so they are built once per fit and
+subset for refits; the tests check values against a direct transcription of the formulas and
+the Jacobian against finite differences. Uncertainty: bootstrap stratified by pool / mixture label (rows, or whole runs when a
 label has several run ids), refitting from the full-data optimum; percentile intervals for
 parameters and predictions. Diagnostics: R^2 on the
 metric, RMSE, leave-one-out and hold-out-the-largest extrapolation errors (relative RMS error
@@ -34,15 +35,15 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
-from curate.laws.bootstrap import percentile_intervals, prediction_intervals
+from curate.laws.bootstrap import percentile_intervals, prediction_band
 from curate.laws.diagnostics import goodness_of_fit, leave_one_out
 from curate.laws.fitting import huber
 from curate.laws.observations import Observations, require_points
-from curate.laws.qqt import NORMALIZER, VARIANTS, QQTLaw, segments_after_first_pass, b_name, tau_name
+from curate.laws.qqt import QQTLaw, b_name, tau_name
+from curate.laws.qqt_kernel import NORMALIZER, VARIANTS, Segments
 
 DEFAULT_HUBER_DELTA = 1e-2
 _BOUNDS = {"log_a": (math.log(1e-9), math.log(1e6)), "b": (-5.0, -1e-6),
@@ -55,162 +56,31 @@ _START_TAU = (1.0, 5.0, 25.0)
 
 
 # ---------------------------------------------------------------------------------------------
-# Vectorised model over a fixed set of observations
+# The observations as kernel segments
 # ---------------------------------------------------------------------------------------------
 
-@dataclass
-class QQTDesign:
-    """Everything about the observations the QQT prediction needs except the parameters.
+def observation_segments(obs: Observations, pools: list[str], sizes: dict[str, float]) -> Segments:
+    """The QQT kernel's segments of every observation (one row each, pools in `pools` order).
 
-    Segments (stretches of the stream beyond the first pass in which no pool changes its pass
-    index) are stored flat, grouped by observation in row order.
+    Single-pool rows repeat a pool of size `unique_samples`; mixture rows use `sizes` (else an
+    equal share of the row's unique samples), as the module docstring says.
     """
-
-    weights: np.ndarray      # (n_obs, P) normalised mixture weights (one-hot for a single pool)
-    m_eff: np.ndarray        # (n_obs,) inverse Simpson index of the weights
-    first: np.ndarray        # (n_obs,) min(n, t1): samples before any pool repeats
-    seg_obs: np.ndarray      # (n_seg,) observation each segment belongs to (non-decreasing)
-    seg_lo: np.ndarray       # (n_seg,) segment start (stream samples)
-    seg_hi: np.ndarray       # (n_seg,) segment end
-    seg_pass: np.ndarray     # (n_seg, P) pass index of each pool inside the segment
-
-    @property
-    def n_obs(self) -> int:
-        return int(self.first.size)
-
-    @classmethod
-    def build(cls, obs: Observations, pools: list[str], sizes: dict[str, float]) -> "QQTDesign":
-        P = len(pools)
-        index = {p: i for i, p in enumerate(pools)}
-        W = np.zeros((len(obs), P))
-        m_eff = np.ones(len(obs))
-        first = np.empty(len(obs))
-        seg_obs, seg_lo, seg_hi, seg_pass = [], [], [], []
-        for j in range(len(obs)):
-            n = float(obs.samples_seen[j])
-            mix = obs.mixtures[j]
-            if mix is None:
-                w = {obs.pool[j]: 1.0}
-                N = {obs.pool[j]: float(obs.unique_samples[j])}
-            else:
-                w = {p: x for p, x in mix.items() if x > 0}
-                share = float(obs.unique_samples[j]) / len(w)
-                N = {p: float(sizes.get(p) or share) for p in w}
-            ids = np.array([index[p] for p in w])
-            wv = np.array([w[p] for p in w])
-            Nv = np.array([N[p] for p in w])
-            W[j, ids] = wv
-            m_eff[j] = 1.0 / float(np.sum(wv * wv))
-            per_pass = Nv / wv
-            t1 = float(per_pass.min())
-            first[j] = min(n, t1)
-            for lo, hi in segments_after_first_pass(n, per_pass, t1):
-                k = np.zeros(P)
-                k[ids] = np.floor(wv * (0.5 * (lo + hi)) / Nv)
-                seg_obs.append(j)
-                seg_lo.append(lo)
-                seg_hi.append(hi)
-                seg_pass.append(k)
-        return cls(W, m_eff, first, np.array(seg_obs, dtype=int), np.array(seg_lo, dtype=float),
-                   np.array(seg_hi, dtype=float), np.array(seg_pass, dtype=float).reshape(-1, P))
-
-    def subset(self, rows) -> "QQTDesign":
-        """The design of the given rows (repeats allowed), without recomputing segments."""
-        rows = np.asarray(rows, dtype=int)
-        counts_all = np.bincount(self.seg_obs, minlength=self.n_obs)
-        start_all = np.concatenate([[0], np.cumsum(counts_all)[:-1]])
-        counts = counts_all[rows]
-        total = int(counts.sum())
-        offsets = np.repeat(np.cumsum(counts) - counts, counts)
-        idx = np.repeat(start_all[rows], counts) + (np.arange(total) - offsets)
-        return QQTDesign(self.weights[rows], self.m_eff[rows], self.first[rows],
-                         np.repeat(np.arange(rows.size), counts), self.seg_lo[idx],
-                         self.seg_hi[idx], self.seg_pass[idx])
-
-    def predict(self, a: float, d: float, b: np.ndarray, tau: np.ndarray, variant: str,
-                normalizer: float = NORMALIZER) -> np.ndarray:
-        """Predicted error for every observation (same values as laws.qqt.mixture_error)."""
-        return self.predict_and_jacobian(a, d, b, tau, variant, normalizer, jacobian=False)[0]
-
-    def predict_and_jacobian(self, a, d, b, tau, variant, normalizer=NORMALIZER, jacobian=True):
-        """Predictions E and dE/d(log a, d, b_1..b_P, log tau_1..log tau_P) (n_obs, 2 + 2P)."""
-        n, P = self.n_obs, b.size
-        b0 = self.weights @ b
-        x1 = a * self.first / normalizer
-        log_x1 = np.log(x1)
-        X = np.exp(b0 * log_x1)
-        so = self.seg_obs
-        has_seg = so.size > 0
-        if has_seg:
-            kappa = math.log(2.0) * self.seg_pass / (self.m_eff[so, None] * tau[None, :])
-            delta = np.exp(-kappa)  # 0.5^(pass / (m_eff tau_i))
-            wd = self.weights[so] * delta          # w_i delta_i per segment
-            wbd = wd @ b                            # sum_i w_i b_i delta_i
-        J = np.zeros((n, 2 + 2 * P)) if jacobian else None
-        if variant == "utility":
-            if has_seg:
-                dlog = np.log(self.seg_hi) - np.log(self.seg_lo)
-                F = np.bincount(so, wbd * dlog, minlength=n)
-            else:
-                F = np.zeros(n)
-            expF = np.exp(F)
-            E = (X + d) * expF
-            if jacobian:
-                J[:, 0] = b0 * X * expF
-                J[:, 1] = expF
-                J[:, 2:2 + P] = (expF * log_x1 * X)[:, None] * self.weights
-                if has_seg:
-                    G = _group_sum(so, wd * dlog[:, None], n)
-                    H = _group_sum(so, wd * b[None, :] * kappa * dlog[:, None], n)
-                    J[:, 2:2 + P] += E[:, None] * G
-                    J[:, 2 + P:] = E[:, None] * H
-            return E, J
-        # effective-data variant
-        C = b0 * log_x1
-        if has_seg:
-            rate = wd.sum(axis=1)
-            beta = wbd / rate
-            scale = a / normalizer
-            width = self.seg_hi - self.seg_lo
-            added = scale * width * rate
-            s_after = x1[so] + _group_cumsum(so, added)
-            s_before = s_after - added
-            dlogS = np.log(s_after) - np.log(s_before)
-            C = C + np.bincount(so, beta * dlogS, minlength=n)
-        Z = np.exp(C)
-        E = Z + d
-        if jacobian:
-            J[:, 0] = Z * b0  # every S scales with a, so only the first-pass term moves
-            J[:, 1] = 1.0
-            J[:, 2:2 + P] = (Z * log_x1)[:, None] * self.weights
-            if has_seg:
-                J[:, 2:2 + P] += Z[:, None] * _group_sum(so, (wd / rate[:, None]) * dlogS[:, None], n)
-                rho = wd * kappa                                  # d rate / d log tau_i
-                dbeta = rho * (b[None, :] - beta[:, None]) / rate[:, None]
-                alpha = scale * width[:, None] * rho              # d added / d log tau_i
-                A = _group_cumsum(so, alpha)                      # d S_after / d log tau_i
-                dC = dbeta * dlogS[:, None] + beta[:, None] * (
-                    A / s_after[:, None] - (A - alpha) / s_before[:, None])
-                J[:, 2 + P:] = Z[:, None] * _group_sum(so, dC, n)
-        return E, J
-
-
-def _group_sum(groups: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Sums of the rows of `values` (n_seg, k) per (sorted) group -> (n, k)."""
-    out = np.zeros((n, values.shape[1]))
-    if groups.size:
-        cuts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-        out[groups[cuts]] = np.add.reduceat(values, cuts, axis=0)
-    return out
-
-
-def _group_cumsum(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Inclusive cumulative sum within runs of equal (sorted) group ids, along axis 0."""
-    csum = np.cumsum(values, axis=0)
-    first = np.searchsorted(groups, groups, side="left")
-    before = np.where((first > 0).reshape((-1,) + (1,) * (values.ndim - 1)),
-                      csum[np.maximum(first - 1, 0)], 0.0)
-    return csum - before
+    index = {p: i for i, p in enumerate(pools)}
+    W = np.zeros((len(obs), len(pools)))
+    N = np.ones((len(obs), len(pools)))
+    for j in range(len(obs)):
+        mix = obs.mixtures[j]
+        if mix is None:
+            w = {obs.pool[j]: 1.0}
+            n_of = {obs.pool[j]: float(obs.unique_samples[j])}
+        else:
+            w = {p: x for p, x in mix.items() if x > 0}
+            share = float(obs.unique_samples[j]) / len(w)
+            n_of = {p: float(sizes.get(p) or share) for p in w}
+        for p, x in w.items():
+            W[j, index[p]] = x
+            N[j, index[p]] = n_of[p]
+    return Segments.build(np.asarray(obs.samples_seen, dtype=float), W, N)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +142,7 @@ class QQTFit:
         require_points(len(obs), len(self.free_), "qqt")
         self._names = names
         self._y = np.asarray(obs.metric, dtype=float)
-        design = QQTDesign.build(obs, self.pools_, self.pool_sizes_)
+        design = observation_segments(obs, self.pools_, self.pool_sizes_)
         repeated = np.any(design.seg_pass > 0, axis=0) if design.seg_pass.size else \
             np.zeros(len(self.pools_), dtype=bool)
         self.warnings_ = [f"{tau_name(p)} is not identified: no observation repeats pool {p!r} "
@@ -543,13 +413,33 @@ def prediction_interval(law: QQTLaw, draws, samples, pool=None, weights=None, le
     """Percentile band (lo, hi) of the predicted curve across bootstrap parameter draws."""
     if not draws:
         raise ValueError("no bootstrap draws: fit with n_bootstrap > 0 for intervals")
+    return prediction_band(law, draws, lambda moved: (
+        moved.predict(samples, pool=pool) if weights is None
+        else moved.predict_mixture(weights, samples)), level)
 
-    def predict(draw):
-        moved = law.with_params(draw)
-        return (moved.predict(samples, pool=pool) if weights is None
-                else moved.predict_mixture(weights, samples))
 
-    return prediction_intervals(draws, predict, level)
+def refit_law(law: QQTLaw, observations: Observations, **options) -> QQTLaw:
+    """`law` refitted to observations: a new law, with the estimator as its `estimator_`.
+
+    Parameters named in ``law.fixed`` keep their values; pools the observations do not mention
+    keep theirs too. Pool sizes, variant, normaliser and unit are the law's. `options` go to
+    :class:`QQTFit` (n_bootstrap, seed, huber_delta, diagnostics, ...). For fitting from scratch
+    use ``QQTFit(...).fit(observations).law_``.
+    """
+    unknown = [p for p in observations.pool_names if p not in law.pools]
+    if unknown:
+        raise ValueError(f"observations mention pool(s) {unknown} the law does not know "
+                         f"({law.pools})")
+    used = set(observations.pool_names)
+    current = law.params
+    fix = {n: current[n] for n in law.fixed
+           if n in ("a", "d") or n[n.index("[") + 1:-1] in used}
+    est = QQTFit(variant=law.variant, fix=fix, sizes=law.pool_sizes, normalizer=law.normalizer,
+                 unit=law.unit, **options).fit(observations)
+    fitted = law.with_params(est.params_)
+    fitted.fit_info, fitted.bootstrap = est.law_.fit_info, est.law_.bootstrap
+    fitted.estimator_ = est
+    return fitted
 
 
 # -- small helpers ----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def test_qqt_round_trip_through_json():
     assert back.fit_info == {"r2": 0.99, "n_obs": 12} and back.bootstrap["intervals"]["a"] == [0.02, 0.03]
     assert back.predict_mixture({"top10": 1, "top20": 1}, 7e7) == \
         law.predict_mixture({"top10": 1, "top20": 1}, 7e7)
-    assert QQTLaw.from_dict(law.to_dict()).params == law.params
+    assert law_from_dict(law_to_dict(law)).params == law.params
 
 
 @pytest.mark.parametrize("mutate, message", [

@@ -12,6 +12,7 @@ from curate.laws.planner import (Constraints, Infeasible, bootstrap_robustness, 
 from curate.laws.planner_objectives import QQTObjective, qqt_error_batch
 from curate.laws.planner_search import project, simplex_grid
 from curate.laws.qqt import QQTLaw, mixture_error
+from tests.laws import qqt_reference as reference
 
 POOL = 12.8e6
 
@@ -48,7 +49,8 @@ def test_batch_objective_equals_mixture_error(variant):
     W[8:12] = np.eye(4)
     for n in (2e6, 4e7, 3e8, 2e9):
         got = qqt_error_batch(n, W, law.a, law.b, law.tau, law.sizes, law.d, variant=variant)
-        want = [mixture_error(n, w, law.a, law.b, law.tau, law.sizes, law.d, variant=variant)
+        want = [reference.mixture_error(n, w, law.a, law.b, law.tau, law.sizes, law.d,
+                                        variant=variant)
                 for w in W]
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
@@ -59,7 +61,7 @@ def test_batch_objective_skips_negligible_passes_exactly():
     W = np.array([[1.0, 0.0], [0.7, 0.3], [0.05, 0.95]])
     n = 4e7  # 20,000 passes over the tiny pool
     got = qqt_error_batch(n, W, law.a, law.b, law.tau, law.sizes, law.d)
-    want = [mixture_error(n, w, law.a, law.b, law.tau, law.sizes, law.d) for w in W]
+    want = [reference.mixture_error(n, w, law.a, law.b, law.tau, law.sizes, law.d) for w in W]
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
 

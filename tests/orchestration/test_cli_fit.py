@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from curate.laws.lawfile import law_to_dict
 from curate.laws.qqt import QQTLaw
 from curate.orchestration.cli import main
 
@@ -195,7 +196,7 @@ def test_missing_files_and_bad_law_files(tmp_path, capsys):
 
 def test_predict_errors(tmp_path, capsys):
     law_path = tmp_path / "law.json"
-    law_path.write_text(json.dumps(TRUTH.to_dict()))
+    law_path.write_text(json.dumps(law_to_dict(TRUTH)))
     for args, message in ((["--pool", "nope"], "unknown pool 'nope'"),
                           (["--mixture", "top10=1,zz=1"], "unknown pool(s) ['zz']"),
                           (["--mixture", "top10=0,top20=0"], "sum to more than 0"),

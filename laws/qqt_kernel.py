@@ -1,0 +1,374 @@
+"""The QQT kernel: pass segments of a mixture stream and the law's value on them.
+
+One implementation serves the law (:class:`laws.qqt.QQTLaw`), the fitter
+(:class:`laws.qqt_fit.QQTFit`, with the Jacobian) and the planner
+(:class:`laws.planner_objectives.QQTObjective`, thousands of mixtures per call). The model and
+its mixture rule are written down in :mod:`laws.qqt`; this module is where they are computed,
+and the only place: the mixture rule is the functions in the section "Mixture rule" (pass
+periods, first-pass term, decay of a pool in a given pass), which :meth:`Segments.build` and
+:func:`evaluate` call. Changing the rule means changing that section (and the Jacobian in
+:func:`evaluate`, which the tests check against finite differences).
+
+Two steps, because the segments depend only on the data (samples seen, weights, pool sizes)
+and not on the parameters a, d, b, tau:
+
+* :meth:`Segments.build` -- for a batch of rows (n samples of a mixture with weights w over
+  pools of sizes N), the stretches of the stream beyond the first pass inside which no pool
+  changes its pass index, stored flat and grouped by row, with every pool's pass index.
+  Vectorised over rows (no Python loop per row or per pass).
+* :func:`evaluate` -- the predicted error of every row for given parameters, and optionally its
+  Jacobian in (log a, d, b_1..b_P, log tau_1..log tau_P).
+
+Passes far beyond a pool's half-life change nothing: with ``keep_half_lives`` set, pass
+boundaries of pool i after ``ceil(keep_half_lives * m_eff * tau_i)`` passes are not segment
+edges (its decay there is below 0.5^70 ~ 1e-21 of the first pass, under double precision), so
+a tiny pool under a huge budget does not create millions of segments. The law and the planner
+use the cut (their tau is known); the fitter cannot (tau is what it fits) and builds exact
+segments once per set of observations.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+NORMALIZER = 1e5
+VARIANTS = ("utility", "data")
+#: Pass boundaries beyond this many half-lives of a pool are not segment edges (see above).
+HALF_LIVES_KEPT = 70.0
+# Rows per building chunk, so (segments x pools) arrays stay around a few million floats.
+_CHUNK_ELEMENTS = 2_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixture rule (the one place it lives; see laws.qqt for the formulas and why)
+# ---------------------------------------------------------------------------------------------
+
+def pass_periods(weights: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Stream samples per full pass over each pool, N_i / w_i (inf for pools not used)."""
+    pos = weights > 0
+    return np.where(pos, sizes / np.where(pos, weights, 1.0), np.inf)
+
+
+def effective_pool_count(weights: np.ndarray) -> np.ndarray:
+    """m_eff = 1 / sum_i w_i^2 per row: the "tau scaled by m" of the released top-m rule."""
+    return 1.0 / np.sum(weights * weights, axis=-1)
+
+
+def first_pass_exponent(weights: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """b_0 = sum_i w_i b_i, the exponent while the whole stream is still unique."""
+    return weights @ b
+
+
+def decay_rates(passes, m_eff, tau):
+    """kappa with delta_i = exp(-kappa_i) = 0.5^(pass_i / (m_eff tau_i)); d kappa/d log tau = -kappa.
+
+    Elementwise: the caller broadcasts passes, m_eff (per row) and tau (per pool) together.
+    """
+    return math.log(2.0) * passes / (m_eff * tau)
+
+
+# ---------------------------------------------------------------------------------------------
+# Segments
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Segments:
+    """Everything about a batch of rows the QQT prediction needs except the parameters.
+
+    Segments (stretches of the stream beyond the first pass in which no pool changes its pass
+    index) are stored flat, grouped by row in row order, and ordered along the stream.
+    """
+
+    weights: np.ndarray      # (n_rows, P) normalised mixture weights (one-hot for a single pool)
+    m_eff: np.ndarray        # (n_rows,) inverse Simpson index of the weights
+    first: np.ndarray        # (n_rows,) min(n, t1): samples before any pool repeats
+    seg_row: np.ndarray      # (n_seg,) row each segment belongs to (non-decreasing)
+    seg_lo: np.ndarray       # (n_seg,) segment start (stream samples)
+    seg_hi: np.ndarray       # (n_seg,) segment end
+    seg_pass: np.ndarray     # (n_seg, P) pass index of each pool inside the segment
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.first.size)
+
+    @classmethod
+    def build(cls, samples, weights, sizes, tau=None,
+              keep_half_lives: float = HALF_LIVES_KEPT) -> "Segments":
+        """Segments of rows: `samples` (n_rows,), `weights` (n_rows, P) normalised per row,
+        `sizes` (n_rows, P) or (P,) pool sizes (ignored where the weight is 0).
+
+        With `tau` (P,) given, pass boundaries beyond `keep_half_lives` half-lives of a pool are
+        dropped (see the module docstring); without it every boundary is kept.
+        """
+        n = np.asarray(samples, dtype=float).reshape(-1)
+        W = np.asarray(weights, dtype=float).reshape(n.size, -1)
+        N = np.broadcast_to(np.asarray(sizes, dtype=float), W.shape)
+        period = pass_periods(W, N)
+        m_eff = effective_pool_count(W)
+        k_lo, k_hi = _boundary_pass_range(n, period, m_eff, tau, keep_half_lives)
+        counts = np.maximum(k_hi - k_lo + 1, 0).sum(axis=1)
+        per_chunk = max(1, _CHUNK_ELEMENTS // max(1, W.shape[1]))
+        parts, start = [], 0
+        while start < n.size:  # chunks of rows keep the (segments, pools) array bounded
+            taken = int(np.searchsorted(np.cumsum(counts[start:]), per_chunk, side="right"))
+            stop = start + max(1, taken)
+            parts.append(_build_rows(n[start:stop], W[start:stop], N[start:stop],
+                                     period[start:stop], k_lo[start:stop], k_hi[start:stop],
+                                     offset=start))
+            start = stop
+        first = np.minimum(n, period.min(axis=1))
+        if not parts:
+            parts = [(np.empty(0, dtype=int), np.empty(0), np.empty(0), np.empty((0, W.shape[1])))]
+        seg_row, lo, hi, passes = (np.concatenate(x) for x in zip(*parts))
+        return cls(W, m_eff, first, seg_row, lo, hi, passes.reshape(-1, W.shape[1]))
+
+    def subset(self, rows) -> "Segments":
+        """The segments of the given rows (repeats allowed), without recomputing them."""
+        rows = np.asarray(rows, dtype=int)
+        counts_all = np.bincount(self.seg_row, minlength=self.n_rows)
+        start_all = np.concatenate([[0], np.cumsum(counts_all)[:-1]])
+        counts = counts_all[rows]
+        total = int(counts.sum())
+        offsets = np.repeat(np.cumsum(counts) - counts, counts)
+        idx = np.repeat(start_all[rows], counts) + (np.arange(total) - offsets)
+        return Segments(self.weights[rows], self.m_eff[rows], self.first[rows],
+                        np.repeat(np.arange(rows.size), counts), self.seg_lo[idx],
+                        self.seg_hi[idx], self.seg_pass[idx])
+
+    def predict(self, a: float, d: float, b, tau, variant: str = "utility",
+                normalizer: float = NORMALIZER) -> np.ndarray:
+        """Predicted error of every row (see :func:`evaluate`)."""
+        return evaluate(self, a, d, b, tau, variant, normalizer, jacobian=False)[0]
+
+    def predict_and_jacobian(self, a, d, b, tau, variant="utility", normalizer=NORMALIZER,
+                             jacobian=True):
+        """Predictions E and dE/d(log a, d, b_1..b_P, log tau_1..log tau_P) (n_rows, 2 + 2P)."""
+        return evaluate(self, a, d, b, tau, variant, normalizer, jacobian=jacobian)
+
+
+def _boundary_pass_range(n, period, m_eff, tau, keep_half_lives):
+    """Per (row, pool): the first and last k whose boundary k * period may fall in (t1, n)."""
+    t1 = period.min(axis=1)
+    pos = np.isfinite(period)
+    safe = np.where(pos, period, 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        k_lo = np.maximum(1.0, np.floor(t1[:, None] / safe))
+        k_hi = np.ceil(n[:, None] / safe)
+        if tau is not None:
+            cap = np.ceil(keep_half_lives * m_eff[:, None] * np.asarray(tau, dtype=float)[None, :])
+            k_hi = np.minimum(k_hi, cap + 1.0)
+    live = pos & (n[:, None] > t1[:, None])
+    k_lo = np.where(live, k_lo, 1.0).astype(np.int64)
+    k_hi = np.where(live, k_hi, 0.0).astype(np.int64)
+    return k_lo, k_hi
+
+
+def _build_rows(n, W, N, period, k_lo, k_hi, offset):
+    """Flat segments of a chunk of rows (row ids shifted by `offset`)."""
+    R, P = W.shape
+    t1 = period.min(axis=1)
+    counts = np.maximum(k_hi - k_lo + 1, 0).reshape(-1)
+    cell = np.repeat(np.arange(counts.size), counts)
+    k = (np.arange(cell.size) - np.repeat(np.cumsum(counts) - counts, counts)
+         + k_lo.reshape(-1)[cell])
+    row = cell // P
+    edge = k * period.reshape(-1)[cell]  # float(k) * N_i / w_i, as the scalar loop computes it
+    inside = (edge > t1[row]) & (edge < n[row])
+    row, edge = row[inside], edge[inside]
+    live = np.flatnonzero(n > t1)
+    if live.size == 0:
+        return np.empty(0, dtype=int), np.empty(0), np.empty(0), np.empty((0, P))
+    # Every row's points t1 < boundaries < n, sorted along the stream, duplicates merged.
+    row = np.concatenate([live, row, live])
+    pts = np.concatenate([t1[live], edge, n[live]])
+    order = np.lexsort((pts, row))
+    row, pts = row[order], pts[order]
+    keep = np.r_[True, (row[1:] != row[:-1]) | (pts[1:] != pts[:-1])]
+    row, pts = row[keep], pts[keep]
+    pair = row[1:] == row[:-1]
+    seg_row, lo, hi = row[:-1][pair], pts[:-1][pair], pts[1:][pair]
+    mid = 0.5 * (lo + hi)
+    w = W[seg_row]
+    passes = np.where(w > 0, np.floor(w * mid[:, None] / np.where(w > 0, N[seg_row], 1.0)), 0.0)
+    return seg_row + offset, lo, hi, passes
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+
+def evaluate(seg: Segments, a: float, d: float, b, tau, variant: str = "utility",
+             normalizer: float = NORMALIZER, jacobian: bool = False):
+    """(E, J): predicted error per row and, with `jacobian`, dE/d(log a, d, b, log tau).
+
+    Utility variant: E = [(a first / s)^b0 + d] * exp(F), F = sum_segments b_eff log(hi / lo),
+    b_eff = sum_i w_i b_i delta_i. Effective-data variant: E = S(t1)^b0 * exp(sum_segments
+    b_eff log(S_hi / S_lo)) + d with S growing by a/s * sum_i w_i delta_i per stream sample and
+    b_eff = sum_i w_i b_i delta_i / sum_i w_i delta_i (see :mod:`laws.qqt`).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown QQT variant {variant!r}; expected one of {VARIANTS}")
+    b = np.asarray(b, dtype=float)
+    tau = np.asarray(tau, dtype=float)
+    n, P = seg.n_rows, b.size
+    b0 = first_pass_exponent(seg.weights, b)
+    x1 = a * seg.first / normalizer
+    log_x1 = np.log(x1)
+    X = np.exp(b0 * log_x1)
+    so = seg.seg_row
+    has_seg = so.size > 0
+    if has_seg:
+        kappa = decay_rates(seg.seg_pass, seg.m_eff[so, None], tau[None, :])
+        delta = np.exp(-kappa)  # 0.5^(pass / (m_eff tau))
+        wd = seg.weights[so] * delta          # w_i delta_i per segment
+        wbd = wd @ b                            # sum_i w_i b_i delta_i
+    J = np.zeros((n, 2 + 2 * P)) if jacobian else None
+    if variant == "utility":
+        if has_seg:
+            dlog = np.log(seg.seg_hi) - np.log(seg.seg_lo)
+            F = np.bincount(so, wbd * dlog, minlength=n)
+        else:
+            F = np.zeros(n)
+        expF = np.exp(F)
+        E = (X + d) * expF
+        if jacobian:
+            J[:, 0] = b0 * X * expF
+            J[:, 1] = expF
+            J[:, 2:2 + P] = (expF * log_x1 * X)[:, None] * seg.weights
+            if has_seg:
+                G = _group_sum(so, wd * dlog[:, None], n)
+                H = _group_sum(so, wd * b[None, :] * kappa * dlog[:, None], n)
+                J[:, 2:2 + P] += E[:, None] * G
+                J[:, 2 + P:] = E[:, None] * H
+        return E, J
+    # effective-data variant
+    C = b0 * log_x1
+    if has_seg:
+        rate = wd.sum(axis=1)
+        # After ~1000 half-lives delta underflows to 0: nothing is added, so b_eff does not matter.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            beta = np.where(rate > 0, wbd / np.where(rate > 0, rate, 1.0), 0.0)
+        scale = a / normalizer
+        width = seg.seg_hi - seg.seg_lo
+        added = scale * width * rate
+        s_after = x1[so] + _group_cumsum(so, added)
+        s_before = s_after - added
+        dlogS = np.log(s_after) - np.log(s_before)
+        C = C + np.bincount(so, beta * dlogS, minlength=n)
+    Z = np.exp(C)
+    E = Z + d
+    if jacobian:
+        J[:, 0] = Z * b0  # every S scales with a, so only the first-pass term moves
+        J[:, 1] = 1.0
+        J[:, 2:2 + P] = (Z * log_x1)[:, None] * seg.weights
+        if has_seg:
+            J[:, 2:2 + P] += Z[:, None] * _group_sum(so, (wd / rate[:, None]) * dlogS[:, None], n)
+            rho = wd * kappa                                  # d rate / d log tau_i
+            dbeta = rho * (b[None, :] - beta[:, None]) / rate[:, None]
+            alpha = scale * width[:, None] * rho              # d added / d log tau_i
+            A = _group_cumsum(so, alpha)                      # d S_after / d log tau_i
+            dC = dbeta * dlogS[:, None] + beta[:, None] * (
+                A / s_after[:, None] - (A - alpha) / s_before[:, None])
+            J[:, 2 + P:] = Z[:, None] * _group_sum(so, dC, n)
+    return E, J
+
+
+def _group_sum(groups: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Sums of the rows of `values` (n_seg, k) per (sorted) group -> (n, k)."""
+    out = np.zeros((n, values.shape[1]))
+    if groups.size:
+        cuts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        out[groups[cuts]] = np.add.reduceat(values, cuts, axis=0)
+    return out
+
+
+def _group_cumsum(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Inclusive cumulative sum within runs of equal (sorted) group ids, along axis 0."""
+    csum = np.cumsum(values, axis=0)
+    first = np.searchsorted(groups, groups, side="left")
+    before = np.where((first > 0).reshape((-1,) + (1,) * (values.ndim - 1)),
+                      csum[np.maximum(first - 1, 0)], 0.0)
+    return csum - before
+
+
+# ---------------------------------------------------------------------------------------------
+# Conveniences for callers with parameters in hand (the law, the planner)
+# ---------------------------------------------------------------------------------------------
+
+def mixture_errors(samples, weights, a: float, b, tau, sizes, d: float = 0.1,
+                   normalizer: float = NORMALIZER, variant: str = "utility") -> np.ndarray:
+    """Predicted error for rows of (samples, weights): the law's value, passes cut as above.
+
+    `samples` (n_rows,) or a scalar shared by every row; `weights` (n_rows, P) or (P,) shared
+    by every row, normalised here; `sizes` (P,).
+
+    The utility variant is summed per pool and pass rather than per segment: its b_eff is a
+    weighted sum over pools, so F = sum_i w_i b_i sum_k delta_i(k) log(span of pass k beyond
+    t1), the same value (to rounding) with P times fewer terms than segments x pools, which is
+    what keeps the planner fast with many pools. The effective-data variant (a ratio over
+    pools) is evaluated on :class:`Segments`.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown QQT variant {variant!r}; expected one of {VARIANTS}")
+    W = np.atleast_2d(np.asarray(weights, dtype=float))
+    n = np.asarray(samples, dtype=float).reshape(-1)
+    rows = max(W.shape[0], n.size)
+    W = np.broadcast_to(W / W.sum(axis=1, keepdims=True), (rows, W.shape[1]))
+    n = np.broadcast_to(n, (rows,))
+    b = np.asarray(b, dtype=float)
+    tau = np.asarray(tau, dtype=float)
+    if variant == "data":
+        seg = Segments.build(n, W, sizes, tau=tau)
+        return seg.predict(a, d, b, tau, variant, normalizer)
+    N = np.broadcast_to(np.asarray(sizes, dtype=float), W.shape)
+    period = pass_periods(W, N)
+    m_eff = effective_pool_count(W)
+    k_lo, k_hi = _pass_range(n, period, m_eff, tau)
+    counts = np.maximum(k_hi - k_lo + 1, 0).sum(axis=1)
+    out, start = [], 0
+    while start < rows:  # chunks of rows keep the (row, pool, pass) arrays bounded
+        taken = int(np.searchsorted(np.cumsum(counts[start:]), _CHUNK_ELEMENTS, side="right"))
+        stop = start + max(1, taken)
+        sl = slice(start, stop)
+        out.append(_utility_by_pool_pass(n[sl], W[sl], period[sl], m_eff[sl], k_lo[sl],
+                                         k_hi[sl], a, b, tau, d, normalizer))
+        start = stop
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def _pass_range(n, period, m_eff, tau):
+    """Per (row, pool): the passes k that overlap (t1, n], at most 70 half-lives of them."""
+    t1 = period.min(axis=1)
+    pos = np.isfinite(period)
+    safe = np.where(pos, period, 1.0)
+    k_lo = np.floor(t1[:, None] / safe)
+    k_cap = np.ceil(HALF_LIVES_KEPT * m_eff[:, None] * tau[None, :])
+    k_hi = np.minimum(np.ceil(n[:, None] / safe) - 1.0, k_cap)
+    live = pos & (n[:, None] > t1[:, None])
+    return (np.where(live, k_lo, 1.0).astype(np.int64),
+            np.where(live, k_hi, 0.0).astype(np.int64))
+
+
+def _utility_by_pool_pass(n, W, period, m_eff, k_lo, k_hi, a, b, tau, d, normalizer):
+    """Utility variant of a chunk of rows, summed over (row, pool, pass) cells."""
+    R, P = W.shape
+    t1 = period.min(axis=1)
+    x1 = a * np.minimum(n, t1) / normalizer
+    base = np.exp(first_pass_exponent(W, b) * np.log(x1)) + d
+    counts = np.maximum(k_hi - k_lo + 1, 0).reshape(-1)
+    total = int(counts.sum())
+    if total == 0:
+        return base
+    cell = np.repeat(np.arange(counts.size), counts)
+    k = (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+         + k_lo.reshape(-1)[cell]).astype(float)
+    row, pool = np.divmod(cell, P)
+    Pc = period.reshape(-1)[cell]
+    lo = np.maximum(t1[row], k * Pc)
+    hi = np.minimum(n[row], (k + 1.0) * Pc)
+    span = np.log(np.maximum(hi, lo) / lo)                              # 0 outside (t1, n]
+    delta = np.exp(-decay_rates(k, m_eff[row], tau[pool]))
+    contrib = W[row, pool] * b[pool] * delta * span
+    return base * np.exp(np.bincount(row, weights=contrib, minlength=R))

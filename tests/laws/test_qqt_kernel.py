@@ -1,0 +1,66 @@
+"""The QQT kernel against a direct transcription of the formulas (tests/laws/qqt_reference.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curate.laws import qqt_kernel
+from curate.laws.qqt_kernel import Segments, mixture_errors
+from tests.laws import qqt_reference as reference
+
+A, D = 0.03, 0.1
+B = np.array([-0.18, -0.12, -0.09, -0.15])
+TAU = np.array([2.0, 6.0, 1.5, 9.0])
+SIZES = np.array([2e6, 5e6, 1e7, 3e5])
+
+
+def _rows(seed=0, count=50):
+    rng = np.random.default_rng(seed)
+    W = rng.dirichlet(np.full(4, 0.7), size=count)
+    W[::5, 2] = 0.0  # some pools unused
+    W[1::7] = np.eye(4)[rng.integers(0, 4, size=W[1::7].shape[0])]
+    n = np.exp(rng.uniform(np.log(1e5), np.log(3e9), size=count))
+    return n, W / W.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("variant", ["utility", "data"])
+def test_mixture_errors_match_the_formulas(variant):
+    n, W = _rows()
+    got = mixture_errors(n, W, A, B, TAU, SIZES, D, variant=variant)
+    want = [reference.mixture_error(x, w, A, B, TAU, SIZES, D, variant=variant)
+            for x, w in zip(n, W)]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("variant", ["utility", "data"])
+def test_segments_with_and_without_the_half_life_cut_agree(variant):
+    """Passes beyond 70 half-lives are below double precision: the cut changes no digit that
+    float64 can promise (1e-12), and it keeps a tiny pool's 10^5 passes from becoming segments."""
+    n = np.array([4e8, 4e8, 4e8])
+    W = np.array([[1.0, 0.0], [0.7, 0.3], [0.05, 0.95]])
+    b, tau, sizes = np.array([-0.2, -0.1]), np.array([1.5, 4.0]), np.array([2e3, 5e6])
+    exact = Segments.build(n, W, sizes)
+    cut = Segments.build(n, W, sizes, tau=tau)
+    assert cut.seg_row.size < exact.seg_row.size / 100
+    np.testing.assert_allclose(cut.predict(A, D, b, tau, variant),
+                               exact.predict(A, D, b, tau, variant), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(mixture_errors(n, W, A, b, tau, sizes, D, variant=variant),
+                               exact.predict(A, D, b, tau, variant), rtol=1e-12, atol=0)
+
+
+def test_chunked_building_gives_the_same_segments(monkeypatch):
+    n, W = _rows(seed=1, count=30)
+    whole = Segments.build(n, W, SIZES)
+    monkeypatch.setattr(qqt_kernel, "_CHUNK_ELEMENTS", 40)  # a few rows per chunk
+    chunked = Segments.build(n, W, SIZES)
+    for field in ("seg_row", "seg_lo", "seg_hi", "seg_pass", "first", "m_eff"):
+        np.testing.assert_array_equal(getattr(chunked, field), getattr(whole, field))
+    np.testing.assert_array_equal(mixture_errors(n, W, A, B, TAU, SIZES, D),
+                                  mixture_errors(n, W, A, B, TAU, SIZES, D))
+
+
+def test_rows_without_repetition_have_no_segments():
+    seg = Segments.build([1e5, 1e6], [[0.5, 0.5], [1.0, 0.0]], [1e6, 2e6])
+    assert seg.seg_row.size == 0
+    assert seg.predict(A, D, B[:2], TAU[:2]) == pytest.approx(
+        [(A * 1e5 / 1e5) ** (0.5 * (B[0] + B[1])) + D, (A * 1e6 / 1e5) ** B[0] + D], rel=1e-13)
