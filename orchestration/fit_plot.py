@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.laws.bootstrap import prediction_band
+
 MAX_DRAWS = 100  # draws used for the bands (enough for 90 % percentiles, keeps plotting quick)
 
 
@@ -56,10 +58,8 @@ def _plot_qqt(ax, law, obs, level):
 
         ax.plot(grid, curve(law), color=colour, lw=1.6, label=label)
         if draws:
-            band = np.array([curve(law.with_params(d)) for d in draws])
-            q = (1 - level) / 2
-            ax.fill_between(grid, np.quantile(band, q, axis=0), np.quantile(band, 1 - q, axis=0),
-                            color=colour, alpha=0.18, lw=0)
+            lo, hi = prediction_band(law, draws, curve, level)
+            ax.fill_between(grid, lo, hi, color=colour, alpha=0.18, lw=0)
     ax.set_xscale("log")
     ax.set_xlabel(f"{law.unit} seen")
     ax.set_ylabel("metric (lower is better)")
@@ -77,12 +77,8 @@ def _plot_lm(ax, law, obs, level):
     sizes = obs.params
     sc = ax.scatter(pred, obs.metric, c=np.log10(sizes), cmap="viridis", s=18, zorder=3)
     if draws:
-        base = law.to_params()
-        cls = type(law)
-        band = np.array([cls.from_params({**base, **d}).predict(obs.params, obs.samples_seen,
-                                                                obs.unique_samples) for d in draws])
-        q = (1 - level) / 2
-        lo, hi = np.quantile(band, q, axis=0), np.quantile(band, 1 - q, axis=0)
+        lo, hi = prediction_band(law, draws, lambda m: m.predict(
+            obs.params, obs.samples_seen, obs.unique_samples), level)
         ax.errorbar(pred, obs.metric, xerr=[pred - lo, hi - pred], fmt="none", ecolor="grey",
                     alpha=0.5, lw=0.8)
     lims = [min(pred.min(), obs.metric.min()), max(pred.max(), obs.metric.max())]

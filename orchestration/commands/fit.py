@@ -92,14 +92,14 @@ def run(args: argparse.Namespace) -> int:
     obs = load_observations(args.observations, parse_column_map(args.columns), law=args.law)
     try:
         if args.law == "qqt":
-            law, extra = _fit_qqt(obs, fix, sizes, unit, args)
+            law = _fit_qqt(obs, fix, sizes, unit, args)
         else:
-            from curate.orchestration.lm_fitting import fit_lm_law
+            from curate.laws.lm_fit import LMFit
 
-            law, extra = fit_lm_law(obs, args.law, fix, unit=unit, n_bootstrap=args.bootstrap,
-                                    level=args.level, seed=args.seed, cv=not args.no_cv,
-                                    huber_delta=args.huber_delta,
-                                    bounds=parse_bounds(args.bound))
+            law = LMFit(kind=args.law, fix=fix, unit=unit, n_bootstrap=args.bootstrap,
+                        level=args.level, seed=args.seed, diagnostics=not args.no_cv,
+                        huber_delta=args.huber_delta,
+                        bounds=parse_bounds(args.bound)).fit(obs).law_
     except (RuntimeError, FloatingPointError) as exc:  # optimiser gave up: still one line
         raise CurateError(f"fitting the {args.law} law failed: {exc}") from None
     data = law_to_dict(law)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from curate.orchestration.fit_plot import plot_fit
 
-        plot_fit(law, obs, args.plot, level=args.level, **extra)
+        plot_fit(law, obs, args.plot, level=args.level)
     if args.json:
         json.dump(data, sys.stdout, indent=2)
         print()
@@ -134,8 +134,7 @@ def _fit_qqt(obs, fix, sizes, unit, args):
 
         raise CurateError(f"--pool-size names pool(s) {unknown} absent from the observations "
                           f"(pools: {obs.pool_names})")
-    est.fit(obs)
-    return est.law_, {}
+    return est.fit(obs).law_
 
 
 def parse_bounds(items) -> dict[str, tuple]:

@@ -127,22 +127,14 @@ def _predict_lm(law, args, samples):
 
 def _interval(law, predict) -> dict:
     """Percentile interval over the law file's bootstrap draws (empty when there are none)."""
-    from curate.laws.bootstrap import prediction_intervals
+    from curate.laws.bootstrap import prediction_band
 
     boot = getattr(law, "bootstrap", None) or {}
     draws = boot.get("draws") or []
     if not draws:
         return {"interval": None}
     level = float(boot.get("level", 0.9))
-    if law.kind == "qqt":
-        def moved(d):
-            return law.with_params(d)
-    else:
-        base = law.to_params()
-
-        def moved(d):
-            return type(law).from_params({**base, **d})
-    lo, hi = prediction_intervals(draws, lambda d: predict(moved(d)), level)
+    lo, hi = prediction_band(law, draws, predict, level)
     return {"level": level, "interval": [[float(a), float(b)] for a, b in zip(lo, hi)],
             "n_draws": len(draws)}
 

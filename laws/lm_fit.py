@@ -1,0 +1,146 @@
+"""Fitting the language-model laws (data-constrained, Chinchilla) to observations.
+
+:class:`LMFit` is the LM-law family's estimator, the counterpart of :class:`laws.qqt_fit.QQTFit`
+(scikit-learn style: parameters in ``__init__``, ``fit(observations)`` returns self, fitted
+values end in ``_``). It maps observations onto N = params, D = samples_seen, U_D =
+unique_samples, y = metric, fits with the law's own ``fit`` (:mod:`laws.fitting`: Huber on
+log-loss, VarPro / multi-start L-BFGS), and attaches the law-file sections: fit diagnostics
+(R^2, RMSE, leave-one-out and hold-out-the-largest-compute relative errors) and bootstrap
+draws (whole runs resampled when observations carry run ids, :mod:`laws.bootstrap`).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from curate.laws import data_constrained as dc
+from curate.laws.bootstrap import bootstrap_draws, percentile_intervals
+from curate.laws.diagnostics import goodness_of_fit, holdout_largest, leave_one_out
+from curate.laws.observations import Observations, require_points
+
+LOO_MAX_ROWS = 60  # leave-one-out refits beyond this many rows cost more than they tell
+KINDS = ("data-constrained", "chinchilla")
+
+
+class LMFit:
+    """Estimator for the data-constrained and Chinchilla laws.
+
+    Parameters
+    ----------
+    kind : "data-constrained" or "chinchilla".
+    fix : {name: value} held fixed (names E, A, B, alpha, beta[, R_D_star, R_N_star]).
+    unit : what samples are (recorded in the law; "tokens" by default).
+    n_bootstrap, level, seed : bootstrap refits for intervals (0 = none).
+    diagnostics : leave-one-out (up to 60 rows) and hold-out-largest refits.
+    huber_delta : Huber threshold on log residuals (default 1e-3).
+    bounds : {name: (lo, hi)} search ranges for free parameters (None for an open side).
+
+    Fitted attributes: law_ (with unit, fixed, fit_info and bootstrap set, as law files hold
+    them), params_, objective_, n_obs_, free_, fit_info_, draws_, intervals_.
+    """
+
+    def __init__(self, kind: str = "data-constrained", fix: dict[str, float] | None = None,
+                 unit: str = "tokens", n_bootstrap: int = 0, level: float = 0.9, seed: int = 0,
+                 diagnostics: bool = True, huber_delta: float | None = None,
+                 bounds: dict[str, tuple] | None = None):
+        self.kind = kind
+        self.fix = fix
+        self.unit = unit
+        self.n_bootstrap = n_bootstrap
+        self.level = level
+        self.seed = seed
+        self.diagnostics = diagnostics
+        self.huber_delta = huber_delta
+        self.bounds = bounds
+
+    def fit(self, obs: Observations) -> "LMFit":
+        kind = self.kind
+        if kind not in KINDS:
+            raise ValueError(f"unknown language-model law {kind!r}; expected one of {KINDS}")
+        fix = dict(self.fix or {})
+        cls = dc.DataConstrainedLaw if kind == "data-constrained" else dc.ChinchillaLaw
+        names = list(cls.param_names)
+        unknown = sorted(set(fix) - set(names))
+        if unknown:
+            raise ValueError(f"--fix: unknown {kind} parameter(s) {unknown}; names are {', '.join(names)}")
+        if any(m is not None for m in obs.mixtures) or len(set(obs.pool)) > 1:
+            raise ValueError(f"the {kind} law has no pools: fit one pool at a time (observations "
+                             f"mention {obs.pool_names})")
+        free = [n for n in names if n not in fix]
+        require_points(len(obs), len(free), kind)
+        N, D, U, y = obs.params, obs.samples_seen, obs.unique_samples, obs.metric
+        options = {} if self.huber_delta is None else {"delta": self.huber_delta}
+        unknown = sorted(set(self.bounds or {}) - set(free))
+        if unknown:
+            raise ValueError(f"--bound: {unknown} are not free {kind} parameters; free are {', '.join(free)}")
+        if self.bounds:
+            options["bounds"] = dict(self.bounds)
+
+        def fit_rows(rows):
+            law = cls(**fix)
+            if kind == "data-constrained":
+                return law.fit(N[rows], D[rows], U[rows], y[rows], fix=dict(fix), **options)
+            return law.fit(N[rows], D[rows], y[rows], fix=dict(fix), **options)
+
+        def predict(law, rows):
+            return np.asarray(law.predict(N[rows], D[rows], U[rows]), dtype=float)
+
+        t0 = time.perf_counter()
+        all_rows = np.arange(len(obs))
+        law = fit_rows(all_rows)
+        y_hat = predict(law, all_rows)
+        gof = goodness_of_fit(y, y_hat)
+        fit_info = {
+            "objective": float(law.objective_),
+            "huber_delta": self.huber_delta if self.huber_delta is not None else 1e-3,
+            "r2": float(gof["r2"]),
+            "rmse": float(gof["rmse"]),
+            "n_obs": len(obs),
+            "samples_range": [float(D.min()), float(D.max())],
+            "params_range": [float(N.min()), float(N.max())],
+            "loo_error": None, "holdout_largest_error": None,
+            "method": str(getattr(law, "method_", "")),
+        }
+        if self.diagnostics:
+            def fit_predict(train, test):
+                return predict(fit_rows(train), test)
+
+            if len(obs) <= LOO_MAX_ROWS:
+                loo = leave_one_out(fit_predict, len(obs))["predictions"]
+                fit_info["loo_error"] = _rel_rmse(loo, y)
+            # hold out the largest-compute runs (6 N D), a tenth of the rows (at least one)
+            k = max(1, len(obs) // 10)
+            if len(obs) - k > len(free):
+                held = holdout_largest(fit_predict, 6 * N * D, k=k)
+                fit_info["holdout_largest_error"] = _rel_rmse(held["predictions"],
+                                                              y[held["test_idx"]])
+        boot = None
+        self.draws_, self.intervals_ = [], {}
+        if self.n_bootstrap:
+            def fit_fn(rows):
+                return {n: float(v) for n, v in
+                        fit_rows(np.asarray(rows, dtype=int)).to_params().items() if n in free}
+
+            self.draws_ = bootstrap_draws(fit_fn, len(obs), self.n_bootstrap, self.seed,
+                                          groups=obs.groups())
+            self.intervals_ = percentile_intervals(self.draws_, self.level)
+            boot = {"level": self.level, "n": len(self.draws_), "seed": self.seed,
+                    "draws": self.draws_,
+                    "intervals": {k: list(v) for k, v in self.intervals_.items()}}
+        fit_info["fit_time_s"] = round(time.perf_counter() - t0, 4)
+        law.unit = self.unit
+        law.fixed = sorted(fix)
+        law.fit_info = fit_info
+        law.bootstrap = boot
+        self.law_ = law
+        self.params_ = law.to_params()
+        self.objective_ = float(law.objective_)
+        self.n_obs_ = len(obs)
+        self.free_ = free
+        self.fit_info_ = fit_info
+        return self
+
+
+def _rel_rmse(pred, y) -> float:
+    return float(np.sqrt(np.mean((np.asarray(pred) / np.asarray(y) - 1) ** 2)))
