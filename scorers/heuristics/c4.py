@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import re
 
+from .family import RuleFamily
+from .rules import Rule
 from .text_units import TextUnits, ratio
 
 CITATION_RE = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)
@@ -98,3 +100,30 @@ def features(units: TextUnits, min_words_per_line: int = 3,
         "c4_drop_javascript_frac": ratio(javascript, n),
         "c4_drop_policy_frac": ratio(policy, n),
     }
+
+
+class C4Lines(RuleFamily):
+    """C4's page rules (lorem ipsum, curly bracket, >= 5 sentences); the share of lines C4
+    would keep is a score component of its own (``c4_lines_kept``), not a rule: C4 never
+    drops a page for it."""
+
+    name = "c4"
+    feature_names = FEATURES
+    params = {"c4_min_words_per_line": 3, "c4_max_word_length": 1000}
+    extra_components = {"c4_lines_kept": "c4_lines_kept_frac"}
+
+    def prepare(self, params):
+        return int(params["c4_min_words_per_line"]), int(params["c4_max_word_length"])
+
+    def compute(self, units, prepared):
+        min_words_per_line, max_word_length = prepared
+        return features(units, min_words_per_line, max_word_length)
+
+    def rules(self) -> list[Rule]:
+        f = self.name
+        return [
+            # Flags are 0/1: "<= 0.5" is "must be 0" with a soft score far from 0.5.
+            Rule(f, "lorem_ipsum", "c4_lorem_ipsum", "<=", 0.5, 0.1, label="lorem_ipsum"),
+            Rule(f, "curly_bracket", "c4_curly_bracket", "<=", 0.5, 0.1, label="curly_bracket"),
+            Rule(f, "sentences", "c4_sentences", ">=", 5, 0.5, log=True),
+        ]

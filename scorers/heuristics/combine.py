@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import math
 
-from .rules import FAMILIES
+from .families import EXTRA_COMPONENTS, FAMILIES
 
-COMPONENTS = (*FAMILIES, "c4_lines_kept")
+#: what the combined score weighs: each family's soft score, then extra components that
+#: families declare (C4's kept-line share)
+COMPONENTS = (*FAMILIES, *EXTRA_COMPONENTS)
 DEFAULT_WEIGHTS = {name: 1.0 for name in COMPONENTS}
 
 
@@ -43,13 +45,13 @@ def soft_score(z: float) -> float:
     return 0.5 * math.exp(max(z, -700.0))
 
 
-def combined_score(family_scores: dict[str, float], lines_kept_frac: float,
+def combined_score(family_scores: dict[str, float], features: dict[str, float],
                    weights: dict[str, float]) -> float:
-    """Weighted mean of the family soft scores and the C4 kept-line share."""
+    """Weighted mean of the family soft scores and the extra components' feature values."""
     total = weight_sum = 0.0
     for name, weight in weights.items():
         if weight:
-            value = lines_kept_frac if name == "c4_lines_kept" else family_scores[name]
+            value = family_scores[name] if name in family_scores else features[EXTRA_COMPONENTS[name]]
             total += weight * value
             weight_sum += weight
     return min(1.0, max(0.0, total / weight_sum))

@@ -25,6 +25,8 @@ The newline-per-word ratio still counts the text's real newlines.
 """
 from __future__ import annotations
 
+from .family import RuleFamily
+from .rules import Rule
 from .text_units import TextUnits, duplicate_counts, ratio
 
 STOP_CHARS = (".", "'", '"', "!", "?")
@@ -51,3 +53,26 @@ def features(units: TextUnits, short_line_length: int = 30) -> dict[str, float]:
         "fineweb_dup_line_char_ratio": ratio(dup_chars, len(text) - text.count("\n")),
         "fineweb_newline_word_ratio": ratio(text.count("\n"), max(len(units.words), 1)),
     }
+
+
+class FineWeb(RuleFamily):
+    """FineWeb's quality rules; thresholds as published (module docstring)."""
+
+    name = "fineweb"
+    feature_names = FEATURES
+    params = {"fineweb_short_line_length": 30}
+
+    def prepare(self, params):
+        return int(params["fineweb_short_line_length"])
+
+    def compute(self, units, prepared):
+        return features(units, prepared)
+
+    def rules(self) -> list[Rule]:
+        f = self.name
+        return [
+            Rule(f, "line_punct_ratio", "fineweb_line_punct_ratio", ">", 0.12, 0.1),
+            Rule(f, "short_line_ratio", "fineweb_short_line_ratio", "<", 0.67, 0.15),
+            Rule(f, "dup_line_char_ratio", "fineweb_dup_line_char_ratio", "<", 0.01, 0.005),
+            Rule(f, "newline_word_ratio", "fineweb_newline_word_ratio", "<=", 0.3, 0.1),
+        ]

@@ -2,8 +2,9 @@
 Models: Methods, Analysis & Insights from Training Gopher", Appendix A.1.1,
 https://arxiv.org/abs/2112.11446).
 
-Only feature *values* are computed here; the thresholds live in
-:mod:`scorers.heuristics.rules` so they can be configured in one place.
+Feature *values* are computed by the functions here; the families
+(:class:`GopherQuality`, :class:`GopherRepetition`) pair them with the published
+thresholds below, each of which can be overridden through the scorer's config.
 
 Published quality rules (MassiveText): keep a document with 50..100,000 words,
 mean word length 3..10 characters, a symbol-to-word ratio <= 0.1 for ``#`` and
@@ -38,6 +39,8 @@ from itertools import filterfalse
 
 import numpy as np
 
+from .family import RuleFamily
+from .rules import Rule
 from .text_units import TextUnits, duplicate_counts, paragraphs_of, ratio
 
 DEFAULT_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
@@ -178,3 +181,59 @@ def repetition_features(units: TextUnits) -> dict[str, float]:
     else:
         features.update(_ngram_features(words, lengths, total))
     return features
+
+
+class GopherQuality(RuleFamily):
+    """Gopher quality rules (MassiveText); thresholds as published (module docstring)."""
+
+    name = "gopher_quality"
+    feature_names = QUALITY_FEATURES
+    params = {"stop_words": list(DEFAULT_STOP_WORDS), "bullets": list(DEFAULT_BULLETS)}
+
+    def prepare(self, params):
+        return frozenset(w.lower() for w in params["stop_words"]), tuple(params["bullets"])
+
+    def compute(self, units, prepared):
+        stop_words, bullets = prepared
+        return quality_features(units, stop_words, bullets)
+
+    def rules(self) -> list[Rule]:
+        f = self.name
+        return [
+            Rule(f, "word_count", "gopher_word_count", ">=", 50, 1.0, log=True),
+            Rule(f, "word_count_max", "gopher_word_count", "<=", 100_000, 1.0, log=True,
+                 label="word_count>100000"),
+            Rule(f, "mean_word_length", "gopher_mean_word_length", ">=", 3, 0.5),
+            Rule(f, "mean_word_length_max", "gopher_mean_word_length", "<=", 10, 1.0,
+                 label="mean_word_length>10"),
+            Rule(f, "hash_word_ratio", "gopher_hash_word_ratio", "<=", 0.1, 0.05),
+            Rule(f, "ellipsis_word_ratio", "gopher_ellipsis_word_ratio", "<=", 0.1, 0.05),
+            Rule(f, "bullet_lines_frac", "gopher_bullet_lines_frac", "<=", 0.9, 0.2),
+            Rule(f, "ellipsis_lines_frac", "gopher_ellipsis_lines_frac", "<=", 0.3, 0.1),
+            Rule(f, "alpha_words_frac", "gopher_alpha_words_frac", ">=", 0.8, 0.05),
+            Rule(f, "stop_words", "gopher_stop_words", ">=", 2, 1.0, log=True),
+        ]
+
+
+class GopherRepetition(RuleFamily):
+    """Gopher repetition rules (Table A1); thresholds as published (module docstring)."""
+
+    name = "gopher_repetition"
+    feature_names = REPETITION_FEATURES
+
+    def compute(self, units, prepared):
+        return repetition_features(units)
+
+    def rules(self) -> list[Rule]:
+        f = self.name
+        rules = [
+            Rule(f, "dup_line_frac", "gopher_dup_line_frac", "<=", 0.30, 0.15),
+            Rule(f, "dup_para_frac", "gopher_dup_para_frac", "<=", 0.30, 0.15),
+            Rule(f, "dup_line_char_frac", "gopher_dup_line_char_frac", "<=", 0.20, 0.10),
+            Rule(f, "dup_para_char_frac", "gopher_dup_para_char_frac", "<=", 0.20, 0.10),
+        ]
+        for n, t in ((2, 0.20), (3, 0.18), (4, 0.16)):
+            rules.append(Rule(f, f"top_{n}gram_char_frac", f"gopher_top_{n}gram_char_frac", "<=", t, t / 2))
+        for n, t in ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)):
+            rules.append(Rule(f, f"dup_{n}gram_char_frac", f"gopher_dup_{n}gram_char_frac", "<=", t, t / 2))
+        return rules

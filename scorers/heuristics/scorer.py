@@ -4,22 +4,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from . import c4, fineweb, gopher
 from .combine import COMPONENTS, DEFAULT_WEIGHTS, combined_score, soft_score
-from .rules import FAMILIES, Rule, default_rules
+from .families import FAMILIES, FAMILY_PARAMS, FEATURE_NAMES, REGISTERED, default_rules
+from .rules import Rule
 from .text_units import DEFAULT_LONG_LINE_CHARS, split_units
 
-FEATURE_NAMES = (*gopher.QUALITY_FEATURES, *gopher.REPETITION_FEATURES,
-                 *c4.FEATURES, *fineweb.FEATURES)
-
-DEFAULT_PARAMS = {
-    "stop_words": list(gopher.DEFAULT_STOP_WORDS),
-    "bullets": list(gopher.DEFAULT_BULLETS),
-    "c4_min_words_per_line": 3,
-    "c4_max_word_length": 1000,
-    "fineweb_short_line_length": 30,
-    "long_line_chars": DEFAULT_LONG_LINE_CHARS,
-}
+# every family's params, then the shared one: how long a line may be before the line rules
+# judge it sentence by sentence (text_units.split_units)
+DEFAULT_PARAMS = {**FAMILY_PARAMS, "long_line_chars": DEFAULT_LONG_LINE_CHARS}
 CONFIG_KEYS = {"weights", "rules", "params"}
 
 
@@ -42,7 +34,8 @@ class HeuristicResult:
 
 
 class HeuristicScorer:
-    """Gopher quality + repetition, C4 line rules and FineWeb rules, combined.
+    """Every registered rule family (families.REGISTERED: Gopher quality + repetition, C4
+    line rules, FineWeb rules) on one document, combined.
 
     ``config`` (all keys optional)::
 
@@ -83,12 +76,9 @@ class HeuristicScorer:
             raise ValueError(f"heuristics config: unknown param(s) {sorted(extra)}; "
                              f"allowed: {sorted(DEFAULT_PARAMS)}")
         params.update(config.get("params") or {})
-        self.stop_words = frozenset(w.lower() for w in params["stop_words"])
-        self.bullets = tuple(params["bullets"])
-        self.c4_min_words_per_line = int(params["c4_min_words_per_line"])
-        self.c4_max_word_length = int(params["c4_max_word_length"])
-        self.fineweb_short_line_length = int(params["fineweb_short_line_length"])
         self.long_line_chars = int(params["long_line_chars"])
+        # (family, its prepared params), in FAMILIES order
+        self._families = tuple((family, family.prepare(params)) for family in REGISTERED)
 
     @property
     def feature_names(self) -> list[str]:
@@ -125,10 +115,9 @@ class HeuristicScorer:
     def features(self, text: str) -> dict[str, float]:
         """All feature values of ``text``, in ``feature_names`` order."""
         units = split_units(text, self.long_line_chars)
-        values = gopher.quality_features(units, self.stop_words, self.bullets)
-        values.update(gopher.repetition_features(units))
-        values.update(c4.features(units, self.c4_min_words_per_line, self.c4_max_word_length))
-        values.update(fineweb.features(units, self.fineweb_short_line_length))
+        values: dict[str, float] = {}
+        for family, prepared in self._families:
+            values.update(family.compute(units, prepared))
         return values
 
     def score(self, text: str) -> HeuristicResult:
@@ -158,7 +147,7 @@ class HeuristicScorer:
             if z < min_margin[family]:
                 min_margin[family] = z
         family_scores = {f: soft_score(z) for f, z in min_margin.items()}
-        score = combined_score(family_scores, values["c4_lines_kept_frac"], self.weights)
+        score = combined_score(family_scores, values, self.weights)
         return HeuristicResult(features=values, passed=passed, reasons=reasons,
                                score=score, family_scores=family_scores)
 

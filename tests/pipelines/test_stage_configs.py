@@ -201,3 +201,20 @@ def test_declared_fields_match_what_the_stage_functions_do():
 
     pooled = _assign(only(scored, AssignPools.reads), (score_cuts([0.5]), "explicit"))
     assert set(pooled) - set(AssignPools.reads) == set(AssignPools.adds)
+
+
+def test_rule_families_are_one_registered_class_each():
+    """Adding a heuristic family is one RuleFamily subclass listed in families.REGISTERED: the
+    names the config accepts (filter.drop_failed) and the feature columns follow from it."""
+    from curate.pipelines.scoring import Score
+    from curate.scorers.heuristics import FAMILIES, FEATURE_NAMES, REGISTERED, RuleFamily
+
+    assert FAMILIES == tuple(f.name for f in REGISTERED)
+    assert FEATURE_NAMES == tuple(n for f in REGISTERED for n in f.feature_names)
+    for family in REGISTERED:
+        assert isinstance(family, RuleFamily)
+        rules = family.rules()
+        assert rules and {r.family for r in rules} == {family.name}
+        assert {r.feature for r in rules} <= set(family.feature_names)
+    assert FilterConfig(drop_failed=list(FAMILIES)).drop_failed == FAMILIES
+    assert set(Score().adds) >= {f"f_{n}" for n in FEATURE_NAMES}
