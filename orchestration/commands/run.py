@@ -28,7 +28,7 @@ bands/rows, verify), score (heuristics), filter (drop_failed, min_score), pools 
 cut_points, exact_max_docs), embed (model, device, precision, backend, mode, cache_dir, write, dtype),
 embedding_scores (reference, negatives, C, weights {heuristic, reference, prototypicality}),
 semantic_dedup (eps 0.1, n_clusters, ranking quality|far|close, max_cluster_size, seed).
-Defaults and what each key means: orchestration/config.py.
+Defaults, what each key means and its checks: pipelines/stage_configs.py (one class per stage).
 
 Runs are atomic and idempotent: outputs are staged in DIR/_staging-* and published only when
 the whole run succeeded (DIR/_SUCCESS is written last). A second run with the same config,
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", action="append", required=True, metavar="PATH_OR_GLOB",
                         help="input file, glob or save_to_disk directory (repeatable)")
     parser.add_argument("--output", required=True, metavar="DIR", help="run directory to write")
-    parser.add_argument("--config", metavar="FILE", help="YAML or JSON config (see orchestration/config.py)")
+    parser.add_argument("--config", metavar="FILE", help="YAML or JSON config (sections and defaults: pipelines/stage_configs.py)")
     parser.add_argument("--pools", type=int, metavar="K", help="number of quality pools (default 4)")
     parser.add_argument("--id-field", metavar="F", help="record field holding the id (default id)")
     parser.add_argument("--text-field", metavar="F", help="record field holding the text (default text)")
