@@ -1,8 +1,6 @@
 """The one place where the probe reads a `curate run` directory: its pools, as (id, text) lists.
 
-Reads RUN/pools/pool=K/*.parquet directly. `curate.pools.rundir.RunDir` (a reader that refuses
-unfinished runs) is meant to replace the body of `load_pools`; nothing else in the probe
-touches the run directory.
+Through `curate.pools.rundir.RunDir`, so an unfinished run is refused as everywhere else.
 """
 from __future__ import annotations
 
@@ -19,20 +17,26 @@ def load_pools(run_dir: str | Path) -> dict[str, list[tuple[str, str]]]:
     """{pool name: [(id, text), ...]} from RUN/pools/pool=K/*.parquet, pool 0 first."""
     import pyarrow.parquet as pq
 
-    root = Path(run_dir) / "pools"
-    if not root.is_dir():
-        raise ProbeError(f"{run_dir} has no pools/ directory: is it a `curate run` output?")
+    from curate.pools.rundir import POOLS, RunDir, RunDirError
+
+    try:
+        run = RunDir(run_dir)
+    except RunDirError as exc:
+        raise ProbeError(str(exc)) from None
+    root = run.root / POOLS
+    by_pool: dict[int, list[Path]] = {}
+    for f in map(Path, run.files.pools):
+        name = f.relative_to(root).parts[0]
+        try:
+            by_pool.setdefault(int(name.split("=", 1)[1]), []).append(f)
+        except ValueError:
+            continue
     pools: dict[str, list[tuple[str, str]]] = {}
-    dirs = []
-    for d in root.iterdir():
-        if d.is_dir() and d.name.startswith("pool="):
-            try:
-                dirs.append((int(d.name.split("=", 1)[1]), d))
-            except ValueError:
-                continue
-    for k, d in sorted(dirs):
+    for k, files in sorted(by_pool.items()):
         docs: list[tuple[str, str]] = []
-        for f in sorted(d.glob("*.parquet")):
+        for f in sorted(files):
+            if f.suffix != ".parquet":
+                continue
             table = pq.read_table(f, columns=["id", "text"])
             docs.extend(zip((str(i) for i in table.column("id").to_pylist()),
                             (t or "" for t in table.column("text").to_pylist())))

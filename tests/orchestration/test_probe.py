@@ -62,4 +62,4 @@ def test_cli_writes_observations_and_validates(run_dir, tmp_path, capsys):
 def test_cli_rejects_a_directory_without_pools(tmp_path, capsys):
     rc = main(["probe", str(tmp_path), "-o", str(tmp_path / "o.parquet"), "--quiet"])
     assert rc == 2
-    assert "no pools/ directory" in capsys.readouterr().err
+    assert "is not a curate run directory: no manifest.json" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from curate.probe.design import ProbeDesign, default_mixtures
 from curate.probe.proxy_lm import ProxyConfig
+from tests.pools.runfixture import publish_manifest
 
 TINY = ProxyConfig(d_model=32, n_layers=1, n_heads=2, context=32, batch_size=4, lr=3e-3,
                    warmup_steps=2)
@@ -31,7 +32,7 @@ def _read(path: Path, limit: int) -> list[tuple[str, str]]:
 
 
 def write_probe_run(corpora_dir: Path, root: Path) -> Path:
-    """Three pools (65, 120 and 2,000 documents) under ROOT/pools/pool=K/part-0.parquet."""
+    """Three pools (65, 120 and 2,000 documents) under ROOT/pools/pool=K/part-0.parquet, published."""
     pools = [
         _read(corpora_dir / "wikipedia_30.jsonl.gz", 5) + _read(corpora_dir / "news_articles.jsonl.gz", 60),
         _read(corpora_dir / "c4_sample_c.jsonl.gz", 120),
@@ -43,6 +44,7 @@ def write_probe_run(corpora_dir: Path, root: Path) -> Path:
         pq.write_table(pa.table({"id": [i for i, _ in docs], "text": [t for _, t in docs],
                                  "score": [1.0 - k] * len(docs), "pool": [k] * len(docs)}),
                        d / "part-0.parquet")
+    publish_manifest(root, {"counts": {"kept": sum(len(docs) for docs in pools)}})
     return root
 
 

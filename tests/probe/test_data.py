@@ -25,7 +25,14 @@ def test_load_pools_reads_hive_layout_best_first(run_dir):
 
 
 def test_load_pools_refuses_a_directory_without_pools(tmp_path):
-    with pytest.raises(ProbeError, match="no pools/ directory"):
+    # not a run at all: the run-directory contract's one message
+    with pytest.raises(ProbeError, match="is not a curate run directory: no manifest.json"):
+        load_pools(tmp_path)
+    # a published run whose pools hold no document
+    from tests.pools.runfixture import publish_manifest
+
+    publish_manifest(tmp_path, {"counts": {"kept": 0}})
+    with pytest.raises(ProbeError, match="no documents under"):
         load_pools(tmp_path)
 
 
