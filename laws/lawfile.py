@@ -190,6 +190,9 @@ def _dc_from_dict(data, kind, params, unit, fixed):
     law.fixed = list(fixed)
     law.fit_info = data.get("fit")
     law.bootstrap = data.get("bootstrap")
+    # An LM law has no pools, but a file may name unique tokens per pool for planning.
+    law.pool_sizes = {p["name"]: float(p["size"]) for p in data.get("pools", []) or []
+                      if isinstance(p, dict) and "name" in p and "size" in p}
     return law
 
 
