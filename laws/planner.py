@@ -367,11 +367,8 @@ def plan_sweep(objective, budgets: Sequence[float], constraints: Constraints | N
 # ---------------------------------------------------------------------------------------------
 
 def law_with_params(law, params: dict):
-    """A copy of `law` with some parameters replaced (QQTLaw.with_params or from_params)."""
-    if hasattr(law, "with_params"):
-        return law.with_params(params)
-    merged = {**law.to_params(), **{k: float(v) for k, v in params.items()}}
-    return type(law).from_params(merged)
+    """A copy of `law` with some parameters replaced (the :class:`laws.law.Law` protocol)."""
+    return law.with_params(params)
 
 
 @dataclass

@@ -173,8 +173,16 @@ def test_local_method_refines_from_the_constructor_values():
     N, D, y = synthetic_chinchilla(n=100, seed=9)
     full = ChinchillaLaw().fit(N, D, y)
     start = {k: v * 1.05 for k, v in full.params_.items()}
+    start_objective = float(np.sum(huber(np.log(ChinchillaLaw(**start).predict(N, D)) - np.log(y))))
     local = ChinchillaLaw(**start).fit(N, D, y, method="local")
     assert local.method_ == "local" and local.fit_result_.n_starts == 1
-    assert local.objective_ == pytest.approx(full.objective_, rel=1e-6)
+    # One L-BFGS run from 5 % off the optimum must close (nearly) all of the gap to it. How
+    # close it gets is not a float64 constant: L-BFGS stops on a relative decrease (ftol) in a
+    # valley where A and alpha trade off, and the BLAS kernel (OpenBLAS Haswell / Sandybridge
+    # vs SkylakeX) changes the rounding of the path: 2e-5 relative above the optimum on some,
+    # 3e-11 on others, i.e. < 3e-6 of the starting gap everywhere. Asserted: within 1e-4 of the
+    # optimum and at least 99.99 % of the gap closed.
+    assert local.objective_ == pytest.approx(full.objective_, rel=1e-4)
+    assert local.objective_ - full.objective_ <= 1e-4 * (start_objective - full.objective_)
     with pytest.raises(ValueError, match="start values"):
         ChinchillaLaw().fit(N, D, y, method="local")
