@@ -334,7 +334,7 @@ class EmbeddingScoresConfig(StageConfig):
 
 @dataclass(frozen=True)
 class SemanticDedupConfig(StageConfig):
-    """`semantic_dedup`: SemDeDup on embeddings (`pipelines.semantic_stage.SemanticStage`).
+    """`semantic_dedup`: SemDeDup on embeddings (`pipelines.semdedup.SemanticStage`).
 
     Needs embeddings. A document whose cosine to an earlier-ranked document in its cluster is
     > 1 - eps is removed: dedup row method "semantic" (kept id + cosine), counter
