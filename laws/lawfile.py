@@ -1,6 +1,7 @@
 """Law objects <-> the JSON law-file dict ("curate-law/1"), with validation.
 
-Pure dict conversion (no file I/O here: the CLI reads and writes the JSON). The contract:
+Pure dict conversion (no file I/O here: the CLI reads and writes the JSON). This module sits
+above the law classes (it imports them; they do not import it). The contract:
 
     {"format": "curate-law/1", "kind": "qqt" | "data-constrained" | "chinchilla",
      "variant": "utility" | "data" (qqt), "unit": "samples" | "documents" | "tokens",
@@ -54,7 +55,7 @@ def law_to_dict(law) -> dict:
         out["unit"] = getattr(law, "unit", "tokens") or "tokens"
         out["params"] = {k: float(v) for k, v in _dc_params(law, kind).items()}
     fixed = getattr(law, "fixed", None)
-    if fixed is None:  # an LM law fitted directly carries laws-B's fitted attribute instead
+    if fixed is None:  # an LM law fitted directly carries the fitted attribute fixed_ instead
         fixed = getattr(law, "fixed_", None) or []
     out["fixed"] = sorted(fixed) if kind != "qqt" else list(fixed)
     fit_info = getattr(law, "fit_info", None)
@@ -174,7 +175,7 @@ def _dc_params(law, kind) -> dict:
 
 
 def _dc_from_dict(data, kind, params, unit, fixed):
-    from curate.laws import data_constrained as dc  # laws-B's module
+    from curate.laws import data_constrained as dc
 
     names = DATA_CONSTRAINED_PARAMS if kind == "data-constrained" else CHINCHILLA_PARAMS
     missing = [n for n in names if n not in params]

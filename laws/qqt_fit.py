@@ -23,7 +23,8 @@ Observations
 The model is the QQT kernel (:mod:`laws.qqt_kernel`) evaluated for all rows at once: its
 segments depend only on the data, not on the parameters, so they are built once per fit and
 subset for refits; the tests check values against a direct transcription of the formulas and
-the Jacobian against finite differences. Uncertainty: bootstrap stratified by pool / mixture label (rows, or whole runs when a
+the Jacobian against finite differences.
+Uncertainty: bootstrap stratified by pool / mixture label (rows, or whole runs when a
 label has several run ids), refitting from the full-data optimum; percentile intervals for
 parameters and predictions. Diagnostics: R^2 on the
 metric, RMSE, leave-one-out and hold-out-the-largest extrapolation errors (relative RMS error
