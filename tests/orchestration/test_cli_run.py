@@ -65,7 +65,7 @@ def test_unknown_option_is_one_line_error(tmp_path):
 
 
 def test_stats_on_missing_run_is_one_line_error(tmp_path):
-    _one_line_error(_cli("stats", str(tmp_path)), "stats.parquet")
+    _one_line_error(_cli("stats", str(tmp_path)), "is not a curate run directory: no manifest.json")
 
 
 def test_beam_options_pass_through_and_default_runner():
