@@ -79,10 +79,6 @@ def check_written(counts: dict, written: dict, embeddings_written: bool = False)
     return {"expected": expected, "found": found, "matches": expected == found}
 
 
-def embeddings_written(config: dict) -> bool:
-    return bool(config["embed"]["enabled"] and config["embed"]["write"])
-
-
 def embedding_sections(config: dict, counts: dict, written: dict, stage_info: dict,
                        cache_dir: str | None = None) -> dict:
     """Manifest sections of the optional embedding stages (absent when they are off)."""
@@ -119,7 +115,9 @@ def build_manifest(*, config: dict, inputs: list[dict], counters: dict, written:
                    fingerprint: dict | None = None, cache_dir: str | None = None,
                    stage_info: dict | None = None) -> dict:
     counts = summarise_counts(counters)
-    emb_written = embeddings_written(config)
+    from curate.pipelines.run_config import RunConfig
+
+    emb_written = RunConfig.of(config).writes_embeddings
     return {
         "format": "curate-run/1",
         # config + inputs + code hashes; a re-run with the same `fingerprint.run` reuses this run

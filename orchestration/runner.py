@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from curate.orchestration.errors import CurateError
 from curate.orchestration.fingerprint import run_fingerprint
-from curate.orchestration.manifest import build_manifest, check_written, embeddings_written, reconcile, summarise_counts
+from curate.orchestration.manifest import build_manifest, check_written, reconcile, summarise_counts
 from curate.orchestration.run_lock import RunLock
 from curate.orchestration.worker_logs import quiet_worker_stderr
 
@@ -129,7 +129,7 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
     from curate.pipelines.curation import run_curation
     from curate.pipelines.runtime import set_runtime
     from curate.pipelines.writing import CUTS_FILE, STAGE_INFO_FILE
-    from curate.scorers.minhash import lsh_params
+    from curate.pipelines.run_config import RunConfig
 
     staging = _join(output, f"{publish.STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
     progress_dir = _join(staging, PROGRESS_DIR)
@@ -144,7 +144,7 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
         raise
     counts = summarise_counts(outcome.counters)
     balance = reconcile(counts)
-    written = check_written(counts, outcome.written, embeddings_written(config))
+    written = check_written(counts, outcome.written, RunConfig.of(config).writes_embeddings)
     if not balance["holds"] or not written["matches"]:
         raise CurateError(
             f"run outputs do not reconcile (left in {staging}): {balance['equation']}; "
@@ -159,8 +159,7 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
         fsutil.delete(info_path)
     if fsutil.exists(progress_dir):
         fsutil.delete(progress_dir)
-    nd = config["near_dedup"]
-    bands, rows = (nd["bands"], nd["rows"]) if nd["bands"] else lsh_params(nd["threshold"], nd["num_perm"], nd["min_lsh_recall"])
+    bands, rows = RunConfig.of(config).near_dedup.lsh_bands_rows()
     all_options = options.get_all_options(drop_default=True)
     all_options = {k: v for k, v in all_options.items() if not k.startswith("curate_")}
     manifest = build_manifest(
