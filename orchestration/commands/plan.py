@@ -130,19 +130,12 @@ def load_law(path: Path):
 
 
 def read_run_pools(run_dir: Path, column: str) -> dict[str, float]:
-    """{poolK: count} from RUN_DIR/stats.parquet (column `docs` or `tokens`)."""
+    """{poolK: count} from a finished run's stats.parquet (column `docs` or `tokens`)."""
     from curate.orchestration.errors import CurateError
+    from curate.pools.rundir import STATS, RunDir
 
-    path = run_dir / "stats.parquet"
-    if not path.is_file():
-        raise CurateError(f"{path} not found: is {run_dir} a finished `curate run` output?")
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    names = table.column_names
-    for col in ("pool", column):
-        if col not in names:
-            raise CurateError(f"{path} has no {col!r} column (columns: {', '.join(names)})")
-    pools = table.column("pool").to_pylist()
-    counts = table.column(column).to_pylist()
-    return {f"pool{int(k)}": float(c or 0) for k, c in sorted(zip(pools, counts))}
+    rows = RunDir(run_dir).stats()
+    names = list(rows[0]) if rows else []
+    if column not in names:
+        raise CurateError(f"{run_dir / STATS} has no {column!r} column (columns: {', '.join(names)})")
+    return {f"pool{int(r['pool'])}": float(r[column] or 0) for r in rows}

@@ -109,6 +109,8 @@ def test_constraints_and_pool_sizes(capsys, qqt_file):
 
 
 def test_pools_from_run_stats(capsys, tmp_path, tmars_law):
+    from tests.pools.runfixture import publish_manifest
+
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
@@ -116,6 +118,7 @@ def test_pools_from_run_stats(capsys, tmp_path, tmars_law):
     run.mkdir()
     pq.write_table(pa.table({"pool": [0, 1, 2, 3], "docs": [4000, 6000, 5000, 0],
                              "tokens": [1.2e6, 2.0e6, 1.1e6, 0]}), run / "stats.parquet")
+    publish_manifest(run, {"counts": {}})
     d = law_to_dict(tmars_law)
     law = _write(tmp_path / "law.json", d)
     code, out, err = _main(capsys, "--law", law, "--pools-from", run, "--budget", "3e4", "--json")
@@ -130,9 +133,13 @@ def test_pools_from_run_stats(capsys, tmp_path, tmars_law):
     code, _, err = _main(capsys, "--law", law, "--pools-from", run, "--size-column", "bytes",
                          "--budget", "3e6")
     assert code == 2 and "no 'bytes' column" in err
+    (run / "_SUCCESS").unlink()  # an unfinished run is refused, as by every reader
+    code, _, err = _main(capsys, "--law", law, "--pools-from", run, "--budget", "3e4")
+    assert code == 2 and "is not a finished curate run" in err and err.count("\n") == 1
     # a run with fewer pools than the law: the law's other pools are left out
     pq.write_table(pa.table({"pool": [0, 1], "docs": [4000, 6000], "tokens": [1.2e6, 2.0e6]}),
                    run / "stats.parquet")
+    publish_manifest(run, {"counts": {}})
     code, out, err = _main(capsys, "--law", law, "--pools-from", run, "--budget", "3e4", "--json")
     assert code == 0
     assert [r["pool"] for r in json.loads(out)["plan"]["pools"]] == ["pool0", "pool1"]
@@ -140,6 +147,7 @@ def test_pools_from_run_stats(capsys, tmp_path, tmars_law):
     # data-constrained law: pools from the run are unique tokens
     pq.write_table(pa.table({"pool": [0, 1, 2, 3], "docs": [4000, 6000, 5000, 0],
                              "tokens": [1.2e6, 2.0e6, 1.1e6, 0]}), run / "stats.parquet")
+    publish_manifest(run, {"counts": {}})
     dc = _write(tmp_path / "dc.json", {"format": "curate-law/1", "kind": "data-constrained",
                                        "params": dict(PUBLISHED)})
     code, out, err = _main(capsys, "--law", dc, "--pools-from", run, "--budget", "1e17", "--json")
