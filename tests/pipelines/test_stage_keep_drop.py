@@ -5,6 +5,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from curate.pipelines.scoring import KeepDropRule
+from curate.pipelines.stage_configs import FilterConfig
 from tests.pipelines.stage_helpers import fnapi_pipeline, run_counting
 
 
@@ -24,13 +25,18 @@ DOCS = [
 ]
 
 
+def keep_drop(**settings) -> KeepDropRule:
+    """The stage as `build_curation` makes it: from its typed `filter` config."""
+    return KeepDropRule.from_config(FilterConfig(**settings))
+
+
 def filtered_counters(found: dict) -> dict:
     return {k: v for k, v in found.items() if k.startswith("filtered.")}
 
 
 def test_default_rule_drops_nothing():
     p = fnapi_pipeline()
-    out = p | beam.Create(DOCS) | KeepDropRule()
+    out = p | beam.Create(DOCS) | keep_drop()
     assert_that(out["documents"], equal_to(DOCS), label="AllKept")
     assert_that(out["filtered"], equal_to([]), label="NothingFiltered")
     assert filtered_counters(run_counting(p)) == {}
@@ -42,7 +48,7 @@ def test_default_rule_drops_nothing():
 ])
 def test_each_dropped_document_is_counted_under_one_reason(drop_failed, c_reason):
     p = fnapi_pipeline()
-    out = p | beam.Create(DOCS) | KeepDropRule(drop_failed, 0.4)
+    out = p | beam.Create(DOCS) | keep_drop(drop_failed=drop_failed, min_score=0.4)
     assert_that(out["documents"] | beam.Map(lambda d: d["id"]), equal_to(["a", "e", "f"]), label="Kept")
     assert_that(out["filtered"], equal_to([
         {"id": "b", "source": "web", "reason": "c4", "score": 0.7},
@@ -56,7 +62,7 @@ def test_each_dropped_document_is_counted_under_one_reason(drop_failed, c_reason
 
 def test_kept_documents_pass_through_unchanged():
     p = fnapi_pipeline()
-    out = p | beam.Create(DOCS) | KeepDropRule(["fineweb"], None)
+    out = p | beam.Create(DOCS) | keep_drop(drop_failed=["fineweb"])
     assert_that(out["documents"], equal_to([d for d in DOCS if d["id"] != "e"]), label="Kept")
     assert_that(out["filtered"] | beam.Map(lambda r: (r["id"], r["reason"])),
                 equal_to([("e", "fineweb")]), label="Filtered")

@@ -10,9 +10,15 @@ import pytest
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
 from curate.pipelines.near_dedup import SIG_CACHE_HITS, SIG_CACHE_MISSES, NearDedup
+from curate.pipelines.stage_configs import NearDedupConfig
 from tests.pipelines.stage_helpers import document, fnapi_pipeline, run_counting, words
 
 BASE = words(40)
+
+
+def near_dedup(**settings) -> NearDedup:
+    """The stage as `build_curation` makes it: from its typed `near_dedup` config."""
+    return NearDedup.from_config(NearDedupConfig(**settings))
 
 
 def substituted(positions, tag: str) -> str:
@@ -50,7 +56,7 @@ def rows_matching(expected):
 
 def test_chain_collapses_to_the_smallest_id_with_similarity_to_the_survivor():
     p = fnapi_pipeline()
-    out = p | beam.Create([D3, D2, D1, UNRELATED, FAR]) | NearDedup(threshold=0.8)
+    out = p | beam.Create([D3, D2, D1, UNRELATED, FAR]) | near_dedup(threshold=0.8)
     # survivors pass through unchanged (every field, `_norm` included)
     assert_that(out["documents"], equal_to([D1, UNRELATED, FAR]), label="Survivors")
     # d3 is removed through d2 although its own Jaccard to the survivor d1 is below 0.8; the
@@ -74,7 +80,7 @@ def test_threshold_decides_which_pairs_are_duplicates():
     p = fnapi_pipeline()
     docs = p | beam.Create([D3, D2, D1])
     for threshold, survivors in cases.items():
-        out = docs | f"NearDedup{threshold}" >> NearDedup(threshold=threshold)
+        out = docs | f"NearDedup{threshold}" >> near_dedup(threshold=threshold)
         assert_that(out["documents"] | f"Ids{threshold}" >> beam.Map(lambda d: d["id"]),
                     equal_to(survivors), label=f"Survivors{threshold}")
         assert_that(out["dedup"] | f"Kept{threshold}" >> beam.Map(lambda r: r["kept_id"]),
@@ -87,7 +93,7 @@ def test_minhash_verification_uses_the_signature_estimate():
     near_copy = document("e2", substituted([39], "z"))  # last word: J = 38/40 = 0.95
     original = document("e1", " ".join(BASE))
     p = fnapi_pipeline()
-    out = p | beam.Create([near_copy, original, UNRELATED]) | NearDedup(verify="minhash")
+    out = p | beam.Create([near_copy, original, UNRELATED]) | near_dedup(verify="minhash")
     assert_that(out["documents"] | beam.Map(lambda d: d["id"]), equal_to(["d0", "e1"]), label="Survivors")
     # an estimate over 128 permutations: within a few hundredths of 0.95, a multiple of 1/128
     assert_that(out["dedup"] | beam.Map(lambda r: (r["removed_id"], r["kept_id"], r["method"],
@@ -97,19 +103,21 @@ def test_minhash_verification_uses_the_signature_estimate():
     p.run().wait_until_finish()
 
 
-def test_invalid_settings_are_rejected():
+def test_invalid_settings_are_rejected_before_any_pipeline():
     with pytest.raises(ValueError, match="verify"):
-        NearDedup(verify="cosine")
+        near_dedup(verify="cosine")
     with pytest.raises(ValueError, match="bands and rows"):
-        NearDedup(bands=16)
+        near_dedup(bands=16)
     with pytest.raises(ValueError, match="num_perm"):
-        NearDedup(num_perm=64, bands=16, rows=6)
+        near_dedup(num_perm=64, bands=16, rows=6)
+    with pytest.raises(ValueError, match="threshold"):
+        near_dedup(threshold=1.0)
 
 
 def test_signature_cache_is_filled_then_read(tmp_path):
     def run_once():
         p = fnapi_pipeline([f"--curate_cache_dir={tmp_path}"])
-        out = p | beam.Create([D3, D2, D1]) | NearDedup(threshold=0.85)
+        out = p | beam.Create([D3, D2, D1]) | near_dedup(threshold=0.85)
         assert_that(out["documents"] | beam.Map(lambda d: d["id"]), equal_to(["d1", "d3"]))
         return run_counting(p)
 

@@ -4,10 +4,16 @@ import apache_beam as beam
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
 from curate.pipelines.pooling import AssignPools
+from curate.pipelines.stage_configs import PoolsConfig
 from tests.pipelines.stage_helpers import fnapi_pipeline
 
 SCORES = {"a": 0.9, "b": 0.5, "c": 0.5, "d": 0.5, "e": 0.5, "f": 0.1, "g": 0.7, "h": 0.3}
 DOCS = [{"id": i, "text": f"text {i}", "source": "web", "score": s} for i, s in SCORES.items()]
+
+
+def assign_pools(**settings) -> AssignPools:
+    """The stage as `build_curation` makes it: from its typed `pools` config."""
+    return AssignPools.from_config(PoolsConfig(**settings))
 
 
 def ids_and_pools(pooled):
@@ -20,27 +26,29 @@ def cut_summary(cuts):
 
 def test_exact_rank_cuts_best_pool_first_ties_by_id():
     p = fnapi_pipeline()
-    assign = AssignPools(4)
-    pooled = p | beam.Create(DOCS) | assign
+    out = p | beam.Create(DOCS) | assign_pools(num_pools=4)
+    pooled = out["documents"]
     # rank order: a .9, g .7, then the four tied at .5 by id (b c d e), h .3, f .1 -> 2 per pool
     assert_that(ids_and_pools(pooled), equal_to([
         ("a", 0), ("g", 0), ("b", 1), ("c", 1), ("d", 2), ("e", 2), ("h", 3), ("f", 3)]),
         label="Pools")
-    # every other field passes through; `pool` is an int
+    # every other field passes through; `pool` (the stage's one declared addition) is an int
+    assert AssignPools.adds == ("pool",)
     assert_that(pooled | beam.Map(lambda d: ({k: v for k, v in d.items() if k != "pool"}, type(d["pool"]))),
                 equal_to([(d, int) for d in DOCS]), label="Fields")
-    assert_that(cut_summary(assign.cuts), equal_to([("exact", "rank", 4)]), label="Cuts")
+    assert_that(cut_summary(out["cuts"]), equal_to([("exact", "rank", 4)]), label="Cuts")
     p.run().wait_until_finish()
 
 
 def test_explicit_cut_points_are_score_thresholds():
     p = fnapi_pipeline()
-    assign = AssignPools(3, [0.3, 0.6])  # any order; score >= 0.6 -> 0, >= 0.3 -> 1, else 2
-    pooled = p | beam.Create(DOCS) | assign
+    # any order; score >= 0.6 -> 0, >= 0.3 -> 1, else 2; num_pools follows the cut points
+    out = p | beam.Create(DOCS) | assign_pools(cut_points=[0.3, 0.6])
+    pooled = out["documents"]
     assert_that(ids_and_pools(pooled), equal_to([
         ("a", 0), ("g", 0), ("b", 1), ("c", 1), ("d", 1), ("e", 1), ("h", 1), ("f", 2)]),
         label="Pools")
-    assert_that(cut_summary(assign.cuts), equal_to([("explicit", "score", 3)]), label="Cuts")
+    assert_that(cut_summary(out["cuts"]), equal_to([("explicit", "score", 3)]), label="Cuts")
     p.run().wait_until_finish()
 
 
@@ -52,8 +60,8 @@ def test_past_exact_max_docs_the_cuts_are_approximate_but_order_is_kept():
             raise BeamAssertException(f"pools not ordered by rank: {by_rank}")
 
     p = fnapi_pipeline()
-    assign = AssignPools(2, None, 3)  # 8 documents > 3: approximate quantiles
-    pooled = p | beam.Create(DOCS) | assign
+    out = p | beam.Create(DOCS) | assign_pools(num_pools=2, exact_max_docs=3)  # 8 documents > 3
+    pooled = out["documents"]
     assert_that(ids_and_pools(pooled), monotone, label="Pools")
-    assert_that(cut_summary(assign.cuts), equal_to([("approximate", "rank", 2)]), label="Cuts")
+    assert_that(cut_summary(out["cuts"]), equal_to([("approximate", "rank", 2)]), label="Cuts")
     p.run().wait_until_finish()

@@ -8,6 +8,7 @@ import pytest
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
 from curate.pipelines.scoring import Score, feature_column
+from curate.pipelines.stage_configs import ScoreConfig
 from curate.scorers.heuristics import FAMILIES, FEATURE_NAMES
 from curate.scorers.text import estimate_tokens
 from tests.pipelines.stage_helpers import document, fnapi_pipeline
@@ -25,8 +26,9 @@ DOCS = [document("clean", CLEAN), document("lorem", LOREM), document("spam", SPA
 FEATURES = [feature_column(n) for n in FEATURE_NAMES]
 
 
-def well_formed(by_id):
-    """Matcher: one scored row per input, input fields kept, every output field sane."""
+def well_formed(by_id, adds):
+    """Matcher: one scored row per input, input fields kept plus exactly the stage's declared
+    `adds`, every output field sane."""
     def check(rows):
         got = {r["id"]: r for r in rows}
         if len(rows) != len(DOCS) or set(got) != {d["id"] for d in DOCS}:
@@ -35,6 +37,8 @@ def well_formed(by_id):
             row = got[doc["id"]]
             if any(row[k] != v for k, v in doc.items()):
                 raise BeamAssertException(f"{doc['id']}: input fields changed")
+            if set(row) != set(doc) | set(adds):
+                raise BeamAssertException(f"{doc['id']}: added {sorted(set(row) - set(doc))}, declared {adds}")
             if row["chars"] != len(doc["text"]) or row["tokens"] != estimate_tokens(doc["text"]):
                 raise BeamAssertException(f"{doc['id']}: chars/tokens {row['chars']}/{row['tokens']}")
             if not (isinstance(row["score"], float) and 0.0 <= row["score"] <= 1.0):
@@ -62,12 +66,13 @@ def expect(failed_rules: str, reasons=None):
 
 def test_scores_every_document_with_features_failures_and_reasons():
     p = fnapi_pipeline()
-    scored = p | beam.Create(DOCS) | Score()
+    stage = Score.from_config(ScoreConfig())
+    scored = p | beam.Create(DOCS) | stage
     assert_that(scored, well_formed({
         "clean": expect("", []),
         "lorem": expect("c4", ["c4:lorem_ipsum"]),
         "spam": expect(",".join(FAMILIES)),  # in family order
-    }), label="WellFormed")
+    }, stage.adds), label="WellFormed")
     # the clean text scores above the one that fails C4, which scores above the spam
     assert_that(scored | beam.Map(lambda r: (r["id"], r["score"])) | beam.combiners.ToList()
                 | beam.Map(lambda pairs: [i for i, _ in sorted(pairs, key=lambda x: -x[1])]),
@@ -78,18 +83,18 @@ def test_scores_every_document_with_features_failures_and_reasons():
 def test_heuristics_config_reaches_the_scorer():
     config = {"rules": {"c4.lorem_ipsum": {"enabled": False}}}
     p = fnapi_pipeline()
-    scored = p | beam.Create(DOCS) | Score(config)
+    stage = Score.from_config(ScoreConfig(heuristics=config))
+    scored = p | beam.Create(DOCS) | stage
     assert_that(scored, well_formed({
         "clean": expect(""),
         "lorem": expect("", []),  # the disabled rule no longer fails it
         "spam": expect(",".join(FAMILIES)),
-    }))
+    }, stage.adds))
     p.run().wait_until_finish()
 
 
-def test_a_bad_heuristics_config_fails_loudly():
-    # at construction or when the workers set up the scorer: never a silent default
-    with pytest.raises(Exception, match="unknown rule"):
-        p = fnapi_pipeline()
-        _ = p | beam.Create(DOCS[:1]) | Score({"rules": {"c4.no_such_rule": {}}})
-        p.run().wait_until_finish()
+def test_a_bad_heuristics_config_fails_before_any_pipeline():
+    with pytest.raises(ValueError, match="unknown rule"):
+        ScoreConfig(heuristics={"rules": {"c4.no_such_rule": {}}})
+    with pytest.raises(ValueError, match="unknown rule"):
+        Score({"rules": {"c4.no_such_rule": {}}})
