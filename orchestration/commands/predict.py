@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from curate.laws.lawfile import law_from_dict
+    from curate.laws.prediction import predict_table
     from curate.orchestration.errors import CurateError
 
     law_data = read_law_file(args.law)
@@ -46,14 +47,9 @@ def run(args: argparse.Namespace) -> int:
     samples = _positive_list(args.samples, "--samples")
     if args.unique is not None and not (math.isfinite(args.unique) and args.unique > 0):
         raise CurateError("--unique must be a positive number")
-    if law.kind == "qqt":
-        result = _predict_qqt(law, args, samples)
-    else:
-        if args.pool or args.mixture:
-            raise CurateError(f"a {law.kind} law has no pools: drop --pool/--mixture")
-        if args.params is None or not args.params > 0:
-            raise CurateError(f"a {law.kind} law needs --params (model size N > 0)")
-        result = _predict_lm(law, args, samples)
+    mixture = parse_mixture_arg(args.mixture) if args.mixture else None
+    result = predict_table(law, samples, pool=args.pool, mixture=mixture, params=args.params,
+                           unique=args.unique)
     result.update({"law": str(args.law), "kind": law.kind, "unit": law_data.get("unit")})
     if args.json:
         json.dump(result, sys.stdout, indent=2)
@@ -77,69 +73,7 @@ def read_law_file(path: Path) -> dict:
     return data
 
 
-def _predict_qqt(law, args, samples):
-    from curate.orchestration.errors import CurateError
-
-    if not (args.pool or args.mixture):
-        raise CurateError(f"a QQT law needs --pool NAME or --mixture NAME=WEIGHT,... "
-                          f"(pools: {', '.join(law.pools)})")
-    if args.params is not None:
-        raise CurateError("--params does not apply to a QQT law")
-    if args.pool:
-        if args.pool not in law.pools:
-            raise CurateError(f"unknown pool {args.pool!r}; the law knows {', '.join(law.pools)}")
-        size = args.unique
-
-        def predict(m):
-            return m.predict(samples, pool=args.pool, size=size)
-        target = {"pool": args.pool, "pool_size": size or law.pool_sizes[args.pool]}
-    else:
-        if args.unique is not None:
-            raise CurateError("--unique applies to --pool only (mixture sizes come from the law)")
-        weights = parse_mixture_arg(args.mixture, law.pools)
-
-        def predict(m):
-            return m.predict_mixture(weights, samples)
-        target = {"mixture": weights}
-    out = {**target, "samples": samples.tolist(),
-           "prediction": [float(v) for v in predict(law)]}
-    out.update(_interval(law, predict))
-    return out
-
-
-def _predict_lm(law, args, samples):
-    import numpy as np
-
-    unique = samples if args.unique is None else np.full_like(samples, args.unique)
-    if np.any(unique > samples * (1 + 1e-12)):
-        from curate.orchestration.errors import CurateError
-
-        raise CurateError("--unique must not exceed --samples")
-
-    def predict(m):
-        return np.asarray(m.predict(np.full_like(samples, args.params), samples, unique), dtype=float)
-
-    out = {"params": args.params, "samples": samples.tolist(), "unique": unique.tolist(),
-           "prediction": [float(v) for v in predict(law)]}
-    out.update(_interval(law, predict))
-    return out
-
-
-def _interval(law, predict) -> dict:
-    """Percentile interval over the law file's bootstrap draws (empty when there are none)."""
-    from curate.laws.bootstrap import prediction_band
-
-    boot = getattr(law, "bootstrap", None) or {}
-    draws = boot.get("draws") or []
-    if not draws:
-        return {"interval": None}
-    level = float(boot.get("level", 0.9))
-    lo, hi = prediction_band(law, draws, predict, level)
-    return {"level": level, "interval": [[float(a), float(b)] for a, b in zip(lo, hi)],
-            "n_draws": len(draws)}
-
-
-def parse_mixture_arg(text: str, pools) -> dict[str, float]:
+def parse_mixture_arg(text: str) -> dict[str, float]:
     """`a=0.5,b=0.5` (also `;`-separated) -> {pool: weight}, weights normalised."""
     from curate.laws.observations import parse_mixture
     from curate.orchestration.errors import CurateError
@@ -147,19 +81,10 @@ def parse_mixture_arg(text: str, pools) -> dict[str, float]:
     spec = text.replace(",", ";")
     if "=" not in spec:
         raise CurateError(f"--mixture: expected NAME=WEIGHT,..., got {text!r}")
-    try:
-        weights = parse_mixture(spec, where="--mixture")
-    except ValueError as exc:
-        raise CurateError(str(exc)) from None
-    unknown = [p for p in weights if p not in pools]
-    if unknown:
-        raise CurateError(f"--mixture: unknown pool(s) {unknown}; the law knows {', '.join(pools)}")
-    return weights
+    return parse_mixture(spec, where="--mixture")
 
 
-def _positive_list(text: str, option: str):
-    import numpy as np
-
+def _positive_list(text: str, option: str) -> list[float]:
     from curate.orchestration.errors import CurateError
 
     values = []
@@ -171,7 +96,7 @@ def _positive_list(text: str, option: str):
         if not (math.isfinite(v) and v > 0):
             raise CurateError(f"{option}: values must be positive and finite, got {part!r}")
         values.append(v)
-    return np.array(values)
+    return values
 
 
 def render(result: dict) -> str:
