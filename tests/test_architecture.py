@@ -6,7 +6,8 @@
 - Every import names `curate.<package>` (one top-level import name), never a bare `laws`.
 - No import cycle between curate modules (lazy imports inside functions count too: a cycle
   that only works because one side imports late is still a knot in the design).
-- `curate --help` loads no numpy, Beam, torch, pyarrow or duckdb.
+- `curate --help` loads no numpy, Beam, torch, pyarrow or duckdb, and no command module
+  (orchestration/commands/) imports numpy, scipy, torch, pyarrow, duckdb or Beam at all.
 """
 from __future__ import annotations
 
@@ -92,6 +93,15 @@ def test_packages_import_only_downwards():
                 bad.append(f"{path.relative_to(ROOT)}:{line}: {pkg}/ may not import {top}")
             if top == "apache_beam" and pkg != "pipelines":
                 bad.append(f"{path.relative_to(ROOT)}:{line}: only pipelines/ imports apache_beam")
+    assert not bad, "\n".join(bad)
+
+
+def test_command_modules_parse_call_render():
+    """A command module parses arguments, calls the library and renders: no numerics of its own."""
+    numeric = {"numpy", "scipy", "torch", "pyarrow", "duckdb", "apache_beam", "pandas"}
+    bad = [f"{p.relative_to(ROOT)}:{line} imports {name}"
+           for p in sorted((ROOT / "orchestration" / "commands").glob("*.py"))
+           for line, name in _imports(p) if name.split(".")[0] in numeric]
     assert not bad, "\n".join(bad)
 
 
