@@ -9,7 +9,11 @@ search. The Jacobian is analytic (a Gauss-Newton-type method then needs only a h
 iterations on these small problems, which is what makes hundreds of bootstrap refits cheap).
 Parameters are optimised as log a, d, b, log tau (a, tau > 0) with bounds b < 0,
 0 <= d <= min(y). A half-life is only identified by observations in which its pool repeats;
-a free tau without any is reported in `warnings_` (and the law file's fit section).
+a free tau without any is reported in `warnings_` (and the law file's fit section). Parameters
+that end at a bound of that box (tau at 1e4: no decay measured; d at 0: no floor measured),
+or whose bootstrap interval reaches one, are flagged in `at_bound_` and the fit section's
+``at_bound`` (:mod:`laws.bounds`), with one warning each. The fit section also records the
+epoch range of the data (``max_epochs``, ``max_epochs_by_pool``; :func:`epoch_range`).
 
 Observations
 ------------
@@ -40,6 +44,7 @@ import time
 import numpy as np
 
 from curate.laws.bootstrap import percentile_intervals, prediction_band
+from curate.laws.bounds import bound_warnings, flag_at_bounds
 from curate.laws.diagnostics import goodness_of_fit, leave_one_out
 from curate.laws.fitting import huber
 from curate.laws.observations import Observations, require_points
@@ -66,6 +71,16 @@ def observation_segments(obs: Observations, pools: list[str], sizes: dict[str, f
     Single-pool rows repeat a pool of size `unique_samples`; mixture rows use `sizes` (else an
     equal share of the row's unique samples), as the module docstring says.
     """
+    W, N = observation_weights(obs, pools, sizes)
+    return Segments.build(np.asarray(obs.samples_seen, dtype=float), W, N)
+
+
+def observation_weights(obs: Observations, pools: list[str], sizes: dict[str, float]):
+    """(W, N): every row's mixture weights and pool sizes, (n_rows, len(pools)) each.
+
+    Single-pool rows: weight 1 on the pool, size `unique_samples`; mixture rows: the written
+    weights and `sizes` (else an equal share of the row's unique samples). N is 1 where W is 0.
+    """
     index = {p: i for i, p in enumerate(pools)}
     W = np.zeros((len(obs), len(pools)))
     N = np.ones((len(obs), len(pools)))
@@ -81,7 +96,34 @@ def observation_segments(obs: Observations, pools: list[str], sizes: dict[str, f
         for p, x in w.items():
             W[j, index[p]] = x
             N[j, index[p]] = n_of[p]
-    return Segments.build(np.asarray(obs.samples_seen, dtype=float), W, N)
+    return W, N
+
+
+def epoch_range(obs: Observations, pools: list[str], sizes: dict[str, float],
+                known: set[str] | None = None) -> tuple[float, dict[str, float]]:
+    """(max_epochs, max_epochs_by_pool) of the observations: how far the fit data repeated.
+
+    max_epochs: the largest samples_seen / unique_samples of any row (a mixture row counts as
+    one stream). By pool: a single-pool row repeats its pool samples_seen / unique_samples
+    times; a mixture row repeats pool i  w_i * samples_seen / N_i  times (w_i its normalised
+    weight, N_i the pool's size), counted only for pools whose size is known (`known`: given
+    sizes or pools with single-pool rows; the equal-share guess for a pool seen only in
+    mixtures is not a measurement of its size, so those rows do not count for it). A pool
+    with no countable row is absent from the dict.
+    """
+    n = np.asarray(obs.samples_seen, dtype=float)
+    u = np.asarray(obs.unique_samples, dtype=float)
+    overall = float(np.max(n / u))
+    known = set(pools) if known is None else set(known)
+    W, N = observation_weights(obs, pools, sizes)
+    by_pool: dict[str, float] = {}
+    for j, mix in enumerate(obs.mixtures):
+        for i, p in enumerate(pools):
+            if W[j, i] <= 0 or (mix is not None and p not in known):
+                continue
+            epochs = float(W[j, i] * n[j] / N[j, i])
+            by_pool[p] = max(by_pool.get(p, 0.0), epochs)
+    return overall, {p: by_pool[p] for p in pools if p in by_pool}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +146,10 @@ class QQTFit:
     unit : what samples are, recorded in the law.
 
     Fitted attributes: law_ (QQTLaw), params_, objective_, n_obs_, free_, fixed_, pool_sizes_,
-    predictions_, r2_, rmse_, loo_error_, holdout_largest_error_, draws_, intervals_, fit_time_.
+    predictions_, r2_, rmse_, loo_error_, holdout_largest_error_, draws_, intervals_, fit_time_,
+    bounds_ (the optimiser's box per free parameter, natural units), at_bound_ (parameters at
+    that box: :func:`laws.bounds.flag_at_bounds`), max_epochs_, max_epochs_by_pool_ (the
+    epoch range of the observations: :func:`epoch_range`), warnings_.
     """
 
     def __init__(self, variant: str = "utility", fix: dict[str, float] | None = None,
@@ -163,6 +208,13 @@ class QQTFit:
         self.draws_, self.intervals_ = [], {}
         if self.n_bootstrap:
             self._bootstrap(obs, design, x)
+        known = set(self.sizes or {}) | {p for p, m in zip(obs.pool, obs.mixtures) if m is None}
+        self.max_epochs_, self.max_epochs_by_pool_ = epoch_range(obs, self.pools_,
+                                                                 self.pool_sizes_, known)
+        self.bounds_ = self._natural_bounds(self._y)
+        self.at_bound_ = flag_at_bounds(self.params_, self.bounds_, self.draws_,
+                                        self.intervals_, scale=float(np.min(self._y)))
+        self.warnings_ += bound_warnings(self.at_bound_)
         self.fit_time_ = time.perf_counter() - t0
         self.law_ = self._make_law(obs)
         return self
@@ -210,6 +262,16 @@ class QQTFit:
                 lo.append(_BOUNDS[kind][0])
                 hi.append(_BOUNDS[kind][1])
         return np.array(lo), np.array(hi)
+
+    def _natural_bounds(self, y) -> dict[str, tuple[float, float]]:
+        """The optimiser's box of every free parameter in natural units (a, tau: exp of it)."""
+        lo, hi = self._bounds(y)
+        out = {}
+        for name, kind, l, h in zip(self.free_, self._x_layout(), lo, hi):
+            if kind.startswith("log_"):  # exp(log(1e4)) is 1e4 + 1 ulp: keep 12 digits
+                l, h = float(f"{math.exp(l):.12g}"), float(f"{math.exp(h):.12g}")
+            out[name] = (float(l), float(h))
+        return out
 
     def _grid(self, y, typical_samples: float):
         """Start grid: every pool shares the same start values for b and tau."""
@@ -331,6 +393,13 @@ class QQTFit:
                       f"error), best {self.n_starts} of a start grid",
             "fit_time_s": round(self.fit_time_, 4),
             "warnings": list(self.warnings_),
+            # epoch range of the fit data (the planner's default epoch cap; see epoch_range)
+            "max_epochs": self.max_epochs_,
+            "max_epochs_by_pool": dict(self.max_epochs_by_pool_),
+            # parameters at the optimiser's box (laws.bounds): box, data scale for bounds of 0
+            "bounds": {k: list(v) for k, v in self.bounds_.items()},
+            "bound_scale": float(np.min(self._y)),
+            "at_bound": self.at_bound_,
         }
         boot = None
         if self.draws_:
