@@ -2,8 +2,8 @@
 
 A fitted parameter that ends at (or next to) a bound of its search box was not measured: the
 data would have pushed it further. The most common case is a half-life (QQT ``tau[POOL]``,
-bounded to [1e-2, 1e4] repetitions) or a decay constant (``R_D_star``, ``R_N_star``, same box)
-at its *upper* bound: no decay was measured, and a plan that trusts the value repeats that
+bounded to [1e-2, 1e4] repetitions) or a decay constant (``R_D_star``, ``R_N_star``, [1e-2,
+1e6]) at its *upper* bound: no decay was measured, and a plan that trusts the value repeats that
 pool as if repetition were free. This module
 
 * flags such parameters (:func:`flag_at_bounds`), for the fit, for its bootstrap draws and for
@@ -190,7 +190,7 @@ def conservative_law(law, quantile: float = 0.1):
 
     * half-lives tau[POOL] and decay constants R_D_star, R_N_star: the *lower* `quantile` of
       the draws. A smaller half-life means repeated data loses its value faster, so the plan
-      repeats a pool less; the upper bound (1e4) means "no decay measured", the most
+      repeats a pool less; the upper bound (1e4, R*: 1e6) means "no decay measured", the most
       optimistic value possible.
     * QQT scale a, LM exponents alpha, beta: the lower quantile (a smaller a or exponent
       means less improvement per sample / parameter).

@@ -35,7 +35,8 @@ basins (>= 3 grid steps apart) are polished. In the data-constrained law N' depe
 through U_N, but only via the ratio A / B: with both free, log(A / B) joins the grid and the
 model is exactly linear in (E, B) at each grid point. Exponents are bounded to [0.01, 3] in the
 data-constrained law (G is undefined for alpha, beta <= 0 and a trial step there stalls
-L-BFGS); user ``bounds`` override. BLAS is limited to one thread while fitting (tiny problems;
+L-BFGS), decay constants R* to [0.01, 1e6] (a value at 1e6 means no decay was measured;
+:mod:`laws.bounds` flags it); user ``bounds`` override (:func:`search_bounds`). BLAS is limited to one thread while fitting (tiny problems;
 threads only contend).
 """
 from __future__ import annotations
@@ -245,10 +246,21 @@ CHINCHILLA_MODEL = LawModel("chinchilla", formulas.CHINCHILLA_PARAMS, ("N", "D")
                             _chinchilla_log_predict, _chinchilla_features, _chinchilla_grad)
 # alpha, beta > 0: G = (alpha A / (beta B))^(1/(alpha+beta)) is undefined otherwise, and an
 # L-BFGS trial step into that region (non-finite objective) stalls the line search.
+# R*_D, R*_N in [1e-2, 1e6] repetitions. Without a box a decay constant the data do not
+# resolve runs off (R*_N ~ 2.5e13 on the 182 published runs with all seven parameters free)
+# and nothing says so; with one, laws.bounds flags a value at the top (no decay measured).
+# 1e6, not the 1e4 of the QQT half-lives: LM data repeat up to ~1e4 epochs (9000 in those
+# runs), and at R* = 1e6 the decay factor differs from none by < 0.5 % there. Measured on the
+# 182 runs, all free: Huber objective 0.0065712 with the box (R*_N at 1e6, E 1.863) vs
+# 0.0065659 without (E 1.831): the valley is flat, the box costs 0.08 %. The published
+# (15.39, 5.31) and the wide (95.4, 1.71) refits lie well inside it.
+DECAY_BOUNDS = (1e-2, 1e6)
 DATA_CONSTRAINED_MODEL = LawModel("data-constrained", formulas.DATA_CONSTRAINED_PARAMS, ("N", "D", "U"),
                                   _dc_log_predict, _dc_features, _dc_grad,
                                   linear_feeds_features=True,
-                                  default_bounds={"alpha": (1e-2, 3.0), "beta": (1e-2, 3.0)})
+                                  default_bounds={"alpha": (1e-2, 3.0), "beta": (1e-2, 3.0),
+                                                  "R_D_star": DECAY_BOUNDS,
+                                                  "R_N_star": DECAY_BOUNDS})
 
 
 def model_for(kind: str) -> LawModel:
@@ -420,7 +432,7 @@ def _fit_law(model, data, y, fix, method, delta, grid, init, n_polish, bounds, o
     unknown = sorted(set(bounds or {}) - set(free))
     if unknown:
         raise ValueError(f"bounds given for parameter(s) that are not free: {', '.join(unknown)}")
-    bounds = {**{k: v for k, v in model.default_bounds.items() if k in free}, **(bounds or {})}
+    bounds = search_bounds(model, free, bounds)
     obj = _Objective(model, arrays, y, fixed, free, delta, bounds)
     t0 = time.perf_counter()
     if not free:
@@ -442,6 +454,16 @@ def _fit_law(model, data, y, fix, method, delta, grid, init, n_polish, bounds, o
         z, f, n_starts, converged, details = _fit_grid(obj, grid, init, options)
     seconds = time.perf_counter() - t0
     return FitResult(obj.to_params(z), f, fixed, method, n_starts, seconds, converged, details)
+
+
+def search_bounds(model: LawModel, free, bounds: Mapping[str, tuple] | None = None,
+                  ) -> dict[str, tuple]:
+    """The search box {name: (lo, hi)} (natural units, None = open) of the free parameters:
+    the model's defaults (data-constrained: alpha, beta in [0.01, 3], R* in [0.01, 1e6]),
+    overridden per name by `bounds`. Parameters without either are searched without a box
+    (E, A, B: their log, so they stay positive)."""
+    return {**{k: v for k, v in model.default_bounds.items() if k in free},
+            **{k: v for k, v in (bounds or {}).items() if k in free}}
 
 
 def _check_data(model: LawModel, data, y):

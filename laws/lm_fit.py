@@ -16,6 +16,8 @@ import numpy as np
 
 from curate.laws import data_constrained as dc
 from curate.laws.bootstrap import bootstrap_draws, percentile_intervals
+from curate.laws.bounds import bound_warnings, flag_at_bounds
+from curate.laws.fitting import model_for, search_bounds
 from curate.laws.diagnostics import goodness_of_fit, holdout_largest, leave_one_out
 from curate.laws.observations import Observations, require_points
 
@@ -37,7 +39,9 @@ class LMFit:
     bounds : {name: (lo, hi)} search ranges for free parameters (None for an open side).
 
     Fitted attributes: law_ (with unit, fixed, fit_info and bootstrap set, as law files hold
-    them), params_, objective_, n_obs_, free_, fit_info_, draws_, intervals_.
+    them), params_, objective_, n_obs_, free_, fit_info_, draws_, intervals_, at_bound_
+    (parameters at the search box, e.g. R_D_star at 1e4 or E at 0: :mod:`laws.bounds`),
+    max_epochs_ (largest samples_seen / unique_samples of the data), warnings_.
     """
 
     def __init__(self, kind: str = "data-constrained", fix: dict[str, float] | None = None,
@@ -128,6 +132,22 @@ class LMFit:
             boot = {"level": self.level, "n": len(self.draws_), "seed": self.seed,
                     "draws": self.draws_,
                     "intervals": {k: list(v) for k, v in self.intervals_.items()}}
+        # Parameters at the optimiser's box (laws.bounds). E is searched as log E, so its open
+        # lower side is 0: flagged below 0.1 % of the smallest observed loss (no floor measured).
+        box = search_bounds(model_for(kind), free, self.bounds)
+        if "E" in free:
+            lo_e, hi_e = box.get("E", (None, None))
+            box["E"] = (0.0 if lo_e is None else lo_e, hi_e)
+        box = {k: box[k] for k in free if k in box}
+        scale = float(np.min(y))
+        at_bound = flag_at_bounds(law.to_params(), box, self.draws_, self.intervals_, scale=scale)
+        fit_info["warnings"] = bound_warnings(at_bound)
+        # epoch range of the fit data: the largest samples_seen / unique_samples (tokens seen per
+        # unique token) of any row, the planner's default epoch cap
+        fit_info["max_epochs"] = float(np.max(D / U))
+        fit_info["bounds"] = {k: list(v) for k, v in box.items()}
+        fit_info["bound_scale"] = scale
+        fit_info["at_bound"] = at_bound
         fit_info["fit_time_s"] = round(time.perf_counter() - t0, 4)
         law.unit = self.unit
         law.fixed = sorted(fix)
@@ -139,6 +159,9 @@ class LMFit:
         self.n_obs_ = len(obs)
         self.free_ = free
         self.fit_info_ = fit_info
+        self.at_bound_ = at_bound
+        self.max_epochs_ = fit_info["max_epochs"]
+        self.warnings_ = list(fit_info["warnings"])
         return self
 
 
