@@ -11,6 +11,20 @@ above the law classes (it imports them; they do not import it). The contract:
 QQT parameter names are `a`, `d`, `b[POOL]`, `tau[POOL]`; data-constrained ones are
 `E, A, B, alpha, beta, R_D_star, R_N_star` (Chinchilla: the first five).
 `law_from_dict` raises ValueError naming the missing or bad field.
+
+The fit section (written by the fitters, free-form apart from these checked keys):
+
+    "max_epochs": largest samples_seen / unique_samples of the fit data (> 0),
+    "max_epochs_by_pool": {pool: largest epochs of that pool} (qqt; pools of the law),
+    "at_bound": {name: {"bound", "side": "lower" | "upper", "value", "value_at_bound",
+                        "draw_share": share or null, "interval_reaches": bool or null,
+                        "box": [lo, hi]}}  parameters at the optimiser's box (laws.bounds),
+    "bounds": {name: [lo, hi]}, "bound_scale": the data scale for bounds of 0,
+    "warnings": [lines]
+
+They are read back unchanged: a loaded law's ``fit_info`` holds them (``laws.bounds.max_epochs``
+reads the epoch range; ``laws.bounds.conservative_law`` the flags). Files without them (older
+fits) load too.
 """
 from __future__ import annotations
 
@@ -99,6 +113,7 @@ def law_from_dict(data: dict):
     else:
         law = _dc_from_dict(data, kind, params, unit, fixed)
     _check_bootstrap(data.get("bootstrap"), params)
+    _check_fit(data.get("fit"), params, law.pools if kind == "qqt" else None)
     return law
 
 
@@ -198,6 +213,46 @@ def _dc_from_dict(data, kind, params, unit, fixed):
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+def _check_fit(fit, params, pools) -> None:
+    """The fit keys the planner relies on: epoch range and bound flags (see the docstring)."""
+    if not fit:
+        return
+    if fit.get("max_epochs") is not None:
+        v = _finite(fit["max_epochs"], "fit.max_epochs")
+        if v <= 0:
+            raise ValueError(f"law file: fit.max_epochs must be positive, got {v!r}")
+    by_pool = fit.get("max_epochs_by_pool")
+    if by_pool is not None:
+        if not isinstance(by_pool, dict):
+            raise ValueError("law file: fit.max_epochs_by_pool must be an object {pool: epochs}")
+        for pool, v in by_pool.items():
+            if pools is not None and pool not in pools:
+                raise ValueError(f"law file: fit.max_epochs_by_pool names unknown pool {pool!r}")
+            if _finite(v, f"fit.max_epochs_by_pool.{pool}") <= 0:
+                raise ValueError(f"law file: fit.max_epochs_by_pool.{pool} must be positive")
+    flags = fit.get("at_bound")
+    if flags is None:
+        return
+    if not isinstance(flags, dict):
+        raise ValueError("law file: fit.at_bound must be an object {parameter: flag}")
+    for name, flag in flags.items():
+        where = f"fit.at_bound.{name}"
+        if name not in params:
+            raise ValueError(f"law file: {where} names an unknown parameter")
+        if not isinstance(flag, dict):
+            raise ValueError(f"law file: {where} must be an object")
+        _finite(flag.get("bound"), f"{where}.bound")
+        if flag.get("side") not in ("lower", "upper"):
+            raise ValueError(f"law file: {where}.side must be 'lower' or 'upper', "
+                             f"got {flag.get('side')!r}")
+        share = flag.get("draw_share")
+        if share is not None and not 0 <= _finite(share, f"{where}.draw_share") <= 1:
+            raise ValueError(f"law file: {where}.draw_share must be in [0, 1], got {share!r}")
+        reaches = flag.get("interval_reaches")
+        if reaches is not None and not isinstance(reaches, bool):
+            raise ValueError(f"law file: {where}.interval_reaches must be true, false or null")
+
 
 def _check_bootstrap(boot, params) -> None:
     """Draws must name known parameters with numbers (predictions re-use them)."""
