@@ -20,7 +20,7 @@ and not on the parameters a, d, b, tau:
   Jacobian in (log a, d, b_1..b_P, log tau_1..log tau_P).
 
 Passes far beyond a pool's half-life change nothing: with ``keep_half_lives`` set, pass
-boundaries of pool i after ``ceil(keep_half_lives * m_eff * tau_i)`` passes are not segment
+boundaries of pool i after ``ceil(keep_half_lives * scale_i * tau_i)`` passes are not segment
 edges (its decay there is below 0.5^70 ~ 1e-21 of the first pass, under double precision), so
 a tiny pool under a huge budget does not create millions of segments. The law and the planner
 use the cut (their tau is known); the fitter cannot (tau is what it fits) and builds exact
@@ -46,14 +46,23 @@ _CHUNK_ELEMENTS = 2_000_000
 # ---------------------------------------------------------------------------------------------
 
 def pass_periods(weights: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Stream samples per full pass over each pool, N_i / w_i (inf for pools not used)."""
+    """Stream samples per full pass over each pool, P_i = N_i / w_i (inf for pools not used):
+    also the gap, in stream samples, between two presentations of one of the pool's samples."""
     pos = weights > 0
     return np.where(pos, sizes / np.where(pos, weights, 1.0), np.inf)
 
 
-def effective_pool_count(weights: np.ndarray) -> np.ndarray:
-    """m_eff = 1 / sum_i w_i^2 per row: the "tau scaled by m" of the released top-m rule."""
-    return 1.0 / np.sum(weights * weights, axis=-1)
+def gap_log_ratios(period: np.ndarray, gaps) -> np.ndarray:
+    """log(P_i / G_i): how much longer a sample waits between presentations here than where the
+    pool's half-life was measured (G_i, the "fitted gap"); 0 for pools not used."""
+    G = np.broadcast_to(np.asarray(gaps, dtype=float), period.shape)
+    finite = np.isfinite(period)
+    return np.where(finite, np.log(np.where(finite, period, 1.0) / G), 0.0)
+
+
+def half_life_scale(log_ratio, gamma: float):
+    """tau_i is stretched by (P_i / G_i)^gamma: decay follows the time between repetitions."""
+    return np.exp(gamma * log_ratio)
 
 
 def first_pass_exponent(weights: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -61,12 +70,19 @@ def first_pass_exponent(weights: np.ndarray, b: np.ndarray) -> np.ndarray:
     return weights @ b
 
 
-def decay_rates(passes, m_eff, tau):
-    """kappa with delta_i = exp(-kappa_i) = 0.5^(pass_i / (m_eff tau_i)); d kappa/d log tau = -kappa.
+def decay_rates(passes, scale, tau):
+    """kappa with delta_i = exp(-kappa_i) = 0.5^(pass_i / (scale_i tau_i)); d kappa/d log tau = -kappa
+    and d kappa / d gamma = -kappa log(P_i / G_i).
 
-    Elementwise: the caller broadcasts passes, m_eff (per row) and tau (per pool) together.
+    Elementwise: the caller broadcasts passes, scale (per row and pool) and tau (per pool).
     """
-    return math.log(2.0) * passes / (m_eff * tau)
+    return math.log(2.0) * passes / (scale * tau)
+
+
+def floor_start(period: np.ndarray) -> np.ndarray:
+    """t_all = max_i P_i over the pools used: from here on every pool is being repeated, and only
+    from here on do the repetition factors multiply the floor d (utility variant)."""
+    return np.max(np.where(np.isfinite(period), period, -np.inf), axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,8 +98,9 @@ class Segments:
     """
 
     weights: np.ndarray      # (n_rows, P) normalised mixture weights (one-hot for a single pool)
-    m_eff: np.ndarray        # (n_rows,) inverse Simpson index of the weights
+    log_ratio: np.ndarray    # (n_rows, P) log(P_i / G_i): gap here vs where tau_i was measured
     first: np.ndarray        # (n_rows,) min(n, t1): samples before any pool repeats
+    t_all: np.ndarray        # (n_rows,) max_i P_i: every pool is repeating from here on
     seg_row: np.ndarray      # (n_seg,) row each segment belongs to (non-decreasing)
     seg_lo: np.ndarray       # (n_seg,) segment start (stream samples)
     seg_hi: np.ndarray       # (n_seg,) segment end
@@ -94,20 +111,22 @@ class Segments:
         return int(self.first.size)
 
     @classmethod
-    def build(cls, samples, weights, sizes, tau=None,
+    def build(cls, samples, weights, sizes, tau=None, gaps=None, gamma: float = 1.0,
               keep_half_lives: float = HALF_LIVES_KEPT) -> "Segments":
         """Segments of rows: `samples` (n_rows,), `weights` (n_rows, P) normalised per row,
-        `sizes` (n_rows, P) or (P,) pool sizes (ignored where the weight is 0).
+        `sizes` (n_rows, P) or (P,) pool sizes (ignored where the weight is 0), `gaps` the fitted
+        gaps G_i ((n_rows, P) or (P,); default: the sizes, i.e. tau measured on the pool alone).
 
-        With `tau` (P,) given, pass boundaries beyond `keep_half_lives` half-lives of a pool are
-        dropped (see the module docstring); without it every boundary is kept.
+        With `tau` (P,) given, pass boundaries beyond `keep_half_lives` half-lives of a pool (at
+        this `gamma`) are dropped (see the module docstring); without it every boundary is kept.
         """
         n = np.asarray(samples, dtype=float).reshape(-1)
         W = np.asarray(weights, dtype=float).reshape(n.size, -1)
         N = np.broadcast_to(np.asarray(sizes, dtype=float), W.shape)
         period = pass_periods(W, N)
-        m_eff = effective_pool_count(W)
-        k_lo, k_hi = _boundary_pass_range(n, period, m_eff, tau, keep_half_lives)
+        log_ratio = gap_log_ratios(period, N if gaps is None else gaps)
+        scale = half_life_scale(log_ratio, gamma)
+        k_lo, k_hi = _boundary_pass_range(n, period, scale, tau, keep_half_lives)
         counts = np.maximum(k_hi - k_lo + 1, 0).sum(axis=1)
         per_chunk = max(1, _CHUNK_ELEMENTS // max(1, W.shape[1]))
         parts, start = [], 0
@@ -122,7 +141,8 @@ class Segments:
         if not parts:
             parts = [(np.empty(0, dtype=int), np.empty(0), np.empty(0), np.empty((0, W.shape[1])))]
         seg_row, lo, hi, passes = (np.concatenate(x) for x in zip(*parts))
-        return cls(W, m_eff, first, seg_row, lo, hi, passes.reshape(-1, W.shape[1]))
+        return cls(W, log_ratio, first, floor_start(period), seg_row, lo, hi,
+                   passes.reshape(-1, W.shape[1]))
 
     def subset(self, rows) -> "Segments":
         """The segments of the given rows (repeats allowed), without recomputing them."""
@@ -133,22 +153,22 @@ class Segments:
         total = int(counts.sum())
         offsets = np.repeat(np.cumsum(counts) - counts, counts)
         idx = np.repeat(start_all[rows], counts) + (np.arange(total) - offsets)
-        return Segments(self.weights[rows], self.m_eff[rows], self.first[rows],
+        return Segments(self.weights[rows], self.log_ratio[rows], self.first[rows], self.t_all[rows],
                         np.repeat(np.arange(rows.size), counts), self.seg_lo[idx],
                         self.seg_hi[idx], self.seg_pass[idx])
 
     def predict(self, a: float, d: float, b, tau, variant: str = "utility",
-                normalizer: float = NORMALIZER) -> np.ndarray:
+                normalizer: float = NORMALIZER, gamma: float = 1.0) -> np.ndarray:
         """Predicted error of every row (see :func:`evaluate`)."""
-        return evaluate(self, a, d, b, tau, variant, normalizer, jacobian=False)[0]
+        return evaluate(self, a, d, b, tau, variant, normalizer, jacobian=False, gamma=gamma)[0]
 
     def predict_and_jacobian(self, a, d, b, tau, variant="utility", normalizer=NORMALIZER,
-                             jacobian=True):
+                             jacobian=True, gamma: float = 1.0):
         """Predictions E and dE/d(log a, d, b_1..b_P, log tau_1..log tau_P) (n_rows, 2 + 2P)."""
-        return evaluate(self, a, d, b, tau, variant, normalizer, jacobian=jacobian)
+        return evaluate(self, a, d, b, tau, variant, normalizer, jacobian=jacobian, gamma=gamma)
 
 
-def _boundary_pass_range(n, period, m_eff, tau, keep_half_lives):
+def _boundary_pass_range(n, period, scale, tau, keep_half_lives):
     """Per (row, pool): the first and last k whose boundary k * period may fall in (t1, n)."""
     t1 = period.min(axis=1)
     pos = np.isfinite(period)
@@ -157,7 +177,7 @@ def _boundary_pass_range(n, period, m_eff, tau, keep_half_lives):
         k_lo = np.maximum(1.0, np.floor(t1[:, None] / safe))
         k_hi = np.ceil(n[:, None] / safe)
         if tau is not None:
-            cap = np.ceil(keep_half_lives * m_eff[:, None] * np.asarray(tau, dtype=float)[None, :])
+            cap = np.ceil(keep_half_lives * scale * np.asarray(tau, dtype=float)[None, :])
             k_hi = np.minimum(k_hi, cap + 1.0)
     live = pos & (n[:, None] > t1[:, None])
     k_lo = np.where(live, k_lo, 1.0).astype(np.int64)
@@ -200,13 +220,16 @@ def _build_rows(n, W, N, period, k_lo, k_hi, offset):
 # ---------------------------------------------------------------------------------------------
 
 def evaluate(seg: Segments, a: float, d: float, b, tau, variant: str = "utility",
-             normalizer: float = NORMALIZER, jacobian: bool = False):
+             normalizer: float = NORMALIZER, jacobian: bool = False, gamma: float = 1.0):
     """(E, J): predicted error per row and, with `jacobian`, dE/d(log a, d, b, log tau).
 
-    Utility variant: E = [(a first / s)^b0 + d] * exp(F), F = sum_segments b_eff log(hi / lo),
-    b_eff = sum_i w_i b_i delta_i. Effective-data variant: E = S(t1)^b0 * exp(sum_segments
-    b_eff log(S_hi / S_lo)) + d with S growing by a/s * sum_i w_i delta_i per stream sample and
+    Utility variant: E = (a first / s)^b0 exp(F) + d exp(F_rep), F = sum_segments b_eff
+    log(hi / lo), b_eff = sum_i w_i b_i delta_i, and F_rep the same sum over the segments past
+    t_all (every pool repeating): the floor is multiplied by repetition factors only, never by
+    another pool's fresh data. Effective-data variant: E = S(t1)^b0 * exp(sum_segments b_eff
+    log(S_hi / S_lo)) + d with S growing by a/s * sum_i w_i delta_i per stream sample and
     b_eff = sum_i w_i b_i delta_i / sum_i w_i delta_i (see :mod:`laws.qqt`).
+    delta_i = 0.5^(pass_i / (tau_i (P_i / G_i)^gamma)).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown QQT variant {variant!r}; expected one of {VARIANTS}")
@@ -220,28 +243,33 @@ def evaluate(seg: Segments, a: float, d: float, b, tau, variant: str = "utility"
     so = seg.seg_row
     has_seg = so.size > 0
     if has_seg:
-        kappa = decay_rates(seg.seg_pass, seg.m_eff[so, None], tau[None, :])
-        delta = np.exp(-kappa)  # 0.5^(pass / (m_eff tau))
+        kappa = decay_rates(seg.seg_pass, half_life_scale(seg.log_ratio[so], gamma), tau[None, :])
+        delta = np.exp(-kappa)  # 0.5^(pass / (scale tau))
         wd = seg.weights[so] * delta          # w_i delta_i per segment
         wbd = wd @ b                            # sum_i w_i b_i delta_i
     J = np.zeros((n, 2 + 2 * P)) if jacobian else None
     if variant == "utility":
         if has_seg:
             dlog = np.log(seg.seg_hi) - np.log(seg.seg_lo)
+            rep = seg.seg_lo >= seg.t_all[so]  # segments in which every pool is repeating
             F = np.bincount(so, wbd * dlog, minlength=n)
+            F_rep = np.bincount(so, wbd * dlog * rep, minlength=n)
         else:
-            F = np.zeros(n)
-        expF = np.exp(F)
-        E = (X + d) * expF
+            F = F_rep = np.zeros(n)
+        expF, expR = np.exp(F), np.exp(F_rep)
+        E = X * expF + d * expR
         if jacobian:
             J[:, 0] = b0 * X * expF
-            J[:, 1] = expF
+            J[:, 1] = expR
             J[:, 2:2 + P] = (expF * log_x1 * X)[:, None] * seg.weights
             if has_seg:
                 G = _group_sum(so, wd * dlog[:, None], n)
                 H = _group_sum(so, wd * b[None, :] * kappa * dlog[:, None], n)
-                J[:, 2:2 + P] += E[:, None] * G
-                J[:, 2 + P:] = E[:, None] * H
+                G_rep = _group_sum(so, wd * (dlog * rep)[:, None], n)
+                H_rep = _group_sum(so, wd * b[None, :] * kappa * (dlog * rep)[:, None], n)
+                XF, dR = (X * expF)[:, None], (d * expR)[:, None]
+                J[:, 2:2 + P] += XF * G + dR * G_rep
+                J[:, 2 + P:] = XF * H + dR * H_rep
         return E, J
     # effective-data variant
     C = b0 * log_x1
@@ -298,17 +326,18 @@ def _group_cumsum(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 def mixture_errors(samples, weights, a: float, b, tau, sizes, d: float = 0.1,
-                   normalizer: float = NORMALIZER, variant: str = "utility") -> np.ndarray:
+                   normalizer: float = NORMALIZER, variant: str = "utility", gaps=None,
+                   gamma: float = 1.0) -> np.ndarray:
     """Predicted error for rows of (samples, weights): the law's value, passes cut as above.
 
     `samples` (n_rows,) or a scalar shared by every row; `weights` (n_rows, P) or (P,) shared
-    by every row, normalised here; `sizes` (P,).
+    by every row, normalised here; `sizes` (P,); `gaps` (P,) the fitted gaps (default: sizes).
 
     The utility variant is summed per pool and pass rather than per segment: its b_eff is a
     weighted sum over pools, so F = sum_i w_i b_i sum_k delta_i(k) log(span of pass k beyond
-    t1), the same value (to rounding) with P times fewer terms than segments x pools, which is
-    what keeps the planner fast with many pools. The effective-data variant (a ratio over
-    pools) is evaluated on :class:`Segments`.
+    t1) (and F_rep the same beyond t_all), the same value (to rounding) with P times fewer terms
+    than segments x pools, which is what keeps the planner fast with many pools. The
+    effective-data variant (a ratio over pools) is evaluated on :class:`Segments`.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown QQT variant {variant!r}; expected one of {VARIANTS}")
@@ -320,47 +349,47 @@ def mixture_errors(samples, weights, a: float, b, tau, sizes, d: float = 0.1,
     b = np.asarray(b, dtype=float)
     tau = np.asarray(tau, dtype=float)
     if variant == "data":
-        seg = Segments.build(n, W, sizes, tau=tau)
-        return seg.predict(a, d, b, tau, variant, normalizer)
+        seg = Segments.build(n, W, sizes, tau=tau, gaps=gaps, gamma=gamma)
+        return seg.predict(a, d, b, tau, variant, normalizer, gamma=gamma)
     N = np.broadcast_to(np.asarray(sizes, dtype=float), W.shape)
     period = pass_periods(W, N)
-    m_eff = effective_pool_count(W)
-    k_lo, k_hi = _pass_range(n, period, m_eff, tau)
+    scale = half_life_scale(gap_log_ratios(period, N if gaps is None else gaps), gamma)
+    k_lo, k_hi = _pass_range(n, period, scale, tau)
     counts = np.maximum(k_hi - k_lo + 1, 0).sum(axis=1)
     out, start = [], 0
     while start < rows:  # chunks of rows keep the (row, pool, pass) arrays bounded
         taken = int(np.searchsorted(np.cumsum(counts[start:]), _CHUNK_ELEMENTS, side="right"))
         stop = start + max(1, taken)
         sl = slice(start, stop)
-        out.append(_utility_by_pool_pass(n[sl], W[sl], period[sl], m_eff[sl], k_lo[sl],
+        out.append(_utility_by_pool_pass(n[sl], W[sl], period[sl], scale[sl], k_lo[sl],
                                          k_hi[sl], a, b, tau, d, normalizer))
         start = stop
     return np.concatenate(out) if out else np.empty(0)
 
 
-def _pass_range(n, period, m_eff, tau):
+def _pass_range(n, period, scale, tau):
     """Per (row, pool): the passes k that overlap (t1, n], at most 70 half-lives of them."""
     t1 = period.min(axis=1)
     pos = np.isfinite(period)
     safe = np.where(pos, period, 1.0)
     k_lo = np.floor(t1[:, None] / safe)
-    k_cap = np.ceil(HALF_LIVES_KEPT * m_eff[:, None] * tau[None, :])
+    k_cap = np.ceil(HALF_LIVES_KEPT * scale * tau[None, :])
     k_hi = np.minimum(np.ceil(n[:, None] / safe) - 1.0, k_cap)
     live = pos & (n[:, None] > t1[:, None])
     return (np.where(live, k_lo, 1.0).astype(np.int64),
             np.where(live, k_hi, 0.0).astype(np.int64))
 
 
-def _utility_by_pool_pass(n, W, period, m_eff, k_lo, k_hi, a, b, tau, d, normalizer):
+def _utility_by_pool_pass(n, W, period, scale, k_lo, k_hi, a, b, tau, d, normalizer):
     """Utility variant of a chunk of rows, summed over (row, pool, pass) cells."""
     R, P = W.shape
     t1 = period.min(axis=1)
-    x1 = a * np.minimum(n, t1) / normalizer
-    base = np.exp(first_pass_exponent(W, b) * np.log(x1)) + d
+    t_all = floor_start(period)
+    X = np.exp(first_pass_exponent(W, b) * np.log(a * np.minimum(n, t1) / normalizer))
     counts = np.maximum(k_hi - k_lo + 1, 0).reshape(-1)
     total = int(counts.sum())
     if total == 0:
-        return base
+        return X + d
     cell = np.repeat(np.arange(counts.size), counts)
     k = (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
          + k_lo.reshape(-1)[cell]).astype(float)
@@ -369,6 +398,9 @@ def _utility_by_pool_pass(n, W, period, m_eff, k_lo, k_hi, a, b, tau, d, normali
     lo = np.maximum(t1[row], k * Pc)
     hi = np.minimum(n[row], (k + 1.0) * Pc)
     span = np.log(np.maximum(hi, lo) / lo)                              # 0 outside (t1, n]
-    delta = np.exp(-decay_rates(k, m_eff[row], tau[pool]))
-    contrib = W[row, pool] * b[pool] * delta * span
-    return base * np.exp(np.bincount(row, weights=contrib, minlength=R))
+    lo_rep = np.maximum(lo, t_all[row])
+    span_rep = np.log(np.maximum(hi, lo_rep) / lo_rep)                  # the part past t_all
+    rate = W[row, pool] * b[pool] * np.exp(-decay_rates(k, scale[row, pool], tau[pool]))
+    F = np.bincount(row, weights=rate * span, minlength=R)
+    F_rep = np.bincount(row, weights=rate * span_rep, minlength=R)
+    return X * np.exp(F) + d * np.exp(F_rep)

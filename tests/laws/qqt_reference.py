@@ -37,30 +37,40 @@ def single_pool_error_data(n: float, a: float, b: float, tau: float, N: float, d
 
 def mixture_error(n: float, weights: Sequence[float], a: float, b: Sequence[float],
                   tau: Sequence[float], sizes: Sequence[float], d: float = 0.1,
-                  normalizer: float = NORMALIZER, variant: str = "utility") -> float:
-    """Error after n samples of a weighted mixture of pools (see the module docstring)."""
+                  normalizer: float = NORMALIZER, variant: str = "utility", gaps=None,
+                  gamma: float = 1.0) -> float:
+    """Error after n samples of a weighted mixture of pools (the rule of laws/qqt.py).
+
+    Pool i's half-life is stretched by (P_i / G_i)^gamma, P_i = N_i / w_i the gap between two
+    presentations of one of its samples here and G_i the gap where tau_i was measured (default
+    N_i); the floor d is multiplied only by the factors past t_all = max_i P_i.
+    """
+    gaps = sizes if gaps is None else gaps
     w, bb, tt, NN = _mixture_arrays(weights, b, tau, sizes)
+    GG = np.asarray(gaps, dtype=float)[np.asarray(weights, dtype=float) > 0]
     _check_positive(n=n, a=a)
     if variant not in VARIANTS:
         raise ValueError(f"unknown QQT variant {variant!r}; expected one of {VARIANTS}")
-    m_eff = 1.0 / float(np.sum(w * w))
-    scaled_tau = m_eff * tt
     per_pass = NN / w  # stream samples per full pass over each pool
+    scaled_tau = tt * (per_pass / GG) ** gamma
     t1 = float(per_pass.min())
+    t_all = float(per_pass.max())
     b0 = float(np.sum(w * bb))
 
     def decay_at(t_mid: float) -> np.ndarray:
-        """delta_i = 0.5^(pass index of pool i / (m_eff tau_i)) inside one segment."""
+        """delta_i = 0.5^(pass index of pool i / scaled tau_i) inside one segment."""
         return 0.5 ** (np.floor(w * t_mid / NN) / scaled_tau)
 
     segments = segments_after_first_pass(n, per_pass, t1)
     if variant == "data":
         return _mixture_error_data(n, w, a, bb, d, normalizer, t1, b0, segments, decay_at)
-    log_factor = 0.0
+    log_factor = log_repeat = 0.0
     for lo, hi in segments:
         b_eff = float(np.sum(w * bb * decay_at(0.5 * (lo + hi))))
         log_factor += b_eff * (math.log(hi) - math.log(lo))
-    return ((a * min(n, t1) / normalizer) ** b0 + d) * math.exp(log_factor)
+        if lo >= t_all:
+            log_repeat += b_eff * (math.log(hi) - math.log(lo))
+    return (a * min(n, t1) / normalizer) ** b0 * math.exp(log_factor) + d * math.exp(log_repeat)
 
 
 def segments_after_first_pass(n: float, per_pass: np.ndarray, t1: float) -> list[tuple[float, float]]:

@@ -103,9 +103,16 @@ def test_mixture_continuous_in_weights_and_monotone_in_samples(variant):
     base = law.predict_mixture(w, 3e7)
     bumped = law.predict_mixture(w + np.array([1e-7, -1e-7, 0.0]), 3e7)
     assert abs(bumped - base) < 1e-5
-    # adding a tiny weight for a pool changes the prediction only a little
+    # adding a tiny weight for a pool changes the prediction only a little -- except that a
+    # pool never exhausted keeps the floor whole (utility: d erodes only once every pool of
+    # the mixture is repeating); E is linear in d, so E(d=0) + d is the floor-whole value
     tiny = law.predict_mixture({"p": 0.5, "q": 0.5, "r": 1e-9}, 3e7)
-    assert tiny == pytest.approx(law.predict_mixture({"p": 0.5, "q": 0.5}, 3e7), rel=1e-4)
+    without = law.predict_mixture({"p": 0.5, "q": 0.5}, 3e7)
+    if variant == "utility":
+        floor_whole = law.with_params({"d": 0.0}).predict_mixture({"p": 0.5, "q": 0.5}, 3e7) + law.d
+        assert tiny == pytest.approx(floor_whole, rel=1e-4) and tiny > without
+    else:
+        assert tiny == pytest.approx(without, rel=1e-4)
     errs = law.predict_mixture(w, np.geomspace(1e5, 1e9, 40))
     assert np.all(np.diff(errs) < 0)  # b < 0: more samples never hurts here
 
