@@ -404,3 +404,65 @@ def _utility_by_pool_pass(n, W, period, scale, k_lo, k_hi, a, b, tau, d, normali
     F = np.bincount(row, weights=rate * span, minlength=R)
     F_rep = np.bincount(row, weights=rate * span_rep, minlength=R)
     return X * np.exp(F) + d * np.exp(F_rep)
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-pool-multiplier variant: a shared slope, pools differ by what their data is worth
+# ---------------------------------------------------------------------------------------------
+
+def effective_data(samples, weights, sizes, tau, gaps=None, gamma: float = 1.0,
+                   derivative: bool = False):
+    """D'_i: samples of pool i discounted per pass, sum_k (samples of pass k) 0.5^(k / tau'_i).
+
+    `samples` (R,), `weights` (R, P) normalised, `sizes`/`gaps` (P,) or (R, P), `tau` (P,).
+    Closed form (a geometric sum over whole passes plus the part of the current pass), so the
+    cost does not grow with the number of passes. With `derivative`, also dD'_i / d log tau_i.
+    """
+    n = np.asarray(samples, dtype=float).reshape(-1)
+    W = np.asarray(weights, dtype=float).reshape(n.size, -1)
+    N = np.broadcast_to(np.asarray(sizes, dtype=float), W.shape)
+    period = pass_periods(W, N)
+    scale = half_life_scale(gap_log_ratios(period, N if gaps is None else gaps), gamma)
+    kappa = decay_rates(1.0, scale, np.asarray(tau, dtype=float)[None, :])  # per pass
+    drawn = W * n[:, None]                      # samples of each pool so far
+    K = np.floor(drawn / N)                     # whole passes
+    rest = drawn - K * N                        # samples into the current pass
+    # sum_{k<K} e^(-k kappa) = (1 - e^(-K kappa)) / (1 - e^(-kappa)); -> K as kappa -> 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        geo = np.where(kappa > 0, np.expm1(-K * kappa) / np.expm1(-kappa), K)
+    tail = np.exp(-K * kappa)
+    D = N * geo + rest * tail
+    if not derivative:
+        return D
+    # d/d kappa, then d kappa / d log tau = -kappa
+    em = -np.expm1(-kappa)                      # 1 - e^-kappa
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dgeo = np.where(kappa > 0, (K * tail * em - (1.0 - tail) * np.exp(-kappa)) / (em * em), 0.0)
+    dD_dkappa = N * dgeo - K * rest * tail
+    return D, -kappa * dD_dkappa
+
+
+def multiplier_errors(samples, weights, a, b: float, d: float, tau, sizes,
+                      normalizer: float = NORMALIZER, gaps=None, gamma: float = 1.0,
+                      jacobian: bool = False):
+    """E = d + (sum_i a_i D'_i / s)^b: one slope b, per-pool worth a_i of a (discounted) sample.
+
+    Returns E (R,), and with `jacobian` also dE/d(log a_1..a_P, d, b, log tau_1..tau_P)
+    (R, 2P + 2). Unit-invariant (E -> c E is d -> c d, a_i -> a_i c^(1/b)), split-invariant
+    (D' of k identical sub-pools adds up to the pool's), and more data never predicts worse.
+    """
+    a = np.asarray(a, dtype=float)
+    D, dD = effective_data(samples, weights, sizes, tau, gaps, gamma, derivative=True)
+    S = (D * a[None, :]).sum(axis=1) / normalizer
+    X = np.exp(b * np.log(S))
+    E = d + X
+    if not jacobian:
+        return E, None
+    P = a.size
+    J = np.empty((E.size, 2 * P + 2))
+    common = (b * X / S)[:, None] / normalizer
+    J[:, :P] = common * D * a[None, :]
+    J[:, P] = 1.0
+    J[:, P + 1] = X * np.log(S)
+    J[:, P + 2:] = common * dD * a[None, :]
+    return E, J
