@@ -290,13 +290,14 @@ def _scale(fit: Mapping) -> float:
 
 
 def _fmt(x) -> str:
+    """4 significant digits, exponents without '+' and leading zeros: 1e4, 2.5e13, 0.0372."""
     if x is None:
         return "-"
-    x = float(x)
-    if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-3):
-        mant, exp = f"{x:.3g}".split("e") if "e" in f"{x:.3g}" else (f"{x:.3g}", None)
-        return f"{mant}e{int(exp)}" if exp is not None else mant
-    return f"{x:.4g}"
+    text = f"{float(x):.4g}"
+    if "e" in text:
+        mant, exp = text.split("e")
+        text = f"{mant}e{int(exp)}"
+    return text
 
 
 def _pct(share) -> str:

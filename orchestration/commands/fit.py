@@ -14,6 +14,16 @@ language-model laws params (model size N); optional run_id (bootstrap resamples 
 and step. --columns maps other column names. Parameter names for --fix: QQT a, d, b[POOL],
 tau[POOL]; data-constrained / Chinchilla E, A, B, alpha, beta, R_D_star, R_N_star.
 Prints a table of parameters (with bootstrap intervals) and fit diagnostics, or JSON with --json.
+
+Parameters at a bound of the optimiser's search box are flagged: in the table ("<- at upper
+bound 1e+04"), as one warning line each on stderr, and in the law file (fit.at_bound: bound,
+side, share of bootstrap draws at it, whether the interval reaches it). Boxes: QQT tau in
+[0.01, 1e4] (at 1e4: no decay with repetition measured), d in [0, smallest metric] (at 0: no
+floor measured), b in [-5, 0); data-constrained R_D_star, R_N_star in [0.01, 1e6], alpha,
+beta in [0.01, 3], E > 0; --bound replaces a box. `curate plan` plans with a lower bootstrap
+quantile of a half-life whose interval reaches its bound. The law file also records the
+largest epoch count of the data (fit.max_epochs, and per pool for QQT): the plan's default
+epoch cap.
 """
 from __future__ import annotations
 
@@ -194,12 +204,15 @@ def render_table(data: dict) -> str:
     iv_head = f"{int(round(level * 100))}% interval" if intervals else ""
     width = max(len(k) for k in data["params"]) + 2
     lines.append(f"  {'parameter':<{width}} {'value':>14}  {iv_head}")
+    flags = (data.get("fit") or {}).get("at_bound") or {}
     for name, value in data["params"].items():
         note = "fixed" if name in fixed else ""
         if name in intervals:
             lo, hi = intervals[name]
             note = f"[{_num(lo)}, {_num(hi)}]"
-        lines.append(f"  {name:<{width}} {_num(value):>14}  {note}")
+        if name in flags:
+            note = (note + "  " if note else "") + _bound_note(flags[name])
+        lines.append(f"  {name:<{width}} {_num(value):>14}  {note}".rstrip())
     if data["kind"] == "qqt":
         sizes = ", ".join(f"{p['name']}={_num(p['size'])}" for p in data["pools"])
         lines.append(f"  pool sizes: {sizes}")
@@ -214,9 +227,23 @@ def render_table(data: dict) -> str:
         lines.append("  fit: " + ", ".join(parts))
         if fit.get("method"):
             lines.append(f"  method: {fit['method']}")
+        if fit.get("max_epochs") is not None:
+            by_pool = fit.get("max_epochs_by_pool") or {}
+            per = ", ".join(f"{p} {_num(v)}" for p, v in by_pool.items())
+            lines.append(f"  epochs in the fit data: at most {_num(fit['max_epochs'])}"
+                         + (f" (by pool: {per})" if per else ""))
     if boot:
         lines.append(f"  bootstrap: {len(boot.get('draws', []))} refits")
     return "\n".join(lines)
+
+
+def _bound_note(flag: dict) -> str:
+    """"<- at upper bound 1e+04 (64% of draws)" for a fit.at_bound entry."""
+    where = "at" if flag.get("value_at_bound") else "interval reaches"
+    note = f"<- {where} {flag['side']} bound {_num(flag['bound'])}"
+    if flag.get("draw_share") is not None:
+        note += f" ({100 * flag['draw_share']:.0f}% of draws)"
+    return note
 
 
 def _num(x) -> str:
