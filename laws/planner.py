@@ -10,9 +10,18 @@ with ``pools``, ``sizes``, ``loss_batch(W, budget)``, ``describe(w, budget)``,
     sweep = plan_sweep(objective, budgets, ...)          # optimum across budgets + switches
     robust = bootstrap_robustness(objective, plan, draws)  # stability across bootstrap draws
 
-Top-m family (Goyal et al.): the union of the m best pools (pool order = quality order, best
-first), sampled uniformly from the union, i.e. weights proportional to pool size. For equal
-sizes this is the published equal-weight top-m mixture.
+Top-m family (Goyal et al.): the union of the m best pools, sampled uniformly from the union,
+i.e. weights proportional to pool size. For equal sizes this is the published equal-weight top-m
+mixture. "Best" is decided at the budget: pools are ranked by each pool's predicted loss *alone
+at the budget* (one-hot weights through ``objective.loss_batch``; exact ties keep pool order),
+never by their position in the law. So permuting the law's pools changes no top-m member, no
+baseline and no plan. (For the released QQT parameters this is also the order of b at every
+budget above n = s/a, where the published table lives; below s/a the QQT power term exceeds 1
+and the order by predicted error reverses, which is why the ranking is computed, not assumed.)
+
+Epoch caps: :class:`Constraints` takes one cap for every pool (``max_epochs``) and/or caps by
+pool name (``epoch_caps``; the name's own cap wins). A plan never puts a pool beyond its cap, and
+every plan reports per pool its epochs, its cap and whether the cap is binding.
 
 Baselines reported with every plan (on the pools not excluded; they ignore share and epoch caps
 and say whether they satisfy them): the best top-m mixture, "all once" (every pool in proportion
@@ -33,12 +42,23 @@ ACTIVE = 1e-9  # weights below this count as "pool not used"
 
 @dataclass
 class Constraints:
-    """Per-pool limits, by pool name. Shares are fractions of the samples drawn (0..1)."""
+    """Per-pool limits, by pool name. Shares are fractions of the samples drawn (0..1).
+
+    ``max_epochs`` caps the passes over every pool; ``epoch_caps`` {pool: epochs} caps single
+    pools (it wins over ``max_epochs`` for the pools it names).
+    """
 
     min_share: dict[str, float] = field(default_factory=dict)
     max_share: dict[str, float] = field(default_factory=dict)
     exclude: Sequence[str] = ()
     max_epochs: float | None = None
+    epoch_caps: dict[str, float] = field(default_factory=dict)
+
+    def epoch_cap_array(self, pools: Sequence[str]) -> np.ndarray | None:
+        """Epoch cap per pool (inf where none), or None when no pool is capped."""
+        default = math.inf if self.max_epochs is None else float(self.max_epochs)
+        caps = np.array([float(self.epoch_caps.get(p, default)) for p in pools])
+        return None if np.all(np.isinf(caps)) else caps
 
     def bounds(self, objective, budget: float) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) weight bounds; raises Infeasible when nothing can satisfy them."""
@@ -52,9 +72,14 @@ class Constraints:
                     raise ValueError(f"--{what}-share {name}={v}: a share must be in [0, 1]")
         if self.max_epochs is not None and not self.max_epochs > 0:
             raise ValueError(f"max epochs must be positive, got {self.max_epochs}")
+        for name, v in self.epoch_caps.items():
+            if name not in pools:
+                raise ValueError(f"unknown pool {name!r} in epoch caps; pools are {pools}")
+            if not v > 0:
+                raise ValueError(f"epoch cap of pool {name} must be positive, got {v}")
         lower = np.array([float(self.min_share.get(p, 0.0)) for p in pools])
         upper = np.array([float(self.max_share.get(p, 1.0)) for p in pools])
-        upper = np.minimum(upper, objective.weight_caps(budget, self.max_epochs))
+        upper = np.minimum(upper, objective.weight_caps(budget, self.epoch_cap_array(pools)))
         for name in self.exclude:
             i = pools.index(name)
             if lower[i] > 0:
@@ -100,6 +125,8 @@ class Plan:
     m: int | None              # m of the chosen mixture when it is a top-m mixture
     baselines: dict[str, Candidate]
     top_m: list[Candidate]
+    order: list[str] = field(default_factory=list)   # pools best first, alone at the budget
+    epoch_caps: np.ndarray | None = None              # per pool (inf: none), None: uncapped
 
     @property
     def samples(self) -> np.ndarray:
@@ -117,6 +144,14 @@ class Plan:
     def support(self) -> tuple[str, ...]:
         return tuple(p for p, w in zip(self.pools, self.weights) if w > ACTIVE)
 
+    @property
+    def cap_binding(self) -> np.ndarray:
+        """Per pool: is its epoch cap binding (epochs at the cap, to 1e-6 relative)?"""
+        if self.epoch_caps is None:
+            return np.zeros(len(self.pools), dtype=bool)
+        caps = np.asarray(self.epoch_caps, dtype=float)
+        return np.isfinite(caps) & (self.epochs >= caps * (1.0 - 1e-6))
+
     def label(self) -> str:
         """Short description: 'top2' for a top-m mixture, else the pools used."""
         if self.m is not None:
@@ -124,15 +159,21 @@ class Plan:
         return "+".join(self.support)
 
     def per_pool(self) -> list[dict]:
+        caps = (np.full(len(self.pools), math.inf) if self.epoch_caps is None
+                else np.asarray(self.epoch_caps, dtype=float))
         return [{"pool": p, "weight": float(w), "samples": float(s), "unique": float(u),
-                 "epochs": float(e), "size": float(n)}
-                for p, w, s, u, e, n in zip(self.pools, self.weights, self.samples, self.unique,
-                                            self.epochs, self.sizes)]
+                 "epochs": float(e), "size": float(n),
+                 "epoch_cap": float(c) if math.isfinite(c) else None, "cap_binding": bool(bind)}
+                for p, w, s, u, e, n, c, bind in zip(self.pools, self.weights, self.samples,
+                                                     self.unique, self.epochs, self.sizes, caps,
+                                                     self.cap_binding)]
 
     def to_dict(self) -> dict:
         return {"budget": self.budget, "draws": self.draws, "params": self.params,
                 "metric": self.metric, "predicted": self.loss, "top_m_only": self.top_m_only,
                 "m": self.m, "mixture": self.label(), "pools": self.per_pool(),
+                "cap_binding": [p for p, b in zip(self.pools, self.cap_binding) if b],
+                "top_m_order": list(self.order),
                 "baselines": {k: c.to_dict(self.pools) for k, c in self.baselines.items()},
                 "top_m": [c.to_dict(self.pools) for c in self.top_m]}
 
@@ -141,9 +182,29 @@ class Plan:
 # Candidate families
 # ---------------------------------------------------------------------------------------------
 
-def top_m_weights(sizes: np.ndarray, allowed: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(m, weights) for the union of the first m allowed pools, weights proportional to size."""
-    order = [i for i in range(len(sizes)) if allowed[i]]
+def pool_order(objective, budget: float, allowed: np.ndarray) -> list[int]:
+    """Allowed pool indices, best first: each pool's predicted loss alone at `budget`.
+
+    One-hot weights through ``objective.loss_batch``; exact ties keep the pools' order.
+    """
+    idx = np.flatnonzero(np.asarray(allowed, dtype=bool))
+    if idx.size == 0:
+        return []
+    vals = np.asarray(objective.loss_batch(np.eye(len(objective.pools))[idx], budget), float)
+    return [int(i) for i in idx[np.lexsort((idx, vals))]]
+
+
+def top_m_weights(sizes: np.ndarray, allowed: np.ndarray, order: Sequence[int] | None = None
+                  ) -> list[tuple[int, np.ndarray]]:
+    """(m, weights) for the union of the m best allowed pools, weights proportional to size.
+
+    `order` ranks pool indices best first (:func:`pool_order`); without it, pool index order.
+    """
+    if order is None:
+        order = [i for i in range(len(sizes)) if allowed[i]]
+    else:
+        order = [int(i) for i in order if allowed[i]]
+    sizes = np.asarray(sizes, dtype=float)
     out = []
     for m in range(1, len(order) + 1):
         w = np.zeros(len(sizes))
@@ -157,9 +218,12 @@ def _within(w: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> bool:
     return bool(np.all(w >= lower - 1e-12) and np.all(w <= upper + 1e-12))
 
 
-def evaluate_top_m(objective, budget: float, allowed: np.ndarray, lower=None, upper=None
-                   ) -> list[Candidate]:
-    fam = top_m_weights(np.asarray(objective.sizes, dtype=float), allowed)
+def evaluate_top_m(objective, budget: float, allowed: np.ndarray, lower=None, upper=None,
+                   order: Sequence[int] | None = None) -> list[Candidate]:
+    """The top-m family at `budget`, pools ranked by :func:`pool_order` unless `order` is given."""
+    if order is None:
+        order = pool_order(objective, budget, allowed)
+    fam = top_m_weights(np.asarray(objective.sizes, dtype=float), allowed, order)
     if not fam:
         return []
     W = np.array([w for _, w in fam])
@@ -220,7 +284,8 @@ def plan_mixture(objective, budget: float, constraints: Constraints | None = Non
     constraints = constraints or Constraints()
     lower, upper = constraints.bounds(objective, budget)
     allowed = constraints.allowed(objective) & (upper > 0)
-    top = evaluate_top_m(objective, budget, allowed, lower, upper)
+    order = pool_order(objective, budget, allowed)
+    top = evaluate_top_m(objective, budget, allowed, lower, upper, order)
     feasible_top = [c for c in top if c.feasible]
     if top_m_only:
         if not feasible_top:
@@ -250,7 +315,9 @@ def plan_mixture(objective, budget: float, constraints: Constraints | None = Non
                 sizes=np.asarray(objective.sizes, dtype=float), weights=np.asarray(w, float),
                 loss=float(v), draws=float(info["draws"]), params=info.get("params"),
                 metric=getattr(objective, "metric", "loss"), top_m_only=top_m_only, m=m,
-                baselines=baselines(objective, budget, allowed, lower, upper, top), top_m=top)
+                baselines=baselines(objective, budget, allowed, lower, upper, top), top_m=top,
+                order=[objective.pools[i] for i in order],
+                epoch_caps=constraints.epoch_cap_array(objective.pools))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,16 +340,20 @@ class Switch:
 class Sweep:
     plans: list[Plan]
     switches: list[Switch]
+    infeasible: list[tuple[float, str]] = field(default_factory=list)  # (budget, reason) skipped
 
     def to_dict(self) -> dict:
         return {"budgets": [p.budget for p in self.plans],
                 "plans": [{"budget": p.budget, "mixture": p.label(), "predicted": p.loss,
                            "draws": p.draws, "params": p.params,
                            "weights": {n: float(w) for n, w in zip(p.pools, p.weights)},
+                           "epochs": {n: float(e) for n, e in zip(p.pools, p.epochs)},
+                           "cap_binding": [n for n, b in zip(p.pools, p.cap_binding) if b],
                            "best_top_m": p.baselines["best_top_m"].loss
                            if "best_top_m" in p.baselines else None}
                           for p in self.plans],
-                "switches": [s.to_dict() for s in self.switches]}
+                "switches": [s.to_dict() for s in self.switches],
+                "infeasible": [{"budget": b, "reason": why} for b, why in self.infeasible]}
 
 
 def parse_sweep(spec: str, default_points: int = 25) -> np.ndarray:
@@ -300,10 +371,9 @@ def parse_sweep(spec: str, default_points: int = 25) -> np.ndarray:
     return np.geomspace(lo, hi, points)
 
 
-def _top_m_switch(objective, lo: float, hi: float, m_a: int, m_b: int, allowed) -> float:
-    """Budget in [lo, hi] where top-m_a and top-m_b predict the same loss (bisection in log)."""
-    fam = dict(top_m_weights(np.asarray(objective.sizes, dtype=float), allowed))
-    W = np.array([fam[m_a], fam[m_b]])
+def _crossing(objective, lo: float, hi: float, w_a: np.ndarray, w_b: np.ndarray) -> float:
+    """Budget in [lo, hi] where mixtures w_a and w_b predict the same loss (bisection in log)."""
+    W = np.array([w_a, w_b])
 
     def diff(logb):
         v = objective.loss_batch(W, math.exp(logb))
@@ -325,26 +395,37 @@ def plan_sweep(objective, budgets: Sequence[float], constraints: Constraints | N
                top_m_only: bool = False, seed: int = 0, refine: bool = True) -> Sweep:
     """Plans across budgets (warm-started) and the budgets where the chosen mixture switches.
 
+    Budgets the constraints cannot satisfy (e.g. more samples than the epoch caps let the pools
+    give) are skipped and listed in ``Sweep.infeasible``; Infeasible only when none is left.
     Top-m mode locates each switch by bisection on the crossing of the two mixtures' predicted
-    losses; unrestricted mode reports a switch where the set of pools used changes, at the
+    losses (each top-m mixture with the pools ranked at its own budget); unrestricted mode reports a switch where the set of pools used changes, at the
     geometric mid-point of the two budgets (refine=True bisects it further on the support).
     """
     constraints = constraints or Constraints()
     plans: list[Plan] = []
+    infeasible: list[tuple[float, str]] = []
     prev = None
     for B in budgets:
         starts = [] if prev is None else [prev.weights]
         # Warm start from the previous budget's optimum; one local refinement per budget.
-        plans.append(plan_mixture(objective, float(B), constraints, top_m_only, starts=starts,
-                                  seed=seed, n_local=1, n_random=16, grid_points=300))
+        try:
+            plans.append(plan_mixture(objective, float(B), constraints, top_m_only,
+                                      starts=starts, seed=seed, n_local=1, n_random=16,
+                                      grid_points=300))
+        except Infeasible as exc:  # e.g. budgets beyond what the epoch caps let the pools give
+            infeasible.append((float(B), str(exc)))
+            continue
         prev = plans[-1]
+    if not plans:
+        B, why = infeasible[0]
+        raise Infeasible(f"no budget of the sweep can be planned (at {B:.3g}: {why})")
     switches: list[Switch] = []
-    allowed = constraints.allowed(objective)
     for p0, p1 in zip(plans[:-1], plans[1:]):
         if p0.label() == p1.label():
             continue
         if p0.m is not None and p1.m is not None and top_m_only:
-            at = _top_m_switch(objective, p0.budget, p1.budget, p0.m, p1.m, allowed)
+            # The two top-m mixtures as ranked at their own budgets.
+            at = _crossing(objective, p0.budget, p1.budget, p0.weights, p1.weights)
         else:
             lo, hi, lab0 = p0.budget, p1.budget, p0.label()
             steps = 6 if refine else 0  # each halves the log-budget bracket
@@ -359,7 +440,7 @@ def plan_sweep(objective, budgets: Sequence[float], constraints: Constraints | N
                     hi = mid
             at = math.sqrt(lo * hi)
         switches.append(Switch(at, p0.label(), p1.label()))
-    return Sweep(plans, switches)
+    return Sweep(plans, switches, infeasible)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,5 +514,5 @@ def range_warning(value: float, fitted: Sequence[float] | None, what: str = "bud
 
 
 __all__ = ["Constraints", "Plan", "Candidate", "Sweep", "Switch", "Robustness", "Infeasible",
-           "plan_mixture", "plan_sweep", "parse_sweep", "top_m_weights", "evaluate_top_m",
+           "plan_mixture", "plan_sweep", "parse_sweep", "top_m_weights", "evaluate_top_m", "pool_order",
            "bootstrap_robustness", "law_with_params", "range_warning", "pairwise_descent"]

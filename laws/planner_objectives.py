@@ -21,7 +21,11 @@ the sum:
     D'  = sum_i q_i D'_i,          U_D = sum_i min(D_i, U_i)   (unique tokens actually used),
     N'  from N and U_D as published,   L = E + A / N'^alpha + B / D'^beta.
 
-q_i are optional per-pool quality multipliers (default 1: the law has no notion of quality).
+q_i are per-pool effective-data multipliers (default 1: the law itself has no notion of
+quality): a token of pool i is worth q_i tokens of the data the law was fitted on, after the
+same repetition rule (R*_D) as every other pool, so a better pool is repeated further before
+its repeats are worth less than a worse pool's fresh tokens. ``laws.planning.make_plan`` takes
+them from the law file (``quality`` / ``multiplier``) or from ``curate plan --quality NAME=MULT``.
 With one pool and D >= U this is exactly the published law (for D < U only the D tokens seen
 count, i.e. the published law with U_D = D). Why per pool and not "one source with U = sum U_i":
 repeating a small pool 20 times is worth much less than seeing a large one once, and lumping
@@ -151,16 +155,20 @@ class DataConstrainedObjective:
         self.unit = unit
         self.params = None if params is None else float(params)
         self.quality = (np.ones(len(self.pools)) if quality is None
-                        else np.asarray(quality, dtype=float))
+                        else np.asarray(quality, dtype=float).reshape(-1))
+        if self.quality.shape != self.sizes.shape or not np.all(np.isfinite(self.quality) &
+                                                                 (self.quality > 0)):
+            raise ValueError("quality multipliers must be positive and finite, one per pool")
         self.params_bounds = params_bounds
         self._p = law.to_params()
-        self._min_params = None  # set by weight_caps() when max-epochs bounds N from below
+        self._min_params = None  # set by weight_caps() when epoch caps bound N from below
+        self._max_epochs = None  # per-pool epoch caps (array) when N is chosen
 
     def with_law(self, law) -> "DataConstrainedObjective":
         other = DataConstrainedObjective(law, self.pools, self.sizes, self.unit, self.params,
                                          self.quality, self.params_bounds)
-        other._min_params = self._min_params  # keep an epoch cap set by weight_caps()
-        other._max_epochs = getattr(self, "_max_epochs", None)
+        other._min_params = self._min_params  # keep epoch caps set by weight_caps()
+        other._max_epochs = self._max_epochs
         return other
 
     # -- budget -> (N, D) ---------------------------------------------------------------------
@@ -171,16 +179,21 @@ class DataConstrainedObjective:
             return float(budget) / (6.0 * self.params)
         return None
 
-    def weight_caps(self, budget: float, max_epochs: float | None) -> np.ndarray:
-        """Epoch caps as weight caps when D is fixed; with N free they bound N from below."""
+    def weight_caps(self, budget: float, max_epochs) -> np.ndarray:
+        """Epoch caps as weight caps when D is fixed; with N free they bound N from below.
+
+        `max_epochs`: None, one cap for every pool, or one per pool (inf: uncapped).
+        """
         self._min_params = None
+        self._max_epochs = None
         if max_epochs is None:
             return np.ones(len(self.pools))
+        caps = np.broadcast_to(np.asarray(max_epochs, dtype=float), self.sizes.shape)
         D = self._fixed_tokens(budget)
         if D is not None:
-            return np.minimum(1.0, max_epochs * self.sizes / D)
-        # D = C / (6N) <= max_epochs * U_i / w_i for every used pool: handled per row.
-        self._max_epochs = float(max_epochs)
+            return np.minimum(1.0, caps * self.sizes / D)
+        # D = C / (6N) <= cap_i * U_i / w_i for every used pool: handled per row.
+        self._max_epochs = caps.copy()
         self._min_params = True
         return np.ones(len(self.pools))
 
@@ -216,10 +229,10 @@ class DataConstrainedObjective:
             lo, hi = centre - math.log(1e4), centre + math.log(1e4)
         M = W.shape[0]
         lo_row = np.full(M, lo)
-        if self._min_params:  # max epochs: D <= E * min_i U_i / w_i  <=>  N >= C / (6 D_max)
-            with np.errstate(divide="ignore"):
-                d_max = self._max_epochs * np.min(np.where(W > 0, self.sizes / W, np.inf), axis=1)
-            lo_row = np.maximum(lo_row, np.log(C / (6.0 * d_max)))
+        if self._min_params:  # epoch caps: D <= min_i cap_i U_i / w_i  <=>  N >= C / (6 D_max)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d_max = np.min(np.where(W > 0, self._max_epochs * self.sizes / W, np.inf), axis=1)
+                lo_row = np.maximum(lo_row, np.log(C / (6.0 * d_max)))  # uncapped: -inf
         hi = np.maximum(hi, lo_row)
         grid = np.linspace(0.0, 1.0, 65)
         logN = lo_row[:, None] + grid[None, :] * (hi - lo_row)[:, None]  # (M, G)

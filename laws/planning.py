@@ -15,6 +15,33 @@ Setup, by law kind:
   `params` is given) or tokens (needs `params`). Objective
   :class:`laws.planner_objectives.DataConstrainedObjective` with the pool sizes as unique tokens.
 
+Limits of what was measured (a plan never claims more than the law's fit data supports):
+
+* Epoch caps. By default no pool is planned beyond the largest epoch count in the law's fit data
+  (fit info ``max_epochs_by_pool[POOL]``, else ``max_epochs``; the fitters record both). A law
+  without them (e.g. released parameter sets) is planned without a cap and the plan warns that it
+  carries no measured epoch range. ``max_epochs`` replaces the default cap for every pool (a
+  warning says when it exceeds the measured maximum; ``inf`` lifts the cap). Every plan reports
+  per pool its epochs, its cap and whether the cap binds.
+* Saturation. The plan is re-planned at twice the budget; when the predicted gain is below
+  ``saturation_eps`` (default 1e-3, i.e. 0.1 %) of the predicted loss the plan says the budget is
+  saturated: more data of these pools buys almost nothing under this law.
+* QQT reference point. Every pool's first-pass curve (a n / s)^b + d passes through 1 + d at
+  n = s / a, and the order of pools by b reverses across it. A budget on the other side of s / a
+  than all of the fit data, or (without a fitted range) below s / a, is warned about.
+* Model size. A data-constrained / Chinchilla law fitted at a single model size (fit info
+  ``params_range`` with min = max, as for probe observations) has no measured model-size term:
+  planning at another size (a FLOPs budget picks one) is warned about, as is any FLOPs budget for
+  a QQT law (it has no model-size term at all).
+* Conservative parameters. With ``tau_quantile`` q (default 0.1; 0 or None: off), a parameter
+  whose bootstrap interval reaches its bound is replaced by its conservative bootstrap quantile
+  (:func:`laws.bounds.conservative_law`) and the notes join the warnings.
+
+Quality (data-constrained laws): per-pool effective-data multipliers q_i
+(:class:`laws.planner_objectives.DataConstrainedObjective`) come from ``quality`` ({pool: q},
+e.g. `curate plan --quality NAME=MULT`), else from the law (attribute or fit info ``quality`` /
+``multiplier`` / ``multipliers``), else 1 for every pool (size-proportional mixtures).
+
 Pool sizes: the law's own, replaced by `run_sizes` when given ({poolK: size} from a `curate run`
 output; that run decides which pools exist, and its pools are matched to the law's by order when
 named otherwise), then `pool_sizes` overrides ({name: size}). Empty pools are left out, with a
@@ -22,13 +49,18 @@ warning. Reading a run directory is file I/O and stays with the caller (the CLI 
 RUN_DIR/stats.parquet, column :func:`size_column`); this module only sees the numbers.
 
 Plan-file format (JSON object): format, law (its name or path as given), kind, unit, metric,
-top_m_only, constraints {min_share, max_share, exclude, max_epochs}, plan (the
-:class:`laws.planner.Plan` dict with the budget in the caller's unit and the bootstrap
-`interval`), sweep (:class:`laws.planner.Sweep` dict, budgets in the caller's unit), robustness
-(:class:`laws.planner.Robustness` dict, with bootstrap draws in the law) and warnings.
+top_m_only, constraints {min_share, max_share, exclude, max_epochs, epoch_caps {pool: cap},
+epoch_cap_source ("fit data" | "--max-epochs" | null), measured_max_epochs}, quality ({pool: q}
+or null, data-constrained laws), conservative (the parameters replaced, or null), plan (the
+:class:`laws.planner.Plan` dict with the budget in the caller's unit, the bootstrap `interval`,
+per pool `epochs`, `epoch_cap`, `cap_binding`, and `saturation` {eps, gain_at_double_budget,
+relative_gain, saturated}), sweep (:class:`laws.planner.Sweep` dict, budgets in the caller's
+unit), robustness (:class:`laws.planner.Robustness` dict, with bootstrap draws in the law) and
+warnings.
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 FORMAT = "curate-plan/1"
@@ -47,12 +79,19 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
               min_share: Mapping[str, float] | None = None,
               max_share: Mapping[str, float] | None = None, exclude: Sequence[str] = (),
               max_epochs: float | None = None, top_m: bool = False, max_draws: int = 100,
-              law_name: str | None = None) -> dict:
+              law_name: str | None = None, quality: Mapping[str, float] | None = None,
+              law_quality: Mapping[str, float] | None = None, tau_quantile: float | None = 0.1,
+              saturation_eps: float = 1e-3) -> dict:
     """The plan-file dict for `law` at `budget` and/or across a `sweep` ("LO:HI[:POINTS]").
 
     Raises ValueError (:class:`laws.planner_search.Infeasible` among them) with a one-line
     reason for impossible or inconsistent requests. See the module docstring for units, pool
-    sizes and the format.
+    sizes, epoch caps, quality multipliers and the format.
+
+    quality: {pool: multiplier} (--quality; wins); law_quality: the law file's own multipliers
+    when the caller read them from the file (else the law object's are used); tau_quantile:
+    conservative quantile for at-bound parameters (0 / None: off); saturation_eps: relative gain
+    from doubling the budget below which the plan is called saturated.
     """
     if budget is None and sweep is None:
         raise ValueError("give --budget (or --sweep LO:HI[:POINTS])")
@@ -60,23 +99,37 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
         raise ValueError(f"--budget must be positive, got {budget:g}")
     if max_draws < 0:
         raise ValueError("--max-draws must be >= 0")
+    if not (saturation_eps >= 0 and math.isfinite(saturation_eps)):
+        raise ValueError(f"--saturation-eps must be a number >= 0, got {saturation_eps!r}")
+    if tau_quantile is not None and not 0 <= tau_quantile < 0.5:
+        raise ValueError(f"--tau-quantile must be in [0, 0.5) (0 or none: off), got {tau_quantile!r}")
     min_share, max_share = dict(min_share or {}), dict(max_share or {})
     setup = _Setup(law, unit, params, pool_sizes or {}, run_sizes, run_name, min_share,
-                   max_share, list(exclude), max_epochs)
-    return _plan_dict(setup, budget, sweep, top_m, max_draws, law_name)
+                   max_share, list(exclude), max_epochs, dict(quality or {}), tau_quantile,
+                   law_quality)
+    return _plan_dict(setup, budget, sweep, top_m, max_draws, law_name, saturation_eps)
 
 
 class _Setup:
     """Objective, constraints, unit conversion and warnings for one law and request."""
 
     def __init__(self, law, unit, params, overrides, run_sizes, run_name, min_share, max_share,
-                 exclude, max_epochs):
+                 exclude, max_epochs, quality, tau_quantile, law_quality=None):
         from curate.laws.planner import Constraints
         from curate.laws.planner_objectives import DataConstrainedObjective, QQTObjective
 
-        self.law = law
+        self.law = law  # as given: fit info and bootstrap draws are read from it
         self.warnings: list[str] = []
+        self.quality: dict[str, float] | None = None
+        self.params = params
         kind = law.kind
+        if quality and kind == "qqt":
+            raise ValueError("--quality applies to data-constrained / Chinchilla laws; a QQT law's "
+                             "pools carry their own utility b and half-life tau")
+        for name, q in quality.items():
+            if not (math.isfinite(q) and q > 0):
+                raise ValueError(f"--quality {name}={q:g}: a multiplier must be positive")
+        law, self.conservative = self._conservative(law, tau_quantile)
         if params is not None and not params > 0:
             raise ValueError(f"--params must be positive, got {params:g}")
         if unit is not None and unit not in UNITS:
@@ -95,6 +148,10 @@ class _Setup:
                                      "(tokens = FLOPs / (6 N))")
                 N = float(params)
                 self.to_draws = lambda C: C / (6.0 * N)  # noqa: E731
+                self.warnings.append(
+                    f"a QQT law has no model-size term: the FLOPs budget becomes tokens at N = "
+                    f"{N:.3g} ({_fitted_at(law)}), assuming the law's error-vs-data curve holds "
+                    f"for that model size")
             elif params is not None:
                 self.warnings.append("--params is ignored: a QQT law has no model size (it only "
                                      "converts a FLOPs budget to tokens)")
@@ -112,8 +169,9 @@ class _Setup:
             law_sizes = dict(getattr(law, "pool_sizes", None) or {})
             law_pools = list(law_sizes) if run_sizes is None else []
             sizes = self._pool_sizes(law_pools, law_sizes, overrides, run_sizes, run_name)
+            q = self._quality(law, list(sizes), quality, law_quality)
             objective = DataConstrainedObjective(law, list(sizes), list(sizes.values()),
-                                                 unit=unit, params=params)
+                                                 unit=unit, params=params, quality=q)
         self.unit = unit
         self.objective = objective
         pools = objective.pools
@@ -126,8 +184,94 @@ class _Setup:
                 raise ValueError(f"--exclude: unknown pool {name!r}; pools are {pools}")
         if max_epochs is not None and not max_epochs > 0:
             raise ValueError(f"--max-epochs must be positive, got {max_epochs:g}")
+        caps = self._epoch_caps(pools, max_epochs)
+        if max_epochs is not None and math.isinf(max_epochs):
+            max_epochs = None  # `--max-epochs inf`: no cap at all
         self.constraints = Constraints(min_share=min_share, max_share=max_share,
-                                       exclude=exclude, max_epochs=max_epochs)
+                                       exclude=exclude, max_epochs=max_epochs, epoch_caps=caps)
+
+    def cap_hint(self) -> str:
+        """Appended to an Infeasible message when the epoch caps come from the fit data."""
+        if self.cap_source != "fit data":
+            return ""
+        return (f" (epoch caps from the law's fit data, at most {self.measured_max_epochs:.3g} "
+                f"epochs: give --max-epochs to plan beyond what was measured)")
+
+    # -- limits of what was measured --------------------------------------------------------
+    def _conservative(self, law, quantile):
+        """The law with at-bound parameters at a conservative bootstrap quantile (laws.bounds)."""
+        if not quantile:
+            return law, None
+        try:
+            from curate.laws.bounds import conservative_law
+        except ModuleNotFoundError as exc:  # pragma: no cover - laws.bounds ships with laws/
+            if exc.name != "curate.laws.bounds":
+                raise
+            return law, None
+        moved, notes = conservative_law(law, quantile=float(quantile))
+        self.warnings.extend(notes)
+        record = ((getattr(moved, "fit_info", None) or {}).get("conservative")
+                  if moved is not law else None)
+        return moved, record or None
+
+    def _epoch_caps(self, pools, max_epochs) -> dict[str, float]:
+        """{pool: cap} from the fit data; None entries when --max-epochs replaces them."""
+        fit = getattr(self.law, "fit_info", None) or {}
+        overall = fit.get("max_epochs")
+        by_pool = {p: float(v) for p, v in (fit.get("max_epochs_by_pool") or {}).items()
+                   if v is not None}
+        measured = [float(overall)] if overall is not None else []
+        measured += list(by_pool.values())
+        self.measured_max_epochs = max(measured) if measured else None
+        if max_epochs is not None:
+            self.cap_source = "--max-epochs"
+            if self.measured_max_epochs is None:
+                self.warnings.append(
+                    f"the law carries no measured epoch range (its fit info has no max_epochs): "
+                    f"--max-epochs {max_epochs:g} cannot be checked against what was measured")
+            elif max_epochs > self.measured_max_epochs * (1 + 1e-9):
+                self.warnings.append(
+                    f"--max-epochs {max_epochs:g} exceeds the largest epoch count in the law's fit "
+                    f"data ({self.measured_max_epochs:.3g}): pools may be repeated beyond what was "
+                    f"measured, where the law extrapolates (repetition is predicted never to hurt)")
+            return {}
+        if not measured:
+            self.cap_source = None
+            self.warnings.append(
+                "the law carries no measured epoch range (its fit info has no max_epochs): "
+                "planning without an epoch cap; the law predicts that repetition never hurts, "
+                "so give --max-epochs to stay within what was measured")
+            return {}
+        self.cap_source = "fit data"
+        caps = {}
+        for p in pools:
+            cap = by_pool.get(p, None if overall is None else float(overall))
+            if cap is not None:
+                caps[p] = cap
+        return caps
+
+    def _quality(self, law, pools, given, law_quality=None):
+        """Per-pool effective-data multipliers: --quality, else the law's, else None (all 1)."""
+        unknown = [p for p in given if p not in pools]
+        if unknown:
+            raise ValueError(f"--quality: unknown pool {unknown[0]!r}; pools are {pools}")
+        source = "--quality"
+        mult = dict(given)
+        if not mult:
+            mult, source = _law_quality(law, law_quality), "the law file"
+            if mult:
+                extra = [p for p in mult if p not in pools]
+                if extra:
+                    self.warnings.append(f"quality multipliers for pool(s) {', '.join(extra)} "
+                                         f"are not used: the plan has pools {pools}")
+        if not mult:
+            return None
+        missing = [p for p in pools if p not in mult]
+        if missing:
+            self.warnings.append(f"no quality multiplier for pool(s) {', '.join(missing)} "
+                                 f"(from {source}): using 1")
+        self.quality = {p: float(mult.get(p, 1.0)) for p in pools}
+        return [self.quality[p] for p in pools]
 
     def _pool_sizes(self, law_pools, law_sizes, overrides, run_sizes, run_name):
         sizes = dict(law_sizes)
@@ -158,9 +302,11 @@ class _Setup:
         return sizes
 
 
-def _plan_dict(setup: _Setup, budget, sweep, top_m, max_draws, law_name) -> dict:
+def _plan_dict(setup: _Setup, budget, sweep, top_m, max_draws, law_name,
+               saturation_eps: float = 1e-3) -> dict:
     from curate.laws.planner import (bootstrap_robustness, parse_sweep, plan_mixture, plan_sweep,
                                      range_warning)
+    from curate.laws.planner_search import Infeasible
 
     obj = setup.objective
     c = setup.constraints
@@ -170,40 +316,224 @@ def _plan_dict(setup: _Setup, budget, sweep, top_m, max_draws, law_name) -> dict
                     "unit": setup.unit, "metric": getattr(obj, "metric", "loss"),
                     "top_m_only": bool(top_m),
                     "constraints": {"min_share": dict(c.min_share), "max_share": dict(c.max_share),
-                                    "exclude": list(c.exclude), "max_epochs": c.max_epochs},
+                                    "exclude": list(c.exclude), "max_epochs": c.max_epochs,
+                                    "epoch_caps": dict(c.epoch_caps),
+                                    "epoch_cap_source": setup.cap_source,
+                                    "measured_max_epochs": setup.measured_max_epochs},
+                    "quality": setup.quality, "conservative": setup.conservative,
                     "plan": None, "sweep": None, "robustness": None, "warnings": setup.warnings}
     if budget is not None:
-        plan = plan_mixture(obj, setup.to_draws(budget), c, top_m_only=top_m)
+        try:
+            plan = plan_mixture(obj, setup.to_draws(budget), c, top_m_only=top_m)
+        except Infeasible as exc:
+            raise Infeasible(f"{exc}{setup.cap_hint()}") from None
         pd = plan.to_dict()
         pd["budget"] = budget
         pd["interval"] = None
+        pd["saturation"] = _saturation(obj, plan, c, top_m, saturation_eps)
         if boot.get("draws") and max_draws > 0:
             rob = bootstrap_robustness(obj, plan, boot["draws"], c,
                                        level=float(boot.get("level", 0.9)), max_draws=max_draws)
             result["robustness"] = rob.to_dict()
             pd["interval"] = list(rob.interval)
         result["plan"] = pd
+        single_size = _single_model_size(fit)
         for value, rng, what in ((plan.draws, fit.get("samples_range"), "samples drawn"),
-                                 (plan.params, fit.get("params_range"), "model size")):
+                                 (plan.params, None if single_size else fit.get("params_range"),
+                                  "model size")):
             if value is not None:
                 msg = range_warning(value, rng, what)
                 if msg:
                     setup.warnings.append(msg)
+        setup.warnings.extend(_model_size_warnings(setup, plan))
+        binding = pd["cap_binding"]
+        if binding:
+            src = ("the fit data's epoch range" if setup.cap_source == "fit data"
+                   else "--max-epochs")
+            setup.warnings.append(f"epoch cap from {src} binds for {', '.join(binding)}: the "
+                                  f"unconstrained optimum would repeat them more")
+        sat = pd["saturation"]
+        if sat and sat["saturated"]:
+            setup.warnings.append(
+                f"saturated: doubling the budget is predicted to gain only "
+                f"{sat['gain_at_double_budget']:.3g} ({sat['relative_gain']:.3%} of the predicted "
+                f"{result['metric']}; threshold {saturation_eps:.3%}): more data from these pools "
+                f"buys almost nothing under this law")
+        if obj.kind == "qqt":
+            setup.warnings.extend(_reference_point_warnings(setup.objective.law, [plan.draws],
+                                                            fit.get("samples_range")))
     if sweep is not None:
         budgets = parse_sweep(sweep)
-        result_sweep = plan_sweep(obj, [setup.to_draws(b) for b in budgets], c, top_m_only=top_m)
+        try:
+            result_sweep = plan_sweep(obj, [setup.to_draws(b) for b in budgets], c,
+                                      top_m_only=top_m)
+        except Infeasible as exc:
+            raise Infeasible(f"{exc}{setup.cap_hint()}") from None
         sd = result_sweep.to_dict()
         sd["budgets"] = [float(b) for b in budgets]
         scale = float(budgets[0]) / setup.to_draws(float(budgets[0]))  # draws -> budget unit
         for sw in sd["switches"]:
             sw["budget"] *= scale
-        for row, b in zip(sd["plans"], budgets):
-            row["budget"] = float(b)
+        exact = {setup.to_draws(float(b)): float(b) for b in budgets}
+        for row in sd["plans"] + sd["infeasible"]:
+            row["budget"] = exact.get(row["budget"], row["budget"] * scale)
         result["sweep"] = sd
+        if sd["infeasible"]:
+            setup.warnings.append(
+                f"{len(sd['infeasible'])} of {len(budgets)} sweep budgets (from "
+                f"{sd['infeasible'][0]['budget']:.3g} {setup.unit}) cannot be planned and are left "
+                f"out: {sd['infeasible'][0]['reason']}")
         rng = fit.get("samples_range")
         if rng:
             far = [p.draws for p in result_sweep.plans if range_warning(p.draws, rng)]
             if far:
                 setup.warnings.append(f"{len(far)} of {len(result_sweep.plans)} sweep budgets lie far outside "
                                       f"the fitted samples range {rng}")
+        capped = [p for p in result_sweep.plans if p.cap_binding.any()]
+        if capped:
+            setup.warnings.append(f"the epoch cap binds in {len(capped)} of "
+                                  f"{len(result_sweep.plans)} sweep budgets (from "
+                                  f"{capped[0].budget * scale:.3g} {setup.unit})")
+        if obj.kind == "qqt":
+            for msg in _reference_point_warnings(setup.objective.law,
+                                                 [p.draws for p in result_sweep.plans], rng,
+                                                 what="sweep budgets"):
+                if msg not in setup.warnings:
+                    setup.warnings.append(msg)
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Warnings about what the law has not measured
+# ---------------------------------------------------------------------------------------------
+
+def _saturation(obj, plan, constraints, top_m, eps) -> dict:
+    """Predicted gain from doubling the budget (re-planned; the same mixture when that is
+    infeasible under the caps), absolute and relative to the plan's predicted loss."""
+    from curate.laws.planner import plan_mixture
+    from curate.laws.planner_search import Infeasible
+
+    import numpy as np
+
+    B2 = 2.0 * plan.budget
+    same = float(obj.loss_batch(plan.weights[None, :], B2)[0])
+    best = same
+    replanned = True
+    try:
+        best = min(best, plan_mixture(obj, B2, constraints, top_m_only=top_m,
+                                      starts=[plan.weights], n_local=1, n_random=8,
+                                      grid_points=300).loss)
+    except Infeasible:
+        replanned = False
+    gain = float(plan.loss - best)
+    rel = gain / abs(plan.loss) if plan.loss else float("inf")
+    return {"eps": float(eps), "gain_at_double_budget": gain, "relative_gain": float(rel),
+            "saturated": bool(np.isfinite(rel) and rel < eps), "replanned": replanned}
+
+
+def _single_model_size(fit) -> float | None:
+    """The one model size the law was fitted at (params_range with min = max), else None."""
+    rng = fit.get("params_range")
+    if not rng or len(rng) != 2 or rng[0] is None or rng[1] is None:
+        return None
+    lo, hi = float(rng[0]), float(rng[1])
+    return lo if lo > 0 and hi <= lo * (1 + 1e-6) else None
+
+
+def _fitted_at(law) -> str:
+    fit = getattr(law, "fit_info", None) or {}
+    n = _single_model_size(fit)
+    if n is not None:
+        return f"the law was fitted at N = {n:.3g} only"
+    rng = fit.get("params_range")
+    if rng and rng[0] is not None:
+        return f"the law was fitted at N = {float(rng[0]):.3g} .. {float(rng[1]):.3g}"
+    return "the law records no model size"
+
+
+def _model_size_warnings(setup, plan) -> list[str]:
+    """Planning an LM law fitted at one model size at another size: no model-size term."""
+    if setup.law.kind == "qqt" or plan.params is None:
+        return []
+    fit = getattr(setup.law, "fit_info", None) or {}
+    n_fit = _single_model_size(fit)
+    if n_fit is None or abs(plan.params / n_fit - 1.0) <= 0.01:
+        return []
+    how = ("the planner chose it from the law's model-size term A / N^alpha, which that fit did "
+           "not measure" if setup.params is None
+           else "the law's A / N^alpha term was not measured")
+    return [f"the law was fitted at a single model size (N = {n_fit:.3g}): it has no measured "
+            f"model-size term, and the plan's model size N = {plan.params:.3g} is an "
+            f"extrapolation ({how}); plan with --unit tokens --params {n_fit:.3g}, or fit "
+            f"observations at several model sizes"]
+
+
+def _scale_vector(law):
+    import numpy as np
+
+    a = np.asarray(getattr(law, "a"), dtype=float).reshape(-1)
+    return np.broadcast_to(a, (len(law.pools),)) if a.size in (1, len(law.pools)) else None
+
+
+def _reference_point_warnings(law, draws, samples_range, what: str = "budget") -> list[str]:
+    """QQT: a budget on the other side of n = s / a than the fit data (see the module docs)."""
+    import numpy as np
+
+    a = _scale_vector(law)
+    if a is None or not np.all(a > 0):
+        return []
+    refs = float(law.normalizer) / a  # per pool; equal when the law has one shared scale
+    draws = np.asarray(draws, dtype=float)
+    lo = hi = None
+    if samples_range and samples_range[0] is not None and samples_range[1] is not None:
+        lo, hi = float(samples_range[0]), float(samples_range[1])
+    flagged = []
+    for p, ref in zip(law.pools, refs):
+        if lo is not None:
+            if hi <= ref:
+                bad = draws > ref  # fitted only below the reference point
+            elif lo >= ref:
+                bad = draws < ref  # fitted only above it
+            else:
+                continue  # the fit data straddles n = s / a
+        else:
+            bad = draws < ref  # released laws live above it (errors below 1 + d)
+        if np.any(bad):
+            flagged.append((p, ref, int(np.sum(bad))))
+    if not flagged:
+        return []
+    ref = flagged[0][1]
+    names = [p for p, _, _ in flagged]
+    one = len({r for _, r, _ in flagged}) == 1
+    where = (f"n = s/a = {ref:.3g} samples" if one
+             else "n = s/a_i (" + ", ".join(f"{p}: {r:.3g}" for p, r, _ in flagged) + ")")
+    side = (f"the law was fitted only on the other side (samples {lo:.3g} .. {hi:.3g})"
+            if lo is not None else "the law records no fitted sample range")
+    count = "" if len(draws) == 1 else f"{flagged[0][2]} of {len(draws)} "
+    pools = "every pool" if len(names) == len(law.pools) else ", ".join(names)
+    return [f"{count}{what} on the far side of {where}, where the first-pass curve of "
+            f"{pools} passes through E = 1 + d and the order of pools by b reverses; {side}: "
+            f"the pool ranking there is an extrapolation"]
+
+
+def _law_quality(law, given=None) -> dict[str, float]:
+    """Per-pool quality multipliers: `given` (the file's), else the law's (attribute or fit
+    info ``quality`` / ``multiplier`` / ``multipliers``), else {}."""
+    fit = getattr(law, "fit_info", None) or {}
+    for src in ({"quality": given}, law, fit):
+        for key in ("quality", "multiplier", "multipliers"):
+            value = getattr(src, key, None) if src is law else src.get(key)
+            if isinstance(value, Mapping) and value:
+                out = {}
+                for p, q in value.items():
+                    try:
+                        q = float(q)
+                    except (TypeError, ValueError):
+                        raise ValueError(f"law file: quality multiplier of pool {p!r} must be a "
+                                         f"number, got {q!r}") from None
+                    if not (math.isfinite(q) and q > 0):
+                        raise ValueError(f"law file: quality multiplier of pool {p!r} must be "
+                                         f"positive, got {q!r}")
+                    out[str(p)] = q
+                return out
+    return {}

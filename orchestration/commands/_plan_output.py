@@ -26,21 +26,37 @@ def render_text(result: dict) -> str:
         if plan.get("params") is not None:
             lines.append(f"model size: {_num(plan['params'])} parameters, "
                          f"{_num(plan['draws'])} samples/tokens drawn")
-        lines.append(f"{'pool':<16}{'weight':>9}{'samples':>14}{'unique':>14}{'epochs':>9}")
+        quality = result.get("quality") or {}
+        head = f"{'pool':<16}{'weight':>9}{'samples':>14}{'unique':>14}{'epochs':>9}{'cap':>9}"
+        lines.append(head + (f"{'quality':>9}" if quality else ""))
         for row in plan["pools"]:
             if row["weight"] <= 0:
                 continue
-            lines.append(f"{row['pool']:<16}{row['weight']:>9.4f}{_num(row['samples']):>14}"
-                         f"{_num(row['unique']):>14}{_num(row['epochs']):>9}")
+            cap = row.get("epoch_cap")
+            cap_s = "-" if cap is None else _num(cap) + ("*" if row.get("cap_binding") else " ")
+            line = (f"{row['pool']:<16}{row['weight']:>9.4f}{_num(row['samples']):>14}"
+                    f"{_num(row['unique']):>14}{_num(row['epochs']):>9}{cap_s:>9}")
+            if quality:
+                line += f"{_num(quality.get(row['pool'])):>9}"
+            lines.append(line)
         unused = [r["pool"] for r in plan["pools"] if r["weight"] <= 0]
         if unused:
             lines.append(f"unused: {', '.join(unused)}")
+        lines.append(_caps_line(result, plan))
+        if plan.get("top_m_order"):
+            lines.append(f"pools by predicted {metric} alone at this budget: "
+                         f"{', '.join(plan['top_m_order'])}")
         pred = f"predicted {metric}: {plan['predicted']:.6f}"
         if plan.get("interval"):
             lo, hi = plan["interval"]
             level = (result.get("robustness") or {}).get("level", 0.9)
             pred += f"  ({level:.0%} bootstrap interval {lo:.6f} .. {hi:.6f})"
         lines.append(pred)
+        sat = plan.get("saturation")
+        if sat:
+            lines.append(f"doubling the budget: predicted gain {sat['gain_at_double_budget']:.3g} "
+                         f"({sat['relative_gain']:.2%})"
+                         + ("  -- saturated" if sat["saturated"] else ""))
         lines.append("baselines:")
         for b in plan["baselines"].values():
             delta = b["loss"] - plan["predicted"]
@@ -67,7 +83,27 @@ def render_text(result: dict) -> str:
                 lines.append(f"  {_num(s['budget'])} {result['unit']}: {s['from']} -> {s['to']}")
         else:
             lines.append("the choice does not switch in this range")
+        if sweep.get("infeasible"):
+            lines.append(f"{len(sweep['infeasible'])} budget(s) from "
+                         f"{_num(sweep['infeasible'][0]['budget'])} cannot be planned: "
+                         f"{sweep['infeasible'][0]['reason']}")
     return "\n".join(lines)
+
+
+def _caps_line(result: dict, plan: dict) -> str:
+    c = result.get("constraints") or {}
+    source = c.get("epoch_cap_source")
+    measured = c.get("measured_max_epochs")
+    if source is None:
+        text = "epoch caps: none (the law carries no measured epoch range)"
+    elif source == "fit data":
+        text = f"epoch caps: from the law's fit data (measured up to {_num(measured)} epochs)"
+    else:
+        text = f"epoch caps: --max-epochs {_num(c.get('max_epochs'))}"
+        if measured is not None:
+            text += f" (the fit data reach {_num(measured)} epochs)"
+    binding = plan.get("cap_binding") or []
+    return text + (f"; binding (*) for {', '.join(binding)}" if binding else "")
 
 
 def plot(result: dict, path: Path) -> None:

@@ -5,14 +5,32 @@ Examples:
   curate plan --law law.json --budget 6.4e8 --top-m              # only the top-m family
   curate plan --law law.json --pools-from run/ --budget 1e6      # pool sizes from a curate run
   curate plan --law dc.json --budget 1e22 --unit flops --pool-size web=25e9   # also picks N
+  curate plan --law dc.json --budget 1e22 --pool-size web=2e10 --pool-size books=5e9 --quality books=1.4
   curate plan --law law.json --sweep 1e7:1e10:50 --plot sweep.png  # optimum across budgets
 
 Pool sizes come from the law file, then --pools-from RUN_DIR (RUN_DIR/stats.parquet: pool K is
 named poolK; the run decides which pools exist; column `tokens` for token laws, `docs`
 otherwise, or --size-column), then --pool-size NAME=COUNT. For the data-constrained law the
 sizes are unique tokens per pool. A law fitted on `curate probe` observations counts bytes:
-use --size-column chars (characters ~ bytes) or --pool-size with the probe's pool_bytes. A table by default, --json for
-machines, -o PLAN.json for the plan file, --plot PNG for a picture.
+use --size-column chars (characters ~ bytes) or --pool-size with the probe's pool_bytes.
+
+The plan stays within what the law measured, and says so where it cannot:
+  * epochs: no pool is planned beyond the largest epoch count in the law's fit data (per pool
+    where the fit recorded it); --max-epochs E replaces that cap (a warning says when E exceeds
+    the measured maximum; --max-epochs inf lifts it). A law without a measured epoch range
+    (e.g. released parameters) is planned uncapped, with a warning. Every plan shows per pool
+    its epochs and cap; a `*` marks a binding cap.
+  * baselines: top-m ranks pools by each pool's own predicted loss at the budget.
+  * saturation: a warning when doubling the budget gains less than --saturation-eps (0.1 %)
+    of the predicted loss; for QQT laws also when the budget is on the far side of n = s/a
+    (where all first-pass curves cross) from the fit data.
+  * parameters at a bound: with bootstrap draws, a parameter whose interval reaches its bound
+    is planned at its conservative quantile (--tau-quantile, default 0.1; none: off).
+  * model size: a warning when an LM law fitted at one model size plans another size (a FLOPs
+    budget picks one), and for any FLOPs budget with a QQT law (no model-size term).
+
+A table by default, --json for machines, -o PLAN.json for the plan file (curate-plan/1), --plot
+PNG for a picture. Warnings go to stderr.
 """
 from __future__ import annotations
 
@@ -45,7 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "probe laws)")
     parser.add_argument("--pool-size", action="append", default=[], metavar="NAME=COUNT",
                         help="pool size (unique samples / tokens); repeatable")
-    parser.add_argument("--max-epochs", type=float, default=None, help="at most this many passes over any pool")
+    parser.add_argument("--max-epochs", type=_max_epochs, default=None, metavar="E",
+                        help="at most E passes over any pool (default: the largest epoch count in "
+                             "the law's fit data, per pool where recorded; 'inf': no cap)")
+    parser.add_argument("--quality", action="append", default=[], metavar="NAME=MULT",
+                        help="data-constrained laws: a token of pool NAME counts as MULT tokens "
+                             "of effective data (default: the law file's multipliers, else 1); "
+                             "repeatable")
+    parser.add_argument("--tau-quantile", type=_quantile, default=0.1, metavar="Q",
+                        help="plan parameters whose bootstrap interval reaches their bound at "
+                             "this conservative quantile (default 0.1; 0 or 'none': off)")
+    parser.add_argument("--saturation-eps", type=float, default=1e-3, metavar="EPS",
+                        help="warn 'saturated' when doubling the budget gains less than EPS of "
+                             "the predicted loss (default 1e-3 = 0.1%%)")
     parser.add_argument("--min-share", action="append", default=[], metavar="NAME=F",
                         help="minimum share of the budget for a pool (0..1); repeatable")
     parser.add_argument("--max-share", action="append", default=[], metavar="NAME=F",
@@ -66,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from curate.laws.planning import make_plan, size_column
     from curate.orchestration.commands import _plan_output as out
 
-    law = load_law(args.law)
+    law, law_quality = load_law(args.law, with_quality=True)
     run_sizes = None
     if args.pools_from is not None:
         run_sizes = read_run_pools(args.pools_from, args.size_column or size_column(law))
@@ -75,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
                        run_name=str(args.pools_from), min_share=_pairs(args.min_share, "--min-share"),
                        max_share=_pairs(args.max_share, "--max-share"), exclude=args.exclude,
                        max_epochs=args.max_epochs, top_m=args.top_m, max_draws=args.max_draws,
-                       law_name=str(args.law))
+                       law_name=str(args.law), quality=_pairs(args.quality, "--quality"),
+                       law_quality=law_quality, tau_quantile=args.tau_quantile,
+                       saturation_eps=args.saturation_eps)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=2) + "\n")
@@ -115,8 +147,33 @@ def _pairs(items: list[str], flag: str) -> dict[str, float]:
     return out
 
 
-def load_law(path: Path):
-    """The law object of a law file (one-line errors for missing or malformed files)."""
+def _max_epochs(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of epochs or 'inf', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def _quantile(text: str) -> float | None:
+    if text.strip().lower() in ("none", "off", "0"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a quantile in [0, 0.5) or 'none', got {text!r}") from None
+    if not 0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"a quantile in [0, 0.5) or 'none', got {text!r}")
+    return value or None
+
+
+def load_law(path: Path, with_quality: bool = False):
+    """The law object of a law file (one-line errors for missing or malformed files).
+
+    with_quality=True: (law, the file's top-level `quality` / `multiplier` dict or None).
+    """
     from curate.laws.lawfile import law_from_dict
     from curate.orchestration.errors import CurateError
 
@@ -126,7 +183,12 @@ def load_law(path: Path):
         raise CurateError(f"law file {path} not found") from None
     except json.JSONDecodeError as exc:
         raise CurateError(f"law file {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return law_from_dict(data)
+    law = law_from_dict(data)
+    if not with_quality:
+        return law
+    quality = next((data[k] for k in ("quality", "multiplier", "multipliers")
+                    if isinstance(data.get(k), dict)), None)
+    return law, quality
 
 
 def read_run_pools(run_dir: Path, column: str) -> dict[str, float]:

@@ -55,7 +55,10 @@ def test_table_output(capsys, qqt_file):
     assert code == 0, err
     assert "predicted error" in out and "best top-m (top2)" in out
     assert "pool0" in out and "epochs" in out
-    assert err == ""
+    # The released parameters carry no measured epoch range: uncapped, and said so (only that).
+    assert "epoch caps: none" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "carries no measured epoch range" in lines[0]
 
 
 def test_json_plan_file_and_plot(capsys, qqt_file, tmp_path):
