@@ -298,3 +298,39 @@ def test_range_warning():
     assert "extrapolation" in range_warning(1e9, [1e6, 1e8])
     assert "below" in range_warning(1e5, [1e6, 1e8])
     assert range_warning(1e9, None) is None
+
+
+# -- conservative parameters for planning (laws.bounds.conservative_law) -------------------------
+
+def _tau_at_bound_law():
+    """pool1's half-life at the 1e4 bound in the fit and in most draws, lower tail resolved."""
+    rng = np.random.default_rng(3)
+    taus = np.where(rng.random(40) < 0.7, 1e4, rng.uniform(2.0, 6.0, 40))
+    draws = [{"tau[pool1]": float(t)} for t in taus]
+    fit = {"at_bound": {"tau[pool1]": {"bound": 1e4, "side": "upper", "value": 1e4,
+                                       "value_at_bound": True, "draw_share": 0.7,
+                                       "interval_reaches": True, "box": [0.01, 1e4]}}}
+    law = QQTLaw(0.025, 0.1, ["pool0", "pool1"], b=[-0.16, -0.15], tau=[6.0, 1e4],
+                 sizes=[POOL, POOL], fit_info=fit, bootstrap={"level": 0.9, "draws": draws})
+    return law, float(np.quantile(taus, 0.1))
+
+
+def test_make_plan_plans_with_a_conservative_tau():
+    from curate.laws.planning import make_plan
+
+    law, q10 = _tau_at_bound_law()
+    res = make_plan(law, 6.4e8, max_draws=0)
+    assert res["conservative"]["tau[pool1]"]["to"] == pytest.approx(q10)
+    assert any("tau[pool1]" in w and "planning with" in w for w in res["warnings"])
+    # The plan is the conservative law's optimum, which leans less on the repeated pool1.
+    off = make_plan(law, 6.4e8, max_draws=0, tau_quantile=None)
+    assert off["conservative"] is None
+    assert not any("tau[pool1]" in w for w in off["warnings"])
+    w_on = {r["pool"]: r["weight"] for r in res["plan"]["pools"]}
+    w_off = {r["pool"]: r["weight"] for r in off["plan"]["pools"]}
+    assert w_on["pool1"] < w_off["pool1"] - 0.05
+    moved = law.with_params({"tau[pool1]": q10})
+    assert res["plan"]["predicted"] == pytest.approx(
+        float(plan_mixture(QQTObjective(moved), 6.4e8).loss), abs=1e-9)
+    with pytest.raises(ValueError, match="--tau-quantile"):
+        make_plan(law, 6.4e8, tau_quantile=0.7)

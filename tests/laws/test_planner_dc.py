@@ -93,3 +93,99 @@ def test_bootstrap_over_data_constrained_draws(law):
     rob = bootstrap_robustness(obj, plan, draws)
     assert rob.draws == 6 and rob.interval[0] <= rob.interval[1]
     assert rob.same_choice == 1.0  # both pools are always used
+
+
+# -- quality multipliers and model size through make_plan ----------------------------------------
+
+def _dc(pool_sizes, fit=None, **attrs):
+    law = DataConstrainedLaw(**PUBLISHED)
+    law.pool_sizes = dict(pool_sizes)
+    law.fit_info = fit
+    for k, v in attrs.items():
+        setattr(law, k, v)
+    return law
+
+
+def _weights(res):
+    return {r["pool"]: r["weight"] for r in res["plan"]["pools"]}
+
+
+def test_make_plan_without_quality_is_size_proportional():
+    from curate.laws.planning import make_plan
+
+    res = make_plan(_dc({"web": 2e10, "books": 5e9}), 1e21)
+    assert res["quality"] is None
+    w = _weights(res)
+    assert w["books"] == pytest.approx(0.2, abs=2e-4)
+
+
+def test_quality_flag_moves_the_mixture_and_is_reported():
+    from curate.laws.planning import make_plan
+
+    law = _dc({"web": 2e10, "books": 5e9})
+    res = make_plan(law, 1e21, quality={"books": 1.4})
+    assert res["quality"] == {"web": 1.0, "books": 1.4}
+    assert _weights(res)["books"] > 0.2 + 0.02
+    assert any("no quality multiplier for pool(s) web" in w for w in res["warnings"])
+    # A worse pool gets less than its size share.
+    res = make_plan(law, 1e21, quality={"books": 0.7, "web": 1.0})
+    assert _weights(res)["books"] < 0.2 - 0.02
+    assert not any("no quality multiplier" in w for w in res["warnings"])
+
+
+def test_quality_from_the_law_and_the_flag_wins():
+    from curate.laws.planning import make_plan
+
+    law = _dc({"web": 2e10, "books": 5e9}, quality={"web": 1.0, "books": 1.4})
+    res = make_plan(law, 1e21)
+    assert res["quality"] == {"web": 1.0, "books": 1.4}
+    res = make_plan(_dc({"web": 2e10, "books": 5e9}), 1e21,
+                    law_quality={"web": 1.0, "books": 1.4})  # as read from the law file
+    assert res["quality"] == {"web": 1.0, "books": 1.4}
+    res = make_plan(law, 1e21, quality={"books": 1.0, "web": 1.0})
+    assert _weights(res)["books"] == pytest.approx(0.2, abs=2e-4)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"quality": {"nope": 1.2}}, "unknown pool 'nope'"),
+    ({"quality": {"books": 0.0}}, "must be positive"),
+    ({"quality": {"books": -1.0}}, "must be positive"),
+    ({"law_quality": {"books": "x"}}, "must be a number"),
+])
+def test_bad_quality_is_a_one_line_error(kwargs, message):
+    from curate.laws.planning import make_plan
+
+    with pytest.raises(ValueError, match=message):
+        make_plan(_dc({"web": 2e10, "books": 5e9}), 1e21, **kwargs)
+
+
+def test_quality_with_a_qqt_law_is_refused():
+    from curate.laws.planning import make_plan
+    from curate.laws.qqt import QQTLaw
+
+    law = QQTLaw(0.03, 0.1, ["p", "q"], b=[-0.1, -0.12], tau=[3, 4], sizes=[1e7, 1e7])
+    with pytest.raises(ValueError, match="--quality applies to data-constrained"):
+        make_plan(law, 1e8, quality={"p": 1.2})
+
+
+def test_single_model_size_fit_warns_for_another_size():
+    """A law fitted on probe observations (one model size) has no measured model-size term."""
+    from curate.laws.planning import make_plan
+
+    fit = {"params_range": [1.2e5, 1.2e5], "samples_range": [1e6, 1e8]}
+    law = _dc({"web": 2e7}, fit)
+    res = make_plan(law, 6 * 1.2e5 * 1e8)  # FLOPs: the planner would choose N itself
+    warn = [w for w in res["warnings"] if "single model size" in w]
+    assert len(warn) == 1 and "1.2e+05" in warn[0] and "chose it" in warn[0]
+    assert not any("model size" in w and "extrapolation" in w and "single" not in w
+                   for w in res["warnings"])  # one warning, not two
+    res = make_plan(law, 6 * 1.2e5 * 1e8, params=1.2e5)  # at the probe's size: fine
+    assert not any("single model size" in w for w in res["warnings"])
+    res = make_plan(law, 1e8, unit="tokens", params=1.2e5)
+    assert not any("single model size" in w for w in res["warnings"])
+    res = make_plan(law, 1e8, unit="tokens", params=1e9)
+    assert any("single model size" in w for w in res["warnings"])
+    # A law fitted over model sizes has a measured model-size term: no such warning.
+    law = _dc({"web": 2e7}, {"params_range": [1e7, 1e9]})
+    res = make_plan(law, 6 * 1e8 * 1e9)
+    assert not any("single model size" in w for w in res["warnings"])

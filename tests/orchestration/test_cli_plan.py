@@ -249,3 +249,95 @@ def test_real_entry_point_help():
     proc = subprocess.run([sys.executable, "-m", "curate.orchestration.cli", "plan", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--budget" in proc.stdout and "--pools-from" in proc.stdout
+
+
+# -- epoch caps, quality, conservative parameters ------------------------------------------------
+
+@pytest.fixture()
+def capped_file(tmp_path, tmars_law) -> Path:
+    d = law_to_dict(tmars_law)
+    d["fit"] = {"samples_range": [6.4e6, 6.4e8], "max_epochs": 16.0}
+    return _write(tmp_path / "capped.json", d)
+
+
+def test_epoch_caps_in_table_json_and_plan_file(capsys, capped_file, tmp_path):
+    code, out, err = _main(capsys, "--law", capped_file, "--budget", "6.4e8")
+    assert code == 0, err
+    assert "cap" in out and "16*" in out  # a binding cap is starred
+    assert "epoch caps: from the law's fit data (measured up to 16 epochs)" in out
+    assert "binds for" in err
+    plan_path = tmp_path / "plan.json"
+    code, out, _ = _main(capsys, "--law", capped_file, "--budget", "6.4e8", "--json", "-o", plan_path)
+    res = json.loads(out)
+    assert json.loads(plan_path.read_text()) == res
+    rows = res["plan"]["pools"]
+    assert all(r["epochs"] <= 16 * (1 + 1e-9) and r["epoch_cap"] == 16.0 for r in rows)
+    assert res["plan"]["cap_binding"] == [r["pool"] for r in rows if r["cap_binding"]]
+    assert res["plan"]["cap_binding"]
+    assert res["constraints"]["epoch_cap_source"] == "fit data"
+
+
+def test_max_epochs_flag_overrides_the_cap_with_a_warning(capsys, capped_file):
+    code, out, err = _main(capsys, "--law", capped_file, "--budget", "6.4e8", "--max-epochs", "40",
+                           "--json")
+    assert code == 0
+    rows = json.loads(out)["plan"]["pools"]
+    assert max(r["epochs"] for r in rows) > 16 and all(r["epochs"] <= 40 + 1e-6 for r in rows)
+    assert "--max-epochs 40 exceeds the largest epoch count in the law's fit data (16)" in err
+    code, out, err = _main(capsys, "--law", capped_file, "--budget", "6.4e8", "--max-epochs", "inf",
+                           "--json")
+    assert code == 0 and all(r["epoch_cap"] is None for r in json.loads(out)["plan"]["pools"])
+    code, _, err = _main(capsys, "--law", capped_file, "--budget", "1e9")
+    assert code == 2 and err.count("\n") == 1 and "give --max-epochs" in err
+
+
+def test_quality_flag_and_law_file_multipliers(capsys, tmp_path):
+    base = {"format": "curate-law/1", "kind": "data-constrained", "params": dict(PUBLISHED),
+            "pools": [{"name": "web", "size": 2e10}, {"name": "books", "size": 5e9}]}
+    plain = _write(tmp_path / "plain.json", base)
+    code, out, _ = _main(capsys, "--law", plain, "--budget", "1e21", "--json")
+    w0 = {r["pool"]: r["weight"] for r in json.loads(out)["plan"]["pools"]}
+    assert w0["books"] == pytest.approx(0.2, abs=2e-4)  # size-proportional
+    code, out, err = _main(capsys, "--law", plain, "--budget", "1e21", "--quality", "books=1.4",
+                           "--quality", "web=1", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["quality"] == {"web": 1.0, "books": 1.4}
+    assert {r["pool"]: r["weight"] for r in res["plan"]["pools"]}["books"] > 0.22
+    code, out, _ = _main(capsys, "--law", plain, "--budget", "1e21", "--quality", "books=1.4")
+    assert "quality" in out.splitlines()[2]  # the table shows the multipliers
+    rich = _write(tmp_path / "rich.json", {**base, "quality": {"web": 1.0, "books": 1.4}})
+    code, out, _ = _main(capsys, "--law", rich, "--budget", "1e21", "--json")
+    assert json.loads(out)["quality"] == {"web": 1.0, "books": 1.4}
+    code, _, err = _main(capsys, "--law", plain, "--budget", "1e21", "--quality", "nope=2")
+    assert code == 2 and err.count("\n") == 1 and "unknown pool 'nope'" in err
+
+
+def test_quality_with_a_qqt_law_is_a_one_line_error(capsys, qqt_file):
+    code, _, err = _main(capsys, "--law", qqt_file, "--budget", "1e8", "--quality", "pool0=2")
+    assert code == 2 and err.count("\n") == 1 and "--quality applies to data-constrained" in err
+
+
+def test_tau_quantile_flag(capsys, qqt_file):
+    code, _, _ = _main(capsys, "--law", qqt_file, "--budget", "6.4e8", "--tau-quantile", "none")
+    assert code == 0
+    with pytest.raises(SystemExit):  # argparse: a quantile must be in [0, 0.5)
+        _main(capsys, "--law", qqt_file, "--budget", "6.4e8", "--tau-quantile", "0.9")
+
+
+def test_probe_law_with_flops_budget_warns_about_model_size(capsys, tmp_path):
+    law = _write(tmp_path / "probe.json", {
+        "format": "curate-law/1", "kind": "data-constrained", "params": dict(PUBLISHED),
+        "pools": [{"name": "web", "size": 2e7}],
+        "fit": {"params_range": [1.2e5, 1.2e5], "samples_range": [1e6, 1e8], "max_epochs": 8}})
+    code, _, err = _main(capsys, "--law", law, "--budget", "1e17")
+    assert code == 0 and "fitted at a single model size (N = 1.2e+05)" in err
+
+
+def test_help_teaches_the_limits():
+    proc = subprocess.run([sys.executable, "-m", "curate.orchestration.cli", "plan", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for flag in ("--quality", "--tau-quantile", "--saturation-eps", "--max-epochs"):
+        assert flag in proc.stdout
+    assert "largest epoch count" in proc.stdout and "n = s/a" in proc.stdout
