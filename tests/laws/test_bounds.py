@@ -247,3 +247,16 @@ def test_lm_fit_flags_a_decay_constant_at_its_bound_and_records_max_epochs(runs1
     assert max_epochs(back) == float(ratio.max())
     assert back.fit_info["at_bound"]["R_D_star"]["bound"] == 10.0
     assert back.fit_info["bounds"]["R_N_star"] == [0.01, 20.0]
+
+
+def test_all_free_data_constrained_fit_runs_r_n_star_into_its_default_box(runs182):
+    """Unboxed, R*_N runs off to ~2.5e13 on these runs (nothing said it was unmeasured); the
+    default box [0.01, 1e6] stops it at 1e6 and flags it, at a cost of < 0.2 % of the Huber
+    objective (measured 0.0065712 vs 0.0065659: the valley is flat in R*_N)."""
+    boxed = LMFit(diagnostics=False).fit(runs182)
+    f = boxed.at_bound_["R_N_star"]
+    assert f["bound"] == 1e6 and f["side"] == "upper" and f["value_at_bound"]
+    assert any(w.startswith("R_N_star = 1e6 is at the upper bound 1e6") for w in boxed.warnings_)
+    open_box = LMFit(diagnostics=False, bounds={"R_N_star": (0.01, None)}).fit(runs182)
+    assert open_box.params_["R_N_star"] > 1e8 and "R_N_star" not in open_box.at_bound_
+    assert open_box.objective_ <= boxed.objective_ <= 1.002 * open_box.objective_
