@@ -3,7 +3,8 @@
 QQT: metric against samples seen (log x), one colour per pool or mixture, the fitted curve and,
 when the law has bootstrap draws, its prediction band. Language-model laws: observed against
 predicted loss (the y = x line is a perfect fit), with bootstrap prediction intervals as error
-bars, coloured by model size.
+bars, coloured by model size. Parameters at a bound of the fit are named (a pool's legend
+entry for its half-life, the title for LM parameters).
 """
 from __future__ import annotations
 
@@ -56,7 +57,9 @@ def _plot_qqt(ax, law, obs, level):
         def curve(m, mix=mix, label=label):
             return m.predict(grid, pool=label) if mix is None else m.predict_mixture(mix, grid)
 
-        ax.plot(grid, curve(law), color=colour, lw=1.6, label=label)
+        flag = _flags(law).get(f"tau[{label}]")
+        shown = label if flag is None else f"{label} (tau at {flag['side']} bound {flag['bound']:g})"
+        ax.plot(grid, curve(law), color=colour, lw=1.6, label=shown)
         if draws:
             lo, hi = prediction_band(law, draws, curve, level)
             ax.fill_between(grid, lo, hi, color=colour, alpha=0.18, lw=0)
@@ -86,10 +89,16 @@ def _plot_lm(ax, law, obs, level):
     ax.set_xlabel("predicted loss")
     ax.set_ylabel("observed loss")
     suffix = f", {int(round(level * 100))}% bootstrap intervals" if draws else ""
-    ax.set_title(f"{law.kind} law fit{suffix}")
+    flagged = ", ".join(f"{k} at {f['side']} bound {f['bound']:g}" for k, f in _flags(law).items())
+    ax.set_title(f"{law.kind} law fit{suffix}" + (f"\n{flagged}" if flagged else ""), fontsize=10)
     ax.figure.colorbar(sc, ax=ax, label="log10 params")
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
+
+
+def _flags(law) -> dict:
+    """The law's parameters at a bound of the fit (fit.at_bound, laws.bounds)."""
+    return (getattr(law, "fit_info", None) or {}).get("at_bound") or {}
 
 
 def _colours(n):
