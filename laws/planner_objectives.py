@@ -48,14 +48,15 @@ from curate.laws.qqt_kernel import mixture_errors
 # ---------------------------------------------------------------------------------------------
 
 def qqt_error_batch(n: float, W, a: float, b, tau, sizes, d: float = 0.1,
-                    normalizer: float = 1e5, variant: str = "utility") -> np.ndarray:
+                    normalizer: float = 1e5, variant: str = "utility", gaps=None,
+                    gamma: float = 1.0) -> np.ndarray:
     """:func:`laws.qqt.mixture_error` for many weight vectors at once (rows of W).
 
     The QQT kernel (:mod:`laws.qqt_kernel`), as for the law and the fitter; it skips pass
     boundaries beyond 70 half-lives of a pool (their decay is below double precision), so tiny
     pools under huge budgets stay cheap.
     """
-    return mixture_errors(float(n), W, a, b, tau, sizes, d, normalizer, variant)
+    return mixture_errors(float(n), W, a, b, tau, sizes, d, normalizer, variant, gaps=gaps, gamma=gamma)
 
 
 class QQTObjective:
@@ -93,8 +94,9 @@ class QQTObjective:
 
     def loss_batch(self, W, budget: float) -> np.ndarray:
         law = self.law
+        # tau stays measured at the law's gaps when the sizes are overridden (e.g. a run's pools)
         return qqt_error_batch(float(budget), W, law.a, law.b, law.tau, self.sizes, law.d,
-                               law.normalizer, law.variant)
+                               law.normalizer, law.variant, gaps=law.gaps, gamma=law.gamma)
 
     def describe(self, w, budget: float) -> dict:
         return {"draws": float(budget), "params": None}

@@ -88,7 +88,7 @@ from typing import Sequence
 
 import numpy as np
 
-from curate.laws.qqt_kernel import NORMALIZER, VARIANTS, mixture_errors
+from curate.laws.qqt_kernel import LAW_VARIANTS, NORMALIZER, VARIANTS, mixture_errors
 
 
 def single_pool_error(n: float, a: float, b: float, tau: float, N: float, d: float = 0.1,
@@ -147,21 +147,33 @@ def b_name(pool: str) -> str:
     return f"b[{pool}]"
 
 
+def a_name(pool: str) -> str:
+    """Parameter name of a pool's scale in the multiplier variant (what its samples are worth)."""
+    return f"a[{pool}]"
+
+
 def tau_name(pool: str) -> str:
     """Parameter name of a pool's half-life, as written in law files and `--fix`."""
     return f"tau[{pool}]"
 
 
 class QQTLaw:
-    """A QQT law over named pools: shared scale `a` and floor `d`, per-pool `b` (< 0) and `tau`.
+    """A QQT law over named pools: shared scale `a` and floor `d`, per-pool `b` (< 0) and `tau`
+    (the released "utility" and "data" variants), or -- variant "multiplier" -- one slope `b`
+    and a per-pool scale `a[POOL]`: E = d + (sum_i a_i D'_i / s)^b, a pool's quality being what
+    one of its samples is worth (:func:`laws.qqt_kernel.multiplier_errors`; unit-invariant:
+    a change of unit of E moves every a_i alike and leaves plans and pool rankings alone).
 
     Parameters
     ----------
-    a, d : shared scale and floor.
+    a, d : scale (shared; per pool for "multiplier": a dict or sequence) and floor.
     pools : pool names, in order (pool order is the order of array-valued b / tau / sizes).
-    b, tau, sizes : per-pool utility, half-life (in repetitions) and size (in `unit`), each a
-        dict {pool: value} or a sequence aligned with `pools`.
-    variant : "utility" (the paper's model) or "data" (effective-data variant).
+    b, tau, sizes : per-pool utility (one shared value for "multiplier"), half-life (in
+        repetitions) and size (in `unit`), each a dict {pool: value} or a sequence aligned
+        with `pools`.
+    gaps, gamma : where each tau was measured (the gap between two presentations of a sample;
+        default the pool size) and how the half-life stretches with the gap (module docstring).
+    variant : "utility" (the paper's model), "data" (effective-data variant) or "multiplier".
     normalizer : the fixed sample normaliser s (1e5 in the released code).
     unit : what a sample is ("samples", "documents" or "tokens"); recorded in law files.
     fixed : names of parameters that were held fixed when the law was fitted.
@@ -178,16 +190,24 @@ class QQTLaw:
                  sizes=None, variant: str = "utility", normalizer: float = NORMALIZER,
                  unit: str = "samples", fixed: Sequence[str] = (), fit_info: dict | None = None,
                  bootstrap: dict | None = None, gaps=None, gamma: float = 1.0):
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown QQT variant {variant!r}; expected one of {VARIANTS}")
+        if variant not in LAW_VARIANTS:
+            raise ValueError(f"unknown QQT variant {variant!r}; expected one of {LAW_VARIANTS}")
         self.pools = [str(p) for p in pools]
         if not self.pools:
             raise ValueError("a QQT law needs at least one pool")
         if len(set(self.pools)) != len(self.pools):
             raise ValueError(f"duplicate pool names in {self.pools}")
-        self.a = float(a)
+        self.variant = variant
         self.d = float(d)
-        self.b = self._per_pool(b, "b")
+        if variant == "multiplier":
+            self.a = self._per_pool(a if isinstance(a, (dict, list, tuple, np.ndarray)) else [a] * len(self.pools), "a")
+            shared = np.unique(self._per_pool(b if isinstance(b, (dict, list, tuple, np.ndarray)) else [b] * len(self.pools), "b"))
+            if shared.size != 1:
+                raise ValueError("QQT law (multiplier): b is one slope shared by every pool")
+            self.b = np.full(len(self.pools), float(shared[0]))
+        else:
+            self.a = float(a)
+            self.b = self._per_pool(b, "b")
         self.tau = self._per_pool(tau, "tau")
         self.sizes = self._per_pool(sizes, "sizes")
         # where each tau was measured: the gap between two presentations of a sample (default:
@@ -196,7 +216,6 @@ class QQTLaw:
         self.gamma = float(gamma)
         if not (np.all(self.gaps > 0) and math.isfinite(self.gamma) and self.gamma >= 0):
             raise ValueError("QQT law: gaps must be positive and gamma a finite number >= 0")
-        self.variant = variant
         self.normalizer = float(normalizer)
         self.unit = unit
         self.fixed = list(fixed)
@@ -220,7 +239,12 @@ class QQTLaw:
 
     @property
     def params(self) -> dict[str, float]:
-        """All parameters by name: a, d, b[POOL], tau[POOL]."""
+        """All parameters by name: a, d, b[POOL], tau[POOL] (multiplier: a[POOL], b, d, tau[POOL])."""
+        if self.variant == "multiplier":
+            out = {a_name(p): float(ai) for p, ai in zip(self.pools, self.a)}
+            out.update({"b": float(self.b[0]), "d": self.d})
+            out.update({tau_name(p): float(ti) for p, ti in zip(self.pools, self.tau)})
+            return out
         out = {"a": self.a, "d": self.d}
         for p, bi, ti in zip(self.pools, self.b, self.tau):
             out[b_name(p)] = float(bi)
@@ -242,8 +266,10 @@ class QQTLaw:
         if unknown:
             raise ValueError(f"unknown QQT parameter(s) {sorted(unknown)}; known: {list(merged)}")
         merged.update({k: float(v) for k, v in params.items()})
-        return QQTLaw(merged["a"], merged["d"], self.pools,
-                      b=[merged[b_name(p)] for p in self.pools],
+        multiplier = self.variant == "multiplier"
+        return QQTLaw([merged[a_name(p)] for p in self.pools] if multiplier else merged["a"],
+                      merged["d"], self.pools,
+                      b=merged["b"] if multiplier else [merged[b_name(p)] for p in self.pools],
                       tau=[merged[tau_name(p)] for p in self.pools],
                       sizes=self.sizes, variant=self.variant, normalizer=self.normalizer,
                       unit=self.unit, fixed=self.fixed, gaps=self.gaps, gamma=self.gamma)
@@ -262,9 +288,10 @@ class QQTLaw:
         """
         i = self._pool_index(pool)
         N = float(self.sizes[i] if size is None else size)
-        _check_positive(N=N, a=self.a, tau=float(self.tau[i]))
+        a = self.a[i:i + 1] if self.variant == "multiplier" else self.a
+        _check_positive(N=N, a=float(np.min(a)), tau=float(self.tau[i]))
         return _map_samples(samples, lambda n: mixture_errors(
-            n, [1.0], self.a, self.b[i:i + 1], self.tau[i:i + 1], [N], self.d, self.normalizer,
+            n, [1.0], a, self.b[i:i + 1], self.tau[i:i + 1], [N], self.d, self.normalizer,
             self.variant, gaps=self.gaps[i:i + 1], gamma=self.gamma))
 
     def mixture_weights(self, weights) -> np.ndarray:
@@ -290,10 +317,12 @@ class QQTLaw:
             {**self.pool_sizes, **sizes} if isinstance(sizes, dict) else sizes, "sizes")
         weights = self.mixture_weights(weights)
         w, b, tau, N = _mixture_arrays(weights, self.b, self.tau, N)
-        gaps = self.gaps[weights > 0]
-        _check_positive(a=self.a)
+        used = weights > 0
+        gaps = self.gaps[used]
+        a = self.a[used] if self.variant == "multiplier" else self.a
+        _check_positive(a=float(np.min(a)))
         return _map_samples(samples, lambda n: mixture_errors(
-            n, w, self.a, b, tau, N, self.d, self.normalizer, self.variant, gaps=gaps,
+            n, w, a, b, tau, N, self.d, self.normalizer, self.variant, gaps=gaps,
             gamma=self.gamma))
 
     def predict_interval(self, samples, pool: str | None = None, weights=None,
@@ -318,14 +347,15 @@ class QQTLaw:
     def subset(self, pools: Sequence[str]) -> "QQTLaw":
         """The law restricted to some of its pools (in the given order), provenance kept."""
         idx = [self._pool_index(p) for p in pools]
-        return QQTLaw(self.a, self.d, list(pools), b=self.b[idx], tau=self.tau[idx],
+        a = self.a[idx] if self.variant == "multiplier" else self.a
+        return QQTLaw(a, self.d, list(pools), b=self.b[idx], tau=self.tau[idx],
                       sizes=self.sizes[idx], variant=self.variant, normalizer=self.normalizer,
                       unit=self.unit, fixed=self.fixed, fit_info=self.fit_info,
                       bootstrap=self.bootstrap, gaps=self.gaps[idx], gamma=self.gamma)
 
     def __repr__(self) -> str:
-        return (f"QQTLaw(variant={self.variant!r}, a={self.a:g}, d={self.d:g}, "
-                f"pools={self.pools})")
+        a = np.round(self.a, 6).tolist() if self.variant == "multiplier" else f"{self.a:g}"
+        return f"QQTLaw(variant={self.variant!r}, a={a}, d={self.d:g}, pools={self.pools})"
 
 
 def _map_samples(samples, fn):

@@ -35,6 +35,9 @@ import numpy as np
 
 NORMALIZER = 1e5
 VARIANTS = ("utility", "data")
+#: Every form a QQT law can take: the released two (shared a, per-pool b) and the per-pool
+#: multiplier form (shared b, per-pool a; see :func:`multiplier_errors`).
+LAW_VARIANTS = VARIANTS + ("multiplier",)
 #: Pass boundaries beyond this many half-lives of a pool are not segment edges (see above).
 HALF_LIVES_KEPT = 70.0
 # Rows per building chunk, so (segments x pools) arrays stay around a few million floats.
@@ -339,8 +342,8 @@ def mixture_errors(samples, weights, a: float, b, tau, sizes, d: float = 0.1,
     than segments x pools, which is what keeps the planner fast with many pools. The
     effective-data variant (a ratio over pools) is evaluated on :class:`Segments`.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown QQT variant {variant!r}; expected one of {VARIANTS}")
+    if variant not in LAW_VARIANTS:
+        raise ValueError(f"unknown QQT variant {variant!r}; expected one of {LAW_VARIANTS}")
     W = np.atleast_2d(np.asarray(weights, dtype=float))
     n = np.asarray(samples, dtype=float).reshape(-1)
     rows = max(W.shape[0], n.size)
@@ -348,6 +351,9 @@ def mixture_errors(samples, weights, a: float, b, tau, sizes, d: float = 0.1,
     n = np.broadcast_to(n, (rows,))
     b = np.asarray(b, dtype=float)
     tau = np.asarray(tau, dtype=float)
+    if variant == "multiplier":  # `a` per pool, one slope (b may come per pool, all equal)
+        return multiplier_errors(n, W, a, float(b.reshape(-1)[0]), d, tau, sizes, normalizer,
+                                 gaps=gaps, gamma=gamma)[0]
     if variant == "data":
         seg = Segments.build(n, W, sizes, tau=tau, gaps=gaps, gamma=gamma)
         return seg.predict(a, d, b, tau, variant, normalizer, gamma=gamma)

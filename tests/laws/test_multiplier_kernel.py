@@ -79,3 +79,21 @@ def test_huge_budgets_cost_nothing_more():
     """Closed form: 1e14 samples of a 1e3-sample pool is one evaluation, not 1e11 passes."""
     E, _ = multiplier_errors([1e14], np.array([[1.0]]), [0.02], -0.1, 0.2, [4.0], [1e3])
     assert np.isfinite(E[0]) and E[0] > 0.2
+
+
+def test_the_law_object_in_the_multiplier_form():
+    from curate.laws.qqt import QQTLaw
+
+    law = QQTLaw({"p": 0.03, "q": 0.01}, 0.5, ["p", "q"], b=-0.15, tau={"p": 3.0, "q": 8.0},
+                 sizes={"p": 4e6, "q": 9e6}, variant="multiplier")
+    assert law.params == {"a[p]": 0.03, "a[q]": 0.01, "b": -0.15, "d": 0.5, "tau[p]": 3.0, "tau[q]": 8.0}
+    n = np.geomspace(1e6, 1e9, 5)
+    E, _ = multiplier_errors(n, np.tile([0.6, 0.4], (5, 1)), [0.03, 0.01], -0.15, 0.5, [3.0, 8.0], [4e6, 9e6])
+    np.testing.assert_allclose(law.predict_mixture({"p": 0.6, "q": 0.4}, n), E, rtol=1e-13)
+    moved = law.with_params({"a[q]": 0.02, "b": -0.2})
+    assert moved.variant == "multiplier" and moved.params["a[q]"] == 0.02 and set(moved.b) == {-0.2}
+    assert law.subset(["q"]).predict(1e8, pool="q") == pytest.approx(law.predict(1e8, pool="q"))
+    # on fresh data the better pool is the one whose samples are worth more
+    assert law.predict(2e6, pool="p") < law.predict(2e6, pool="q")
+    with pytest.raises(ValueError, match="one slope"):
+        QQTLaw([0.1, 0.1], 0.1, ["p", "q"], b=[-0.1, -0.2], tau=[1, 1], sizes=[1, 1], variant="multiplier")
