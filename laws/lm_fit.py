@@ -138,7 +138,10 @@ class LMFit:
         if "E" in free:
             lo_e, hi_e = box.get("E", (None, None))
             box["E"] = (0.0 if lo_e is None else lo_e, hi_e)
-        box = {k: box[k] for k in free if k in box}
+        # other log-searched parameters given a lower bound <= 0 (--bound R_D_star=0:20) have
+        # no lower end in the optimiser (log 0): an open side, not a bound to be at
+        box = {k: ((None if k in ("A", "B", "R_D_star", "R_N_star") and v[0] is not None
+                    and v[0] <= 0 else v[0]), v[1]) for k, v in box.items() if k in free}
         scale = float(np.min(y))
         at_bound = flag_at_bounds(law.to_params(), box, self.draws_, self.intervals_, scale=scale)
         fit_info["warnings"] = bound_warnings(at_bound)
