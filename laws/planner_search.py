@@ -151,7 +151,9 @@ def pairwise_descent(f: BatchLoss, w0: np.ndarray, lower: np.ndarray, upper: np.
                      kink_weights: Callable[..., np.ndarray] | None = None,
                      max_iter: int = 300, tol: float = 1e-12, top_pairs: int = 2
                      ) -> tuple[np.ndarray, float]:
-    """Local minimum of f from w0 by exact line searches along pair directions e_i - e_j.
+    """Local minimum of f from w0 by exact line searches along pair directions e_i - e_j
+    and, for three or more pools, group directions (pool j against the other used pools in
+    proportion to their weights, both ways).
 
     Each iteration probes every feasible pair at a few step sizes (one batched call), line-
     searches the most promising pairs and takes the best move. Every few iterations a line
@@ -184,23 +186,37 @@ def pairwise_descent(f: BatchLoss, w0: np.ndarray, lower: np.ndarray, upper: np.
         room_down = w - lower
         pairs = [(i, j) for i in range(P) for j in range(P)
                  if i != j and room_up[i] > _TINY and room_down[j] > _TINY]
-        if not pairs:
+        D = np.zeros((len(pairs), P))
+        for r, (i, j) in enumerate(pairs):
+            D[r, i], D[r, j] = 1.0, -1.0
+        t_list = [min(room_up[i], room_down[j]) for i, j in pairs]
+        # Group moves: pool j against all other used pools in proportion to their weights, which
+        # keeps their passes in lockstep (a kink along r_i = r_k is not crossed by pair moves).
+        if P > 2:
+            for j in range(P):
+                others = (w > _TINY) & (np.arange(P) != j)
+                if others.sum() < 2:
+                    continue
+                g = np.where(others, w, 0.0) / w[others].sum()
+                for d in (g - np.eye(P)[j], np.eye(P)[j] - g):
+                    tm_d = _max_step(w, d, lower, upper)
+                    if tm_d > _TINY:
+                        D = np.vstack([D, d])
+                        t_list.append(tm_d)
+                        pairs.append((-1, -1))
+        if not len(D):
             break
-        t_max = np.array([min(room_up[i], room_down[j]) for i, j in pairs])
+        t_max = np.array(t_list)
         S = len(probe_steps)
-        steps = np.minimum(probe_steps[None, :], t_max[:, None]).reshape(-1)
-        W = np.repeat(w[None, :], len(pairs) * S, axis=0)
-        rows = np.arange(W.shape[0])
-        W[rows, np.repeat([p[0] for p in pairs], S)] += steps
-        W[rows, np.repeat([p[1] for p in pairs], S)] -= steps
-        gains = fw - f(np.maximum(W, 0.0)).reshape(len(pairs), S).min(axis=1)
+        steps = np.minimum(probe_steps[None, :], t_max[:, None])
+        W = w[None, None, :] + steps[:, :, None] * D[:, None, :]
+        gains = fw - f(np.maximum(W.reshape(-1, P), 0.0)).reshape(len(D), S).min(axis=1)
         chosen = [k for k in np.argsort(-gains)[:top_pairs] if gains[k] > tol]
         if not chosen:
             break
-        dirs = np.zeros((len(chosen), P))
-        for r, k in enumerate(chosen):
-            dirs[r, pairs[k][0]], dirs[r, pairs[k][1]] = 1.0, -1.0
-        extra = [pair_kinks(*pairs[k], t_max[k]) for k in chosen]
+        dirs = D[chosen].copy()
+        extra = [pair_kinks(*pairs[k], t_max[k]) if pairs[k][0] >= 0 else np.empty(0)
+                 for k in chosen]
         tm = t_max[chosen]
         # Pattern move along the displacement of the last P iterations.
         if it % P == P - 1 and np.max(np.abs(w - anchor)) > 1e-9:
