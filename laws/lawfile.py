@@ -64,7 +64,11 @@ def law_to_dict(law) -> dict:
         out["unit"] = law.unit
         out["normalizer"] = float(law.normalizer)
         out["params"] = {k: float(v) for k, v in law.params.items()}
-        out["pools"] = [{"name": p, "size": _plain_number(n)} for p, n in law.pool_sizes.items()]
+        # gap: where the pool's tau was measured (two presentations of a sample this many
+        # samples apart); gamma: how tau stretches with the gap (laws/qqt.py)
+        out["gamma"] = float(law.gamma)
+        out["pools"] = [{"name": p, "size": _plain_number(n), "gap": _plain_number(g)}
+                        for (p, n), g in zip(law.pool_sizes.items(), law.gaps)]
     else:
         out["unit"] = getattr(law, "unit", "tokens") or "tokens"
         out["params"] = {k: float(v) for k, v in _dc_params(law, kind).items()}
@@ -120,18 +124,21 @@ def law_from_dict(data: dict):
 # -- QQT ----------------------------------------------------------------------------------------
 
 def _qqt_from_dict(data, params, unit, fixed):
-    from curate.laws.qqt import VARIANTS, QQTLaw, b_name, tau_name
+    from curate.laws.qqt import LAW_VARIANTS, QQTLaw, a_name, b_name, tau_name
 
     variant = data.get("variant", "utility")
-    if variant not in VARIANTS:
-        raise ValueError(f"law file: field 'variant' must be one of {list(VARIANTS)}, got {variant!r}")
+    if variant not in LAW_VARIANTS:
+        raise ValueError(f"law file: field 'variant' must be one of {list(LAW_VARIANTS)}, got {variant!r}")
+    gamma = _finite(data.get("gamma", 1.0), "gamma")
+    if gamma < 0:
+        raise ValueError(f"law file: field 'gamma' must be >= 0, got {gamma!r}")
     normalizer = _finite(data.get("normalizer", 1e5), "normalizer")
     if normalizer <= 0:
         raise ValueError(f"law file: field 'normalizer' must be positive, got {normalizer!r}")
     pools = data.get("pools")
     if not isinstance(pools, list) or not pools:
         raise ValueError("law file: field 'pools' must be a non-empty list of {name, size}")
-    names, sizes = [], []
+    names, sizes, gaps = [], [], []
     for i, entry in enumerate(pools):
         where = f"pools[{i}]"
         if not isinstance(entry, dict) or "name" not in entry or "size" not in entry:
@@ -141,30 +148,41 @@ def _qqt_from_dict(data, params, unit, fixed):
         size = _finite(entry["size"], f"{where}.size")
         if size <= 0:
             raise ValueError(f"law file: {where}.size must be positive, got {size!r}")
+        gap = _finite(entry.get("gap", size), f"{where}.gap")
+        if gap <= 0:
+            raise ValueError(f"law file: {where}.gap must be positive, got {gap!r}")
         names.append(name)
         sizes.append(size)
+        gaps.append(gap)
     if len(set(names)) != len(names):
         raise ValueError(f"law file: field 'pools' has duplicate names {names}")
-    for name in ("a", "d"):
+    multiplier = variant == "multiplier"
+    shared = ("b", "d") if multiplier else ("a", "d")
+    per_pool = (a_name, tau_name) if multiplier else (b_name, tau_name)
+    for name in shared:
         if name not in params:
             raise ValueError(f"law file: params.{name} is missing")
-    if params["a"] <= 0:
+    if not multiplier and params["a"] <= 0:
         raise ValueError(f"law file: params.a must be positive, got {params['a']!r}")
-    expected = {"a", "d"}
+    expected = set(shared)
     for p in names:
-        for key in (b_name(p), tau_name(p)):
+        for key in (f(p) for f in per_pool):
             if key not in params:
                 raise ValueError(f"law file: params.{key} is missing (pool {p!r})")
             expected.add(key)
-        if params[tau_name(p)] <= 0:
-            raise ValueError(f"law file: params.{tau_name(p)} must be positive")
+        for key in ((a_name(p), tau_name(p)) if multiplier else (tau_name(p),)):
+            if params[key] <= 0:
+                raise ValueError(f"law file: params.{key} must be positive")
     extra = sorted(set(params) - expected)
     if extra:
         raise ValueError(f"law file: params has unknown QQT parameter(s) {extra}")
-    return QQTLaw(params["a"], params["d"], names,
-                  b=[params[b_name(p)] for p in names], tau=[params[tau_name(p)] for p in names],
+    if multiplier:
+        a, b = [params[a_name(p)] for p in names], params["b"]
+    else:
+        a, b = params["a"], [params[b_name(p)] for p in names]
+    return QQTLaw(a, params["d"], names, b=b, tau=[params[tau_name(p)] for p in names],
                   sizes=sizes, variant=variant, normalizer=normalizer, unit=unit, fixed=fixed,
-                  fit_info=data.get("fit"), bootstrap=data.get("bootstrap"))
+                  fit_info=data.get("fit"), bootstrap=data.get("bootstrap"), gaps=gaps, gamma=gamma)
 
 
 def check_pool_name(name, where: str = "pool name") -> str:

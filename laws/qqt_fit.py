@@ -65,14 +65,17 @@ _START_TAU = (1.0, 5.0, 25.0)
 # The observations as kernel segments
 # ---------------------------------------------------------------------------------------------
 
-def observation_segments(obs: Observations, pools: list[str], sizes: dict[str, float]) -> Segments:
+def observation_segments(obs: Observations, pools: list[str], sizes: dict[str, float],
+                         gaps: dict[str, float] | None = None, gamma: float = 1.0) -> Segments:
     """The QQT kernel's segments of every observation (one row each, pools in `pools` order).
 
     Single-pool rows repeat a pool of size `unique_samples`; mixture rows use `sizes` (else an
-    equal share of the row's unique samples), as the module docstring says.
+    equal share of the row's unique samples), as the module docstring says. `gaps`: the gap at
+    which each pool's tau is expressed (default: each row's own pool size).
     """
     W, N = observation_weights(obs, pools, sizes)
-    return Segments.build(np.asarray(obs.samples_seen, dtype=float), W, N)
+    G = None if gaps is None else np.array([float(gaps[p]) for p in pools])
+    return Segments.build(np.asarray(obs.samples_seen, dtype=float), W, N, gaps=G, gamma=gamma)
 
 
 def observation_weights(obs: Observations, pools: list[str], sizes: dict[str, float]):
@@ -188,7 +191,11 @@ class QQTFit:
         require_points(len(obs), len(self.free_), "qqt")
         self._names = names
         self._y = np.asarray(obs.metric, dtype=float)
-        design = observation_segments(obs, self.pools_, self.pool_sizes_)
+        # tau_i is expressed at the gap of the pool's own largest single-pool run (its measured
+        # gap); other subset sizes and mixtures stretch it by (gap ratio)^gamma (laws/qqt.py)
+        self.gaps_ = infer_pool_sizes(obs)
+        self.gamma_ = 1.0
+        design = observation_segments(obs, self.pools_, self.pool_sizes_, self.gaps_, self.gamma_)
         repeated = np.any(design.seg_pass > 0, axis=0) if design.seg_pass.size else \
             np.zeros(len(self.pools_), dtype=bool)
         self.warnings_ = [f"{tau_name(p)} is not identified: no observation repeats pool {p!r} "
@@ -196,6 +203,7 @@ class QQTFit:
                           for p, rep in zip(self.pools_, repeated)
                           if not rep and tau_name(p) in self.free_]
         self.warnings_ += _mixture_size_warnings(obs, self.pool_sizes_)
+
         x, cost = self._fit_design(design, self._y, starts=None)
         self.params_ = self._params_from_x(x)
         self.objective_ = cost
@@ -250,7 +258,7 @@ class QQTFit:
 
     def _predict_design(self, design, params):
         a, d, b, tau = self._arrays(params)
-        return design.predict(a, d, b, tau, self.variant, self.normalizer)
+        return design.predict(a, d, b, tau, self.variant, self.normalizer, gamma=self.gamma_)
 
     def _bounds(self, y):
         lo, hi = [], []
@@ -296,7 +304,7 @@ class QQTFit:
             if key not in cache:
                 cache.clear()
                 a, d, b, tau = self._arrays(self._params_from_x(x))
-                E, J = design.predict_and_jacobian(a, d, b, tau, self.variant, self.normalizer)
+                E, J = design.predict_and_jacobian(a, d, b, tau, self.variant, self.normalizer, gamma=self.gamma_)
                 ok = np.isfinite(E) & (E > 0)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     r = np.where(ok, np.log(np.where(ok, E, 1.0)) - logy, 1e3)
@@ -396,6 +404,13 @@ class QQTFit:
             # epoch range of the fit data (the planner's default epoch cap; see epoch_range)
             "max_epochs": self.max_epochs_,
             "max_epochs_by_pool": dict(self.max_epochs_by_pool_),
+            # the gap scaling of tau is assumed, not measured: the planner warns where a plan
+            # uses a pool at a gap beyond the measured one (laws/planning.py)
+            "gamma": {"value": self.gamma_, "fitted": False,
+                      "note": "how a half-life stretches with the gap between repetitions: not "
+                              "fitted (1, the released scaling); tau is stated at each pool's "
+                              "measured gap (pools[].gap); runs at two subset sizes per pool "
+                              "would measure it"},
             # parameters at the optimiser's box (laws.bounds): box, data scale for bounds of 0
             "bounds": {k: list(v) for k, v in self.bounds_.items()},
             "bound_scale": float(np.min(self._y)),
@@ -411,7 +426,8 @@ class QQTFit:
                       tau=[p[tau_name(q)] for q in self.pools_],
                       sizes=[self.pool_sizes_[q] for q in self.pools_], variant=self.variant,
                       normalizer=self.normalizer, unit=self.unit, fixed=sorted(self.fixed_),
-                      fit_info=fit_info, bootstrap=boot)
+                      fit_info=fit_info, bootstrap=boot,
+                      gaps=[self.gaps_[q] for q in self.pools_], gamma=self.gamma_)
 
 
 def fit_qqt(obs: Observations, **options) -> QQTLaw:

@@ -21,7 +21,9 @@ def test_qqt_round_trip_through_json():
     law = _qqt_law()
     d = law_to_dict(law)
     assert d["format"] == FORMAT and d["kind"] == "qqt" and d["unit"] == "documents"
-    assert d["pools"] == [{"name": "top10", "size": 12800000}, {"name": "top20", "size": 12800000}]
+    assert d["pools"] == [{"name": "top10", "size": 12800000, "gap": 12800000},
+                          {"name": "top20", "size": 12800000, "gap": 12800000}]
+    assert d["gamma"] == 1.0  # the released scaling of tau with the gap
     assert d["params"]["b[top20]"] == -0.125 and d["fixed"] == ["d"]
     back = law_from_dict(json.loads(json.dumps(d)))
     assert isinstance(back, QQTLaw)

@@ -97,7 +97,9 @@ def test_top_m_switch_points_on_fine_sweep(tmars):
 def test_unrestricted_never_worse_than_best_top_m(tmars):
     obj = QQTObjective(tmars)
     gains = []
-    for n in (1.5e7, 3.2e7, 6.4e7, 1.28e8, 3e8, 6.4e8, 2e9):
+    # 1e10: with the split-invariant mixture rule free weights gain most once the fourth pool
+    # enters (between 3e9 and 1e10; the m_eff rule, which rewarded spreading, got there by 2e9)
+    for n in (1.5e7, 3.2e7, 6.4e7, 1.28e8, 3e8, 6.4e8, 2e9, 1e10):
         plan = plan_mixture(obj, n)
         best_top = plan.baselines["best_top_m"].loss
         assert plan.loss <= best_top + 1e-12
@@ -261,7 +263,8 @@ def test_project_respects_bounds():
 # -- sweep, robustness, warnings -----------------------------------------------------------------
 
 def test_unrestricted_sweep_adds_pools_as_budget_grows(tmars):
-    sweep = plan_sweep(QQTObjective(tmars), np.geomspace(1e7, 3e9, 12), refine=False)
+    # up to 1e10: under the split-invariant rule the fourth pool enters between 3e9 and 1e10
+    sweep = plan_sweep(QQTObjective(tmars), np.geomspace(1e7, 1e10, 13), refine=False)
     used = [len(p.support) for p in sweep.plans]
     assert used[0] == 1 and used[-1] == 4
     assert all(a <= b for a, b in zip(used, used[1:]))

@@ -68,7 +68,8 @@ def test_fit_qqt_csv_writes_law_plot_and_predicts(tmp_path, capsys):
     assert law["format"] == "curate-law/1" and law["kind"] == "qqt" and law["unit"] == "samples"
     assert law["fixed"] == ["d"] and law["params"]["d"] == 0.1
     assert law["params"]["b[top10]"] == pytest.approx(-0.16, rel=0.05)
-    assert law["pools"] == [{"name": "top10", "size": 12800000}, {"name": "top20", "size": 12800000}]
+    assert law["pools"] == [{"name": "top10", "size": 12800000, "gap": 12800000},
+                            {"name": "top20", "size": 12800000, "gap": 12800000}]
     assert law["fit"]["n_obs"] == 13 and law["fit"]["r2"] > 0.98
     assert law["fit"]["loo_error"] < 0.02 and law["fit"]["samples_range"] == [3.2e6, 128e6]
     assert len(law["bootstrap"]["draws"]) == 30 and "b[top20]" in law["bootstrap"]["intervals"]
