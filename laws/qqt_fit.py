@@ -48,8 +48,8 @@ from curate.laws.bounds import bound_warnings, flag_at_bounds
 from curate.laws.diagnostics import goodness_of_fit, leave_one_out
 from curate.laws.fitting import huber
 from curate.laws.observations import Observations, require_points
-from curate.laws.qqt import QQTLaw, b_name, tau_name
-from curate.laws.qqt_kernel import NORMALIZER, VARIANTS, Segments
+from curate.laws.qqt import QQTLaw, a_name, b_name, tau_name
+from curate.laws.qqt_kernel import LAW_VARIANTS, NORMALIZER, Segments, multiplier_errors
 
 DEFAULT_HUBER_DELTA = 1e-2
 _BOUNDS = {"log_a": (math.log(1e-9), math.log(1e6)), "b": (-5.0, -1e-6),
@@ -76,6 +76,37 @@ def observation_segments(obs: Observations, pools: list[str], sizes: dict[str, f
     W, N = observation_weights(obs, pools, sizes)
     G = None if gaps is None else np.array([float(gaps[p]) for p in pools])
     return Segments.build(np.asarray(obs.samples_seen, dtype=float), W, N, gaps=G, gamma=gamma)
+
+
+class MultiplierDesign:
+    """The multiplier form's "segments": it needs only the rows' samples, weights, sizes and the
+    measured gaps (its sum over passes is closed-form), with the interface the fitter uses."""
+
+    def __init__(self, samples, W, N, gaps, gamma: float = 1.0):
+        self.samples, self.W, self.N, self.gaps, self.gamma = samples, W, N, gaps, gamma
+        self.first = samples  # typical sample counts, for the start grid of a
+
+    def subset(self, rows) -> "MultiplierDesign":
+        rows = np.asarray(rows, dtype=int)
+        return MultiplierDesign(self.samples[rows], self.W[rows], self.N[rows], self.gaps, self.gamma)
+
+    def repeated(self) -> np.ndarray:
+        """Per pool: does any row repeat it?"""
+        return np.any((self.W * self.samples[:, None] > self.N * (1 + 1e-12)) & (self.W > 0), axis=0)
+
+    def predict_and_jacobian(self, a, d, b, tau, normalizer, jacobian=True):
+        return multiplier_errors(self.samples, self.W, a, b, d, tau, self.N, normalizer,
+                                 gaps=self.gaps, gamma=self.gamma, jacobian=jacobian)
+
+
+def observation_design(obs: Observations, pools: list[str], sizes: dict[str, float],
+                       gaps: dict[str, float], gamma: float, variant: str):
+    """Segments (utility / data variants) or a MultiplierDesign, for every observation."""
+    if variant != "multiplier":
+        return observation_segments(obs, pools, sizes, gaps, gamma)
+    W, N = observation_weights(obs, pools, sizes)
+    return MultiplierDesign(np.asarray(obs.samples_seen, dtype=float), W, N,
+                            np.array([float(gaps[p]) for p in pools]), gamma)
 
 
 def observation_weights(obs: Observations, pools: list[str], sizes: dict[str, float]):
@@ -138,7 +169,8 @@ class QQTFit:
 
     Parameters
     ----------
-    variant : "utility" or "data".
+    variant : "utility", "data" (the released forms: shared a, per-pool b) or "multiplier"
+        (one slope b, per-pool a: unit-invariant; the default for language-model probes).
     fix : {name: value} held fixed during the fit, e.g. {"d": 0.1} or {"tau[top10]": 5.0}.
     sizes : {pool: size} pool sizes for the law (default: inferred from the observations).
     normalizer : the fixed sample normaliser (1e5, as released).
@@ -174,17 +206,22 @@ class QQTFit:
 
     # -- public ------------------------------------------------------------------------------
     def fit(self, obs: Observations) -> "QQTFit":
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown QQT variant {self.variant!r}; expected one of {VARIANTS}")
+        if self.variant not in LAW_VARIANTS:
+            raise ValueError(f"unknown QQT variant {self.variant!r}; expected one of {LAW_VARIANTS}")
         t0 = time.perf_counter()
         self.pools_ = obs.pool_names
         self.pool_sizes_ = infer_pool_sizes(obs, self.sizes)
-        names = ["a", "d"] + [n for p in self.pools_ for n in (b_name(p), tau_name(p))]
+        if self.variant == "multiplier":
+            names = [a_name(p) for p in self.pools_] + ["b", "d"] + [tau_name(p) for p in self.pools_]
+            spelled = "a[POOL], b, d, tau[POOL]"
+        else:
+            names = ["a", "d"] + [n for p in self.pools_ for n in (b_name(p), tau_name(p))]
+            spelled = "a, d, b[POOL], tau[POOL]"
         fix = dict(self.fix or {})
         unknown = sorted(set(fix) - set(names))
         if unknown:
             raise ValueError(f"cannot fix unknown QQT parameter(s) {unknown}; names are "
-                             f"a, d, b[POOL], tau[POOL] with pools {self.pools_}")
+                             f"{spelled} with pools {self.pools_}")
         _check_fixed_values(fix)
         self.fixed_ = {k: float(v) for k, v in fix.items()}
         self.free_ = [n for n in names if n not in fix]
@@ -195,9 +232,13 @@ class QQTFit:
         # gap); other subset sizes and mixtures stretch it by (gap ratio)^gamma (laws/qqt.py)
         self.gaps_ = infer_pool_sizes(obs)
         self.gamma_ = 1.0
-        design = observation_segments(obs, self.pools_, self.pool_sizes_, self.gaps_, self.gamma_)
-        repeated = np.any(design.seg_pass > 0, axis=0) if design.seg_pass.size else \
-            np.zeros(len(self.pools_), dtype=bool)
+        design = observation_design(obs, self.pools_, self.pool_sizes_, self.gaps_, self.gamma_,
+                                    self.variant)
+        if isinstance(design, MultiplierDesign):
+            repeated = design.repeated()
+        else:
+            repeated = np.any(design.seg_pass > 0, axis=0) if design.seg_pass.size else \
+                np.zeros(len(self.pools_), dtype=bool)
         self.warnings_ = [f"{tau_name(p)} is not identified: no observation repeats pool {p!r} "
                           "(samples_seen > unique_samples); its value is a start value"
                           for p, rep in zip(self.pools_, repeated)
@@ -241,8 +282,8 @@ class QQTFit:
     def _x_layout(self):
         kinds = []
         for n in self.free_:
-            kinds.append("log_a" if n == "a" else "d" if n == "d" else
-                         "b" if n.startswith("b[") else "log_tau")
+            kinds.append("log_a" if n == "a" or n.startswith("a[") else "d" if n == "d" else
+                         "b" if n == "b" or n.startswith("b[") else "log_tau")
         return kinds
 
     def _params_from_x(self, x) -> dict[str, float]:
@@ -252,13 +293,21 @@ class QQTFit:
         return {n: out[n] for n in self._names}
 
     def _arrays(self, params):
-        b = np.array([params[b_name(p)] for p in self.pools_])
         tau = np.array([params[tau_name(p)] for p in self.pools_])
+        if self.variant == "multiplier":
+            return np.array([params[a_name(p)] for p in self.pools_]), params["d"], params["b"], tau
+        b = np.array([params[b_name(p)] for p in self.pools_])
         return params["a"], params["d"], b, tau
 
-    def _predict_design(self, design, params):
+    def _evaluate(self, design, params, jacobian: bool):
         a, d, b, tau = self._arrays(params)
-        return design.predict(a, d, b, tau, self.variant, self.normalizer, gamma=self.gamma_)
+        if isinstance(design, MultiplierDesign):
+            return design.predict_and_jacobian(a, d, b, tau, self.normalizer, jacobian=jacobian)
+        return design.predict_and_jacobian(a, d, b, tau, self.variant, self.normalizer,
+                                           jacobian=jacobian, gamma=self.gamma_)
+
+    def _predict_design(self, design, params):
+        return self._evaluate(design, params, jacobian=False)[0]
 
     def _bounds(self, y):
         lo, hi = [], []
@@ -303,8 +352,7 @@ class QQTFit:
             key = x.tobytes()
             if key not in cache:
                 cache.clear()
-                a, d, b, tau = self._arrays(self._params_from_x(x))
-                E, J = design.predict_and_jacobian(a, d, b, tau, self.variant, self.normalizer, gamma=self.gamma_)
+                E, J = self._evaluate(design, self._params_from_x(x), jacobian=True)
                 ok = np.isfinite(E) & (E > 0)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     r = np.where(ok, np.log(np.where(ok, E, 1.0)) - logy, 1e3)
@@ -315,12 +363,19 @@ class QQTFit:
         return (lambda x: evaluate(x)[0]), (lambda x: evaluate(x)[1])
 
     def _free_columns(self) -> np.ndarray:
-        """Jacobian columns (log a, d, b_1.., log tau_1..) of the free parameters, in order."""
+        """Jacobian columns of the free parameters, in order: (log a, d, b_1.., log tau_1..),
+        or for the multiplier form (log a_1.., d, b, log tau_1..)."""
         P = len(self.pools_)
-        col = {"a": 0, "d": 1}
-        for i, p in enumerate(self.pools_):
-            col[b_name(p)] = 2 + i
-            col[tau_name(p)] = 2 + P + i
+        if self.variant == "multiplier":
+            col = {"d": P, "b": P + 1}
+            for i, p in enumerate(self.pools_):
+                col[a_name(p)] = i
+                col[tau_name(p)] = P + 2 + i
+        else:
+            col = {"a": 0, "d": 1}
+            for i, p in enumerate(self.pools_):
+                col[b_name(p)] = 2 + i
+                col[tau_name(p)] = 2 + P + i
         return np.array([col[n] for n in self.free_], dtype=int)
 
     def _fit_design(self, design, y, starts=None):
@@ -422,12 +477,49 @@ class QQTFit:
                     "draws": self.draws_,
                     "intervals": {k: list(v) for k, v in self.intervals_.items()}}
         p = self.params_
-        return QQTLaw(p["a"], p["d"], self.pools_, b=[p[b_name(q)] for q in self.pools_],
+        multiplier = self.variant == "multiplier"
+        return QQTLaw([p[a_name(q)] for q in self.pools_] if multiplier else p["a"], p["d"],
+                      self.pools_, b=p["b"] if multiplier else [p[b_name(q)] for q in self.pools_],
                       tau=[p[tau_name(q)] for q in self.pools_],
                       sizes=[self.pool_sizes_[q] for q in self.pools_], variant=self.variant,
                       normalizer=self.normalizer, unit=self.unit, fixed=sorted(self.fixed_),
                       fit_info=fit_info, bootstrap=boot,
                       gaps=[self.gaps_[q] for q in self.pools_], gamma=self.gamma_)
+
+
+def compare_variants(obs: Observations, chosen: str | None = None,
+                     candidates: tuple[str, ...] = ("multiplier", "utility", "data"),
+                     **options) -> tuple["QQTFit", list[dict]]:
+    """Fit every candidate form and compare them by held-out error; (the fit to use, the table).
+
+    The table has one row per candidate: its held-out errors (hold-out-the-largest: the runs
+    with the most samples, i.e. extrapolation to a larger budget; leave-one-out), objective
+    and parameter count. The fit returned is `chosen`'s, or with `chosen=None` the candidate
+    with the smallest hold-out-largest error (then leave-one-out; ties keep the candidates'
+    order). Only the returned fit gets the bootstrap (`n_bootstrap` in `options`); the others
+    are fitted for the comparison alone, with diagnostics on.
+    """
+    if chosen is not None and chosen not in candidates:
+        candidates = (chosen,) + tuple(candidates)
+    boot = options.pop("n_bootstrap", 0)
+    options["diagnostics"] = True
+    fits = {v: QQTFit(variant=v, **options).fit(obs) for v in candidates}
+
+    def key(v):
+        f = fits[v]
+        return (math.inf if f.holdout_largest_error_ is None else f.holdout_largest_error_,
+                math.inf if f.loo_error_ is None else f.loo_error_, candidates.index(v))
+
+    best = chosen or min(candidates, key=key)
+    table = [{"variant": v, "holdout_largest_error": fits[v].holdout_largest_error_,
+              "loo_error": fits[v].loo_error_, "objective": fits[v].objective_,
+              "free_parameters": len(fits[v].free_), "chosen": v == best} for v in candidates]
+    result = fits[best] if not boot else QQTFit(variant=best, n_bootstrap=boot, **options).fit(obs)
+    result.law_.fit_info["model_selection"] = {
+        "by": "hold-out-largest relative error, then leave-one-out" if chosen is None else
+              f"variant {chosen!r} as asked; the others fitted for comparison",
+        "candidates": table}
+    return result, table
 
 
 def fit_qqt(obs: Observations, **options) -> QQTLaw:
@@ -519,7 +611,7 @@ def refit_law(law: QQTLaw, observations: Observations, **options) -> QQTLaw:
     used = set(observations.pool_names)
     current = law.params
     fix = {n: current[n] for n in law.fixed
-           if n in ("a", "d") or n[n.index("[") + 1:-1] in used}
+           if n in ("a", "b", "d") or n[n.index("[") + 1:-1] in used}
     est = QQTFit(variant=law.variant, fix=fix, sizes=law.pool_sizes, normalizer=law.normalizer,
                  unit=law.unit, **options).fit(observations)
     fitted = law.with_params(est.params_)

@@ -12,7 +12,11 @@ Observations: one row per measured point with columns pool (a pool name or a mix
 `name=weight;name=weight`), samples_seen, unique_samples, metric (lower is better), and for the
 language-model laws params (model size N); optional run_id (bootstrap resamples whole runs)
 and step. --columns maps other column names. Parameter names for --fix: QQT a, d, b[POOL],
-tau[POOL]; data-constrained / Chinchilla E, A, B, alpha, beta, R_D_star, R_N_star.
+tau[POOL] (multiplier form: a[POOL], b, d, tau[POOL]); data-constrained / Chinchilla E, A, B,
+alpha, beta, R_D_star, R_N_star. QQT forms (--variant): `multiplier` (one slope, a per-pool
+worth of a sample; unit-invariant: the default for `curate probe` output), `utility` (the
+paper's, the default otherwise), `data`; the others are fitted too and their held-out errors
+shown (`auto` uses the best).
 Prints a table of parameters (with bootstrap intervals) and fit diagnostics, or JSON with --json.
 
 Parameters at a bound of the optimiser's search box are flagged: in the table ("<- at upper
@@ -37,6 +41,7 @@ from curate.orchestration.catalog_hooks import add_workspace_argument, register_
 
 HELP = __doc__
 LAWS = ("qqt", "data-constrained", "chinchilla")
+VARIANTS = ("multiplier", "utility", "data", "auto")
 UNITS = ("samples", "documents", "tokens")
 
 
@@ -49,8 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("observations", metavar="OBS",
                         help="observations: FILE.csv, FILE.parquet or FILE.duckdb:TABLE")
     parser.add_argument("--law", choices=LAWS, default="qqt", help="law to fit (default qqt)")
-    parser.add_argument("--variant", choices=("utility", "data"), default="utility",
-                        help="QQT variant: effective utility (paper) or effective data")
+    parser.add_argument("--variant", choices=VARIANTS, default=None,
+                        help="QQT form: multiplier (one slope, per-pool worth of a sample a[POOL]: "
+                             "unit-invariant; default for `curate probe` observations), utility "
+                             "(the paper's; default otherwise), data (effective data), or auto "
+                             "(the one with the smallest held-out error). With diagnostics on, "
+                             "the others are fitted too and compared by held-out error in a table")
     parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
                         help="hold a parameter fixed; repeatable (e.g. --fix d=0.1)")
     parser.add_argument("--pool-size", action="append", default=[], metavar="NAME=COUNT",
@@ -92,9 +101,11 @@ def run(args: argparse.Namespace) -> int:
     sizes = parse_assignments(args.pool_size, "--pool-size")
     if sizes and args.law != "qqt":
         raise CurateError("--pool-size applies to --law qqt only")
-    if args.variant != "utility" and args.law != "qqt":
+    if args.variant is not None and args.law != "qqt":
         raise CurateError("--variant applies to --law qqt only")
     probe = probe_metadata(args.observations)
+    if args.variant is None:  # LM probes: the unit-invariant form; other data: the paper's
+        args.variant = "multiplier" if probe else "utility"
     if args.law == "qqt" and not sizes and probe.get("pool_bytes"):
         # Probe output: pool sizes are the full pools (in bytes), not the probe's subsets.
         sizes = {name: float(v) for name, v in probe["pool_bytes"].items()}
@@ -132,19 +143,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fit_qqt(obs, fix, sizes, unit, args):
-    from curate.laws.qqt_fit import DEFAULT_HUBER_DELTA, QQTFit
+    from curate.laws.qqt_fit import DEFAULT_HUBER_DELTA, QQTFit, compare_variants
+    from curate.orchestration.errors import CurateError
 
-    est = QQTFit(variant=args.variant, fix=fix, sizes=sizes or None, unit=unit,
-                 huber_delta=args.huber_delta or DEFAULT_HUBER_DELTA,
-                 n_bootstrap=args.bootstrap, level=args.level, seed=args.seed,
-                 diagnostics=not args.no_cv)
     unknown = sorted(set(sizes) - set(obs.pool_names))
     if unknown:
-        from curate.orchestration.errors import CurateError
-
         raise CurateError(f"--pool-size names pool(s) {unknown} absent from the observations "
                           f"(pools: {obs.pool_names})")
-    return est.fit(obs).law_
+    options = dict(fix=fix, sizes=sizes or None, unit=unit,
+                   huber_delta=args.huber_delta or DEFAULT_HUBER_DELTA,
+                   n_bootstrap=args.bootstrap, level=args.level, seed=args.seed)
+    if args.variant == "auto" and (args.no_cv or fix):
+        raise CurateError("--variant auto compares held-out errors: it needs the diagnostics "
+                          "(drop --no-cv) and no --fix (parameter names differ between forms)")
+    if args.no_cv or fix:  # nothing to compare by, or names that only one form has
+        return QQTFit(variant=args.variant, diagnostics=not args.no_cv, **options).fit(obs).law_
+    chosen = None if args.variant == "auto" else args.variant
+    return compare_variants(obs, chosen, **options)[0].law_
 
 
 def parse_bounds(items) -> dict[str, tuple]:
@@ -227,6 +242,15 @@ def render_table(data: dict) -> str:
         lines.append("  fit: " + ", ".join(parts))
         if fit.get("method"):
             lines.append(f"  method: {fit['method']}")
+        selection = fit.get("model_selection") or {}
+        if selection.get("candidates"):
+            lines.append(f"  forms compared ({selection['by']}):")
+            lines.append(f"    {'variant':<11} {'hold-out-largest':>16} {'leave-one-out':>14} "
+                         f"{'parameters':>10}")
+            for row in selection["candidates"]:
+                mark = "  <- used" if row["chosen"] else ""
+                lines.append(f"    {row['variant']:<11} {_num(row['holdout_largest_error']):>16} "
+                             f"{_num(row['loo_error']):>14} {row['free_parameters']:>10}{mark}")
         if fit.get("max_epochs") is not None:
             by_pool = fit.get("max_epochs_by_pool") or {}
             per = ", ".join(f"{p} {_num(v)}" for p, v in by_pool.items())
