@@ -63,6 +63,8 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+import numpy as np
+
 FORMAT = "curate-plan/1"
 UNITS = ("samples", "tokens", "flops")
 
@@ -362,6 +364,7 @@ def _plan_dict(setup: _Setup, budget, sweep, top_m, max_draws, law_name,
         if obj.kind == "qqt":
             setup.warnings.extend(_reference_point_warnings(setup.objective.law, [plan.draws],
                                                             fit.get("samples_range")))
+            setup.warnings.extend(_gap_warnings(setup.objective, plan.weights, fit))
     if sweep is not None:
         budgets = parse_sweep(sweep)
         try:
@@ -537,3 +540,24 @@ def _law_quality(law, given=None) -> dict[str, float]:
                     out[str(p)] = q
                 return out
     return {}
+
+
+def _gap_warnings(objective, weights, fit: dict, factor: float = 10.0) -> list[str]:
+    """Pools a plan uses at a gap between repetitions more than `factor` times beyond the
+    largest gap ratio of the fit data (fit.gap_ratio_max; 1 when it is not recorded), when the
+    law's gamma (how tau stretches with the gap) was assumed rather than fitted."""
+    law = objective.law
+    gamma = fit.get("gamma") if isinstance(fit.get("gamma"), dict) else None
+    if not fit or (gamma or {}).get("fitted", False) or law.gamma == 0:
+        return []
+    w = np.asarray(weights, dtype=float)
+    used = w > 0
+    ratio = np.where(used, objective.sizes / np.where(used, w, 1.0) / law.gaps, 0.0)
+    limit = factor * float(fit.get("gap_ratio_max") or 1.0)
+    far = [f"{p} {r:.3g}x" for p, r in zip(law.pools, ratio) if r > limit]
+    if not far:
+        return []
+    return [f"the plan uses pools at gaps between repetitions beyond where their half-lives were "
+            f"measured ({', '.join(far)}); gamma = {law.gamma:g} is assumed, not fitted, so their "
+            f"decay per pass is taken to be that many^gamma times slower: check with a replay"]
+

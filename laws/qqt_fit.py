@@ -244,6 +244,7 @@ class QQTFit:
                           for p, rep in zip(self.pools_, repeated)
                           if not rep and tau_name(p) in self.free_]
         self.warnings_ += _mixture_size_warnings(obs, self.pool_sizes_)
+        self.gap_ratio_max_ = _gap_ratio_max(obs, self.pools_, self.pool_sizes_, self.gaps_)
 
         x, cost = self._fit_design(design, self._y, starts=None)
         self.params_ = self._params_from_x(x)
@@ -461,6 +462,7 @@ class QQTFit:
             "max_epochs_by_pool": dict(self.max_epochs_by_pool_),
             # the gap scaling of tau is assumed, not measured: the planner warns where a plan
             # uses a pool at a gap beyond the measured one (laws/planning.py)
+            "gap_ratio_max": self.gap_ratio_max_,
             "gamma": {"value": self.gamma_, "fitted": False,
                       "note": "how a half-life stretches with the gap between repetitions: not "
                               "fitted (1, the released scaling); tau is stated at each pool's "
@@ -621,6 +623,18 @@ def refit_law(law: QQTLaw, observations: Observations, **options) -> QQTLaw:
 
 
 # -- small helpers ----------------------------------------------------------------------------
+
+def _gap_ratio_max(obs: Observations, pools, sizes, gaps) -> float:
+    """The largest P_i / G_i (gap between repetitions over measured gap) among the rows that
+    repeat a pool: how far the fit data itself stretched the half-lives (1 for lone pools)."""
+    W, N = observation_weights(obs, pools, sizes)
+    n = np.asarray(obs.samples_seen, dtype=float)[:, None]
+    G = np.array([float(gaps[p]) for p in pools])[None, :]
+    repeats = (W > 0) & (W * n > N * (1 + 1e-12))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(repeats, N / np.where(W > 0, W, 1.0) / G, 0.0)
+    return float(max(1.0, ratio.max(initial=0.0)))
+
 
 def _huber_sum(r, delta) -> float:
     return float(np.sum(huber(r, delta)))

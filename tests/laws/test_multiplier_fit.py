@@ -66,3 +66,12 @@ def test_parallel_power_laws_are_fitted_without_a_crossing():
     curves = np.array([law.predict(n, pool=p, size=1e30) for p in POOLS])  # fresh data only
     assert np.all(curves[0] < curves[1]) and np.all(curves[1] < curves[2])
     # the released utility form fitted to the same data may cross: that is why it is not the default
+
+
+def test_plans_say_when_a_half_life_is_used_far_beyond_its_measured_gap():
+    law = QQTFit(variant="multiplier", diagnostics=False).fit(_observations(TRUE)).law_
+    near = make_plan(law, 1e6, tau_quantile=None, max_epochs=float("inf"))
+    assert not any("beyond where their half-lives were measured" in w for w in near["warnings"])
+    law.sizes = np.array([3e7, 2e7, 5e7])  # full pools 100-250x the measured subsets
+    far = make_plan(law, 4e7, tau_quantile=None, max_epochs=float("inf"))
+    assert any("beyond where their half-lives were measured" in w for w in far["warnings"])
