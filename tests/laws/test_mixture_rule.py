@@ -11,13 +11,12 @@ The released golden values (test_qqt.py) pin the reduction to the released formu
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from curate.laws.qqt import QQTLaw
 from tests.laws import qqt_reference as reference
+from tests.laws.released import released_law
 
 N = 12.8e6
 SAMPLES = np.geomspace(1e6, 1e11, 23)
@@ -25,13 +24,7 @@ SAMPLES = np.geomspace(1e6, 1e11, 23)
 
 @pytest.fixture(scope="module")
 def released(reference_dir):
-    out = {}
-    for line in (reference_dir / "qqt_parameter_values.jsonl").read_text().splitlines():
-        p = json.loads(line)
-        variant = "data" if p["id"].endswith("_data") else "utility"
-        out[variant] = QQTLaw(p["best_a"], p.get("d_value", 0.1), p["names"], b=p["b_values"],
-                              tau=p["c_values"], sizes=[N] * len(p["names"]), variant=variant)
-    return out
+    return {v: released_law(reference_dir, v) for v in ("utility", "data")}
 
 
 def _split(law: QQTLaw, pool: str, k: int) -> QQTLaw:

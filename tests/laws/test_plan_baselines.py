@@ -1,8 +1,6 @@
 """Top-m baselines ranked by predicted loss at the budget; plans invariant to the pools' order."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -10,6 +8,7 @@ from curate.laws.data_constrained import PUBLISHED, DataConstrainedLaw
 from curate.laws.planner import plan_mixture, pool_order
 from curate.laws.planner_objectives import DataConstrainedObjective, QQTObjective
 from curate.laws.qqt import QQTLaw
+from tests.laws.released import tmars_top4
 
 POOL = 12.8e6
 # The optimiser is multi-start with seeded random starts, which are not permuted with the pools:
@@ -19,13 +18,9 @@ LOSS_TOL, WEIGHT_TOL = 1e-9, 1e-4
 
 
 @pytest.fixture(scope="module")
-def tmars(reference_dir):
-    for line in (reference_dir / "qqt_parameter_values.jsonl").read_text().splitlines():
-        p = json.loads(line)
-        if p["id"] == "tmars_imagenet1k_utility":
-            return QQTLaw(p["best_a"], p["d_value"], [f"pool{i}" for i in range(4)],
-                          b=p["b_values"][:4], tau=p["c_values"][:4], sizes=[POOL] * 4)
-    raise AssertionError("tmars_imagenet1k_utility not in the reference file")
+def tmars(reference_dir) -> QQTLaw:
+    """tmars_imagenet1k_utility restricted to the first four (disjoint, ordered) pools."""
+    return tmars_top4(reference_dir)
 
 
 def four_pools() -> QQTLaw:

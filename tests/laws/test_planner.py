@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 
 import numpy as np
 import pytest
@@ -13,19 +12,15 @@ from curate.laws.planner_objectives import QQTObjective, qqt_error_batch
 from curate.laws.planner_search import project, simplex_grid
 from curate.laws.qqt import QQTLaw, mixture_error
 from tests.laws import qqt_reference as reference
+from tests.laws.released import tmars_top4
 
 POOL = 12.8e6
 
 
 @pytest.fixture(scope="module")
-def tmars(reference_dir):
+def tmars(reference_dir) -> QQTLaw:
     """tmars_imagenet1k_utility restricted to the first four (disjoint, ordered) pools."""
-    for line in (reference_dir / "qqt_parameter_values.jsonl").read_text().splitlines():
-        p = json.loads(line)
-        if p["id"] == "tmars_imagenet1k_utility":
-            return QQTLaw(p["best_a"], p["d_value"], [f"pool{i}" for i in range(4)],
-                          b=p["b_values"][:4], tau=p["c_values"][:4], sizes=[POOL] * 4)
-    raise AssertionError("tmars_imagenet1k_utility not in the reference file")
+    return tmars_top4(reference_dir)
 
 
 def toy_law(n_pools: int, seed: int, variant: str = "utility") -> QQTLaw:

@@ -12,18 +12,15 @@ from curate.laws.data_constrained import PUBLISHED
 from curate.laws.lawfile import law_to_dict
 from curate.laws.qqt import QQTLaw
 from curate.orchestration.cli import main
+from tests.laws.released import tmars_top4
 
 POOL = 12.8e6
 
 
 @pytest.fixture(scope="module")
 def tmars_law(reference_dir) -> QQTLaw:
-    for line in (reference_dir / "qqt_parameter_values.jsonl").read_text().splitlines():
-        p = json.loads(line)
-        if p["id"] == "tmars_imagenet1k_utility":
-            return QQTLaw(p["best_a"], p["d_value"], [f"pool{i}" for i in range(4)],
-                          b=p["b_values"][:4], tau=p["c_values"][:4], sizes=[POOL] * 4)
-    raise AssertionError("parameters not found")
+    """tmars_imagenet1k_utility restricted to the first four (disjoint, ordered) pools."""
+    return tmars_top4(reference_dir)
 
 
 def _write(path: Path, data: dict) -> Path:
