@@ -489,37 +489,61 @@ class QQTFit:
                       gaps=[self.gaps_[q] for q in self.pools_], gamma=self.gamma_)
 
 
+def heldout_error(law: QQTLaw, held: Observations) -> float:
+    """Relative RMS error of the law on runs it was not fitted on (e.g. a probe's held-out
+    mixtures, larger-budget and fresh-data runs). Single-pool rows are self-describing (pool
+    size = unique_samples); a mixture row's pools share its unique samples equally (as in the
+    fit: each pool drew from a subset of that size)."""
+    pred = np.empty(len(held))
+    for j in range(len(held)):
+        n, u, mix = float(held.samples_seen[j]), float(held.unique_samples[j]), held.mixtures[j]
+        if mix is None:
+            pred[j] = law.predict(n, pool=held.pool[j], size=u)
+        else:
+            active = {p: w for p, w in mix.items() if w > 0}
+            pred[j] = law.predict_mixture(active, n, sizes={p: u / len(active) for p in active})
+    y = np.asarray(held.metric, dtype=float)
+    return float(np.sqrt(np.mean((pred / y - 1) ** 2)))
+
+
 def compare_variants(obs: Observations, chosen: str | None = None,
                      candidates: tuple[str, ...] = ("multiplier", "utility", "data"),
+                     heldout: Observations | None = None,
                      **options) -> tuple["QQTFit", list[dict]]:
     """Fit every candidate form and compare them by held-out error; (the fit to use, the table).
 
-    The table has one row per candidate: its held-out errors (hold-out-the-largest: the runs
-    with the most samples, i.e. extrapolation to a larger budget; leave-one-out), objective
-    and parameter count. The fit returned is `chosen`'s, or with `chosen=None` the candidate
-    with the smallest hold-out-largest error (then leave-one-out; ties keep the candidates'
-    order). Only the returned fit gets the bootstrap (`n_bootstrap` in `options`); the others
-    are fitted for the comparison alone, with diagnostics on.
+    The table has one row per candidate: its held-out errors (`heldout`: runs not fitted on,
+    see :func:`heldout_error`; hold-out-the-largest: refit without the runs with the most
+    samples, i.e. extrapolation to a larger budget; leave-one-out), objective and parameter
+    count. The fit returned is `chosen`'s, or with `chosen=None` the candidate with the smallest
+    held-out error (the held-out runs when given, then hold-out-largest, then leave-one-out;
+    ties keep the candidates' order). Only the returned fit gets the bootstrap (`n_bootstrap`
+    in `options`); the others are fitted for the comparison alone, with diagnostics on.
     """
     if chosen is not None and chosen not in candidates:
         candidates = (chosen,) + tuple(candidates)
     boot = options.pop("n_bootstrap", 0)
     options["diagnostics"] = True
     fits = {v: QQTFit(variant=v, **options).fit(obs) for v in candidates}
+    held = {v: None if heldout is None or not len(heldout) else heldout_error(fits[v].law_, heldout)
+            for v in candidates}
 
     def key(v):
         f = fits[v]
-        return (math.inf if f.holdout_largest_error_ is None else f.holdout_largest_error_,
-                math.inf if f.loo_error_ is None else f.loo_error_, candidates.index(v))
+        return tuple(math.inf if x is None or not math.isfinite(x) else x
+                     for x in (held[v], f.holdout_largest_error_, f.loo_error_)) + (candidates.index(v),)
 
     best = chosen or min(candidates, key=key)
-    table = [{"variant": v, "holdout_largest_error": fits[v].holdout_largest_error_,
+    table = [{"variant": v, "heldout_runs_error": held[v],
+              "holdout_largest_error": fits[v].holdout_largest_error_,
               "loo_error": fits[v].loo_error_, "objective": fits[v].objective_,
               "free_parameters": len(fits[v].free_), "chosen": v == best} for v in candidates]
     result = fits[best] if not boot else QQTFit(variant=best, n_bootstrap=boot, **options).fit(obs)
+    by = ("held-out runs, then hold-out-largest, then leave-one-out relative error"
+          if heldout is not None else "hold-out-largest, then leave-one-out relative error")
     result.law_.fit_info["model_selection"] = {
-        "by": "hold-out-largest relative error, then leave-one-out" if chosen is None else
-              f"variant {chosen!r} as asked; the others fitted for comparison",
+        "by": by if chosen is None else f"variant {chosen!r} as asked; the others fitted for comparison",
+        "heldout_runs": 0 if heldout is None else len(heldout),
         "candidates": table}
     return result, table
 

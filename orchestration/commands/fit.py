@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(the paper's; default otherwise), data (effective data), or auto "
                              "(the one with the smallest held-out error). With diagnostics on, "
                              "the others are fitted too and compared by held-out error in a table")
+    parser.add_argument("--heldout", default=None, metavar="OBS",
+                        help="runs not to fit on, to compare the QQT forms by (default: a probe's "
+                             "OBS.holdout.parquet beside OBS: its mixtures, larger-budget and "
+                             "fresh-data runs)")
     parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
                         help="hold a parameter fixed; repeatable (e.g. --fix d=0.1)")
     parser.add_argument("--pool-size", action="append", default=[], metavar="NAME=COUNT",
@@ -159,7 +163,22 @@ def _fit_qqt(obs, fix, sizes, unit, args):
     if args.no_cv or fix:  # nothing to compare by, or names that only one form has
         return QQTFit(variant=args.variant, diagnostics=not args.no_cv, **options).fit(obs).law_
     chosen = None if args.variant == "auto" else args.variant
-    return compare_variants(obs, chosen, **options)[0].law_
+    return compare_variants(obs, chosen, heldout=_heldout(args), **options)[0].law_
+
+
+def _heldout(args):
+    """Held-out runs for the comparison: --heldout, else a probe's OBS.holdout.parquet beside OBS."""
+    from curate.probe.observations_io import load_observations, parse_column_map
+
+    path = args.heldout
+    if path is None:
+        guess = Path(args.observations)
+        guess = guess.with_name(guess.name[: -len(".parquet")] + ".holdout.parquet") \
+            if guess.name.endswith(".parquet") else None
+        path = str(guess) if guess is not None and guess.is_file() else None
+    if path is None:
+        return None
+    return load_observations(path, parse_column_map(args.columns), law="qqt")
 
 
 def parse_bounds(items) -> dict[str, tuple]:
@@ -245,11 +264,12 @@ def render_table(data: dict) -> str:
         selection = fit.get("model_selection") or {}
         if selection.get("candidates"):
             lines.append(f"  forms compared ({selection['by']}):")
-            lines.append(f"    {'variant':<11} {'hold-out-largest':>16} {'leave-one-out':>14} "
-                         f"{'parameters':>10}")
+            lines.append(f"    {'variant':<11} {'held-out runs':>13} {'hold-out-largest':>16} "
+                         f"{'leave-one-out':>14} {'parameters':>10}")
             for row in selection["candidates"]:
                 mark = "  <- used" if row["chosen"] else ""
-                lines.append(f"    {row['variant']:<11} {_num(row['holdout_largest_error']):>16} "
+                lines.append(f"    {row['variant']:<11} {_num(row.get('heldout_runs_error')):>13} "
+                             f"{_num(row['holdout_largest_error']):>16} "
                              f"{_num(row['loo_error']):>14} {row['free_parameters']:>10}{mark}")
         if fit.get("max_epochs") is not None:
             by_pool = fit.get("max_epochs_by_pool") or {}

@@ -44,6 +44,26 @@ def test_probe_observations_get_the_multiplier_form_and_a_comparison(tmp_path, c
     assert [r["chosen"] for r in table] == [True, False, False]
     assert all(r["holdout_largest_error"] is not None for r in table)
     assert "forms compared" in out and "<- used" in out
+    assert all(r["heldout_runs_error"] is None for r in table)  # no held-out runs given
+
+
+def test_held_out_runs_beside_probe_output_decide_auto(tmp_path, capsys):
+    obs = _write(tmp_path / "obs.parquet", probe=True)
+    # the probe's OBS.holdout.parquet: a mixture and a larger budget
+    held = {"pool": ["pool0=0.5;pool1=0.5", "pool2"], "samples_seen": [8e5, 1e6],
+            "unique_samples": [4e5, 4e5]}
+    held["metric"] = [TRUE.predict_mixture({"pool0": .5, "pool1": .5}, 8e5, sizes={"pool0": 2e5, "pool1": 2e5}),
+                      TRUE.predict(1e6, pool="pool2", size=4e5)]
+    pq.write_table(pa.table(held), tmp_path / "obs.holdout.parquet")
+    assert main(["fit", str(obs), "--variant", "auto", "-o", str(tmp_path / "law.json"),
+                 "--workspace", str(tmp_path / "ws")]) == 0
+    law = json.loads((tmp_path / "law.json").read_text())
+    sel = law["fit"]["model_selection"]
+    assert sel["heldout_runs"] == 2 and sel["by"].startswith("held-out runs")
+    errors = {r["variant"]: r["heldout_runs_error"] for r in sel["candidates"]}
+    assert law["variant"] == min(errors, key=errors.get)
+    assert errors["multiplier"] < 0.02  # the true form predicts the held-out runs
+    assert "held-out runs" in capsys.readouterr().out
 
 
 def test_auto_picks_the_smallest_held_out_error_and_plain_data_keeps_the_paper_form(tmp_path, capsys):
