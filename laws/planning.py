@@ -83,7 +83,7 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
               max_epochs: float | None = None, top_m: bool = False, max_draws: int = 100,
               law_name: str | None = None, quality: Mapping[str, float] | None = None,
               law_quality: Mapping[str, float] | None = None, tau_quantile: float | None = 0.1,
-              saturation_eps: float = 1e-3) -> dict:
+              saturation_eps: float = 1e-3, replay: dict | None = None) -> dict:
     """The plan-file dict for `law` at `budget` and/or across a `sweep` ("LO:HI[:POINTS]").
 
     Raises ValueError (:class:`laws.planner_search.Infeasible` among them) with a one-line
@@ -93,7 +93,9 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
     quality: {pool: multiplier} (--quality; wins); law_quality: the law file's own multipliers
     when the caller read them from the file (else the law object's are used); tau_quantile:
     conservative quantile for at-bound parameters (0 / None: off); saturation_eps: relative gain
-    from doubling the budget below which the plan is called saturated.
+    from doubling the budget below which the plan is called saturated; replay: a `curate
+    validate` result whose `difference_error` is the error bar of the plan's claim
+    (:func:`plan_claim`).
     """
     if budget is None and sweep is None:
         raise ValueError("give --budget (or --sweep LO:HI[:POINTS])")
@@ -109,7 +111,7 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
     setup = _Setup(law, unit, params, pool_sizes or {}, run_sizes, run_name, min_share,
                    max_share, list(exclude), max_epochs, dict(quality or {}), tau_quantile,
                    law_quality)
-    return _plan_dict(setup, budget, sweep, top_m, max_draws, law_name, saturation_eps)
+    return _plan_dict(setup, budget, sweep, top_m, max_draws, law_name, saturation_eps, replay)
 
 
 class _Setup:
@@ -305,7 +307,7 @@ class _Setup:
 
 
 def _plan_dict(setup: _Setup, budget, sweep, top_m, max_draws, law_name,
-               saturation_eps: float = 1e-3) -> dict:
+               saturation_eps: float = 1e-3, replay: dict | None = None) -> dict:
     from curate.laws.planner import (bootstrap_robustness, parse_sweep, plan_mixture, plan_sweep,
                                      range_warning)
     from curate.laws.planner_search import Infeasible
@@ -338,6 +340,7 @@ def _plan_dict(setup: _Setup, budget, sweep, top_m, max_draws, law_name,
                                        level=float(boot.get("level", 0.9)), max_draws=max_draws)
             result["robustness"] = rob.to_dict()
             pd["interval"] = list(rob.interval)
+        pd["claim"] = plan_claim(pd, fit, replay)
         result["plan"] = pd
         single_size = _single_model_size(fit)
         for value, rng, what in ((plan.draws, fit.get("samples_range"), "samples drawn"),
@@ -560,4 +563,62 @@ def _gap_warnings(objective, weights, fit: dict, factor: float = 10.0) -> list[s
     return [f"the plan uses pools at gaps between repetitions beyond where their half-lives were "
             f"measured ({', '.join(far)}); gamma = {law.gamma:g} is assumed, not fitted, so their "
             f"decay per pass is taken to be that many^gamma times slower: check with a replay"]
+
+
+# ---------------------------------------------------------------------------------------------
+# How sure the plan is: a win is claimed only beyond the error of what predicted it
+# ---------------------------------------------------------------------------------------------
+
+def plan_claim(plan: dict, fit: dict, replay: dict | None = None) -> dict:
+    """Whether the plan's predicted advantage over its feasible baselines is larger than the
+    error of the predictions behind it, and what to use otherwise.
+
+    The error bar is, in order of preference: the replay's validated error of predicted
+    *differences* (`replay["difference_error"]`, from `curate validate`: trained, not fitted);
+    else the law's own held-out error on runs it was not fitted on (fit.model_selection's
+    held-out runs, else hold-out-largest, relative) times the predicted loss: an error of
+    levels, a conservative bar for a difference. Without either, the gain is the law's claim
+    only and is marked unvalidated. When the gain is within the bar, the recommendation is the
+    simplest feasible baseline (fewest pools) predicted within the bar of the plan.
+    """
+    feasible = {k: b for k, b in (plan.get("baselines") or {}).items() if b.get("feasible")}
+    predicted = float(plan["predicted"])
+    if not feasible:
+        return {"recommended": "plan", "predicted_gain": None, "error_bar": None,
+                "error_source": None, "why": "no baseline satisfies the constraints to compare with"}
+    best_key = min(feasible, key=lambda k: feasible[k]["loss"])
+    gain = float(feasible[best_key]["loss"]) - predicted
+    bar, source = None, None
+    if replay and replay.get("difference_error") is not None:
+        bar, source = float(replay["difference_error"]), "replay (trained at reduced scale)"
+    else:
+        rel = _heldout_relative_error(fit)
+        if rel is not None:
+            bar, source = rel[0] * predicted, f"law's {rel[1]} relative error x predicted loss"
+    out = {"predicted_gain": gain, "best_baseline": best_key, "error_bar": bar,
+           "error_source": source}
+    if bar is None:
+        return {**out, "recommended": "plan", "validated": False,
+                "why": f"predicted gain {gain:.4g} over {feasible[best_key]['name']} is unvalidated: "
+                       "no held-out error or replay to compare it with (run `curate validate`)"}
+    if gain > bar:
+        return {**out, "recommended": "plan", "validated": source.startswith("replay"),
+                "why": f"predicted gain {gain:.4g} over {feasible[best_key]['name']} exceeds the "
+                       f"error bar {bar:.4g} ({source})"}
+    close = [k for k, b in feasible.items() if float(b["loss"]) <= predicted + bar]
+    simplest = min(close, key=lambda k: (len(feasible[k].get("weights") or {}), feasible[k]["loss"]))
+    return {**out, "recommended": simplest, "validated": source.startswith("replay"),
+            "why": f"predicted gain {gain:.4g} is within the error bar {bar:.4g} ({source}): the "
+                   f"law cannot tell the plan from {feasible[simplest]['name']}, the simpler choice"}
+
+
+def _heldout_relative_error(fit: dict) -> tuple[float, str] | None:
+    selection = (fit or {}).get("model_selection") or {}
+    for row in selection.get("candidates") or []:
+        if row.get("chosen") and row.get("heldout_runs_error") is not None:
+            return float(row["heldout_runs_error"]), "held-out-runs"
+    for key, label in (("holdout_largest_error", "hold-out-largest"), ("loo_error", "leave-one-out")):
+        if (fit or {}).get(key) is not None:
+            return float(fit[key]), label
+    return None
 

@@ -62,6 +62,11 @@ def render_text(result: dict) -> str:
             delta = b["loss"] - plan["predicted"]
             note = "" if b["feasible"] else "  (violates the constraints)"
             lines.append(f"  {b['name']:<36}{b['loss']:.6f}  ({delta:+.6f}){note}")
+        claim = plan.get("claim")
+        if claim:
+            label = "the plan" if claim["recommended"] == "plan" else \
+                plan["baselines"][claim["recommended"]]["name"]
+            lines.append(f"recommendation: {label} -- {claim['why']}")
         rob = result.get("robustness")
         if rob:
             lines.append(f"robustness over {rob['draws']} bootstrap draws: the plan is within "

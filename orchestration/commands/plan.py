@@ -70,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data-constrained laws: a token of pool NAME counts as MULT tokens "
                              "of effective data (default: the law file's multipliers, else 1); "
                              "repeatable")
+    parser.add_argument("--replay", type=Path, default=None, metavar="REPLAY.json",
+                        help="a `curate validate` result: its measured error of predicted "
+                             "differences is the bar the plan's predicted gain must clear (else "
+                             "the law's held-out error is used, and without either the claim is "
+                             "marked unvalidated)")
     parser.add_argument("--tau-quantile", type=_quantile, default=0.1, metavar="Q",
                         help="plan parameters whose bootstrap interval reaches their bound at "
                              "this conservative quantile (default 0.1; 0 or 'none': off)")
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                        max_epochs=args.max_epochs, top_m=args.top_m, max_draws=args.max_draws,
                        law_name=str(args.law), quality=_pairs(args.quality, "--quality"),
                        law_quality=law_quality, tau_quantile=args.tau_quantile,
-                       saturation_eps=args.saturation_eps)
+                       saturation_eps=args.saturation_eps, replay=_read_replay(args.replay))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=2) + "\n")
@@ -201,3 +206,21 @@ def read_run_pools(run_dir: Path, column: str) -> dict[str, float]:
     if column not in names:
         raise CurateError(f"{run_dir / STATS} has no {column!r} column (columns: {', '.join(names)})")
     return {f"pool{int(r['pool'])}": float(r[column] or 0) for r in rows}
+
+
+def _read_replay(path: Path | None) -> dict | None:
+    from curate.orchestration.errors import CurateError
+
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CurateError(f"replay file {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise CurateError(f"replay file {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("difference_error"), (int, float)):
+        raise CurateError(f"replay file {path} has no number 'difference_error' (write it with "
+                          "`curate validate PLAN -o REPLAY.json`)")
+    return data
+
