@@ -24,6 +24,16 @@ Observations
   the largest `unique_samples` of that pool's single-pool rows; a pool seen only in mixtures
   gets its equal share of the row's unique samples, exact for the released top-m mixtures).
 
+Gap exponent gamma
+------------------
+Each pool's tau is stated at its measured gap (:func:`measured_gaps`: its largest subset that
+was repeated alone). When some pool is repeated alone at two or more subset sizes
+(:func:`gamma_identified`), gamma (tau'_i = tau_i (P_i / G_i)^gamma) is fitted too: one shared
+value in [0, 3], its Jacobian column from the log-tau columns
+(:func:`laws.qqt_kernel.gamma_jacobian`); it becomes the law's ``gamma`` attribute and the fit
+section's ``gamma`` entry (value, fitted, bootstrap interval). Otherwise it stays at 1, the
+released scaling, and the fit section says it was not fitted.
+
 The model is the QQT kernel (:mod:`laws.qqt_kernel`) evaluated for all rows at once: its
 segments depend only on the data, not on the parameters, so they are built once per fit and
 subset for refits; the tests check values against a direct transcription of the formulas and
@@ -49,11 +59,14 @@ from curate.laws.diagnostics import goodness_of_fit, leave_one_out
 from curate.laws.fitting import huber
 from curate.laws.observations import Observations, require_points
 from curate.laws.qqt import QQTLaw, a_name, b_name, tau_name
-from curate.laws.qqt_kernel import LAW_VARIANTS, NORMALIZER, Segments, multiplier_errors
+from curate.laws.qqt_kernel import (LAW_VARIANTS, NORMALIZER, Segments, gamma_jacobian,
+                                    gap_log_ratios, multiplier_errors, pass_periods)
 
 DEFAULT_HUBER_DELTA = 1e-2
 _BOUNDS = {"log_a": (math.log(1e-9), math.log(1e6)), "b": (-5.0, -1e-6),
-           "log_tau": (math.log(1e-2), math.log(1e4))}
+           "log_tau": (math.log(1e-2), math.log(1e4)), "gamma": (0.0, 3.0)}
+#: Start value of gamma when it is fitted (the released scaling).
+_START_GAMMA = 1.0
 # Starts for a, as values of a * median(samples seen) / normaliser: scale-free, so the grid
 # fits data counted in samples (~1e7) and in tokens (~1e10) alike.
 _START_A_SCALED = (0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -85,6 +98,8 @@ class MultiplierDesign:
     def __init__(self, samples, W, N, gaps, gamma: float = 1.0):
         self.samples, self.W, self.N, self.gaps, self.gamma = samples, W, N, gaps, gamma
         self.first = samples  # typical sample counts, for the start grid of a
+        # log(P_i / G_i) per row and pool: the gamma column of the Jacobian needs it
+        self.log_ratio = gap_log_ratios(pass_periods(W, N), gaps)
 
     def subset(self, rows) -> "MultiplierDesign":
         rows = np.asarray(rows, dtype=int)
@@ -94,9 +109,10 @@ class MultiplierDesign:
         """Per pool: does any row repeat it?"""
         return np.any((self.W * self.samples[:, None] > self.N * (1 + 1e-12)) & (self.W > 0), axis=0)
 
-    def predict_and_jacobian(self, a, d, b, tau, normalizer, jacobian=True):
+    def predict_and_jacobian(self, a, d, b, tau, normalizer, jacobian=True, gamma=None):
         return multiplier_errors(self.samples, self.W, a, b, d, tau, self.N, normalizer,
-                                 gaps=self.gaps, gamma=self.gamma, jacobian=jacobian)
+                                 gaps=self.gaps, gamma=self.gamma if gamma is None else gamma,
+                                 jacobian=jacobian)
 
 
 def observation_design(obs: Observations, pools: list[str], sizes: dict[str, float],
@@ -179,19 +195,28 @@ class QQTFit:
     n_bootstrap, level, seed : bootstrap refits for intervals (0 = none).
     diagnostics : compute leave-one-out and hold-out-largest errors (refits; costs time).
     unit : what samples are, recorded in the law.
+    gamma : how a half-life stretches with the gap between repetitions (tau'_i = tau_i
+        (P_i / G_i)^gamma, :mod:`laws.qqt`). "auto" (default): fitted, one value shared by all
+        pools in [0, 3], when the observations repeat some pool at two or more subset sizes
+        (:func:`gamma_identified`), else fixed at 1 (the released scaling); a number fixes it
+        (so does ``fix={"gamma": value}``). gamma is not one of the law's named parameters:
+        it is the law's ``gamma`` attribute (the law file's top-level "gamma"), described in the
+        fit section's ``gamma`` entry (value, fitted, bootstrap interval).
 
     Fitted attributes: law_ (QQTLaw), params_, objective_, n_obs_, free_, fixed_, pool_sizes_,
     predictions_, r2_, rmse_, loo_error_, holdout_largest_error_, draws_, intervals_, fit_time_,
     bounds_ (the optimiser's box per free parameter, natural units), at_bound_ (parameters at
     that box: :func:`laws.bounds.flag_at_bounds`), max_epochs_, max_epochs_by_pool_ (the
-    epoch range of the observations: :func:`epoch_range`), warnings_.
+    epoch range of the observations: :func:`epoch_range`), gaps_ (the measured gap of every
+    pool: :func:`measured_gaps`), gamma_, gamma_fitted_, gamma_draws_, gamma_interval_,
+    warnings_.
     """
 
     def __init__(self, variant: str = "utility", fix: dict[str, float] | None = None,
                  sizes: dict[str, float] | None = None, normalizer: float = NORMALIZER,
                  huber_delta: float = DEFAULT_HUBER_DELTA, n_starts: int = 6,
                  n_bootstrap: int = 0, level: float = 0.9, seed: int = 0,
-                 diagnostics: bool = True, unit: str = "samples"):
+                 diagnostics: bool = True, unit: str = "samples", gamma: float | str = "auto"):
         self.variant = variant
         self.fix = fix
         self.sizes = sizes
@@ -203,6 +228,7 @@ class QQTFit:
         self.seed = seed
         self.diagnostics = diagnostics
         self.unit = unit
+        self.gamma = gamma
 
     # -- public ------------------------------------------------------------------------------
     def fit(self, obs: Observations) -> "QQTFit":
@@ -218,20 +244,30 @@ class QQTFit:
             names = ["a", "d"] + [n for p in self.pools_ for n in (b_name(p), tau_name(p))]
             spelled = "a, d, b[POOL], tau[POOL]"
         fix = dict(self.fix or {})
+        gamma_fixed = fix.pop("gamma", None)
+        if gamma_fixed is None and self.gamma != "auto":
+            gamma_fixed = self.gamma
+        if gamma_fixed is not None:
+            gamma_fixed = float(gamma_fixed)
+            if not (math.isfinite(gamma_fixed) and gamma_fixed >= 0):
+                raise ValueError(f"gamma must be a finite number >= 0, got {gamma_fixed!r}")
         unknown = sorted(set(fix) - set(names))
         if unknown:
             raise ValueError(f"cannot fix unknown QQT parameter(s) {unknown}; names are "
-                             f"{spelled} with pools {self.pools_}")
+                             f"{spelled}, gamma, with pools {self.pools_}")
         _check_fixed_values(fix)
         self.fixed_ = {k: float(v) for k, v in fix.items()}
-        self.free_ = [n for n in names if n not in fix]
+        # gamma is fitted (one shared value) only where the data can tell it: some pool
+        # repeated at two subset sizes; otherwise it stays at 1 (or the value given)
+        self.gamma_fitted_ = gamma_fixed is None and gamma_identified(obs)
+        self.gamma_ = _START_GAMMA if gamma_fixed is None else gamma_fixed
+        self._names = names + (["gamma"] if self.gamma_fitted_ else [])
+        self.free_ = [n for n in self._names if n not in fix]
         require_points(len(obs), len(self.free_), "qqt")
-        self._names = names
         self._y = np.asarray(obs.metric, dtype=float)
-        # tau_i is expressed at the gap of the pool's own largest single-pool run (its measured
-        # gap); other subset sizes and mixtures stretch it by (gap ratio)^gamma (laws/qqt.py)
-        self.gaps_ = infer_pool_sizes(obs)
-        self.gamma_ = 1.0
+        # tau_i is expressed at the gap of the pool's largest repeated single-pool subset (its
+        # measured gap); other subset sizes and mixtures stretch it by (gap ratio)^gamma
+        self.gaps_ = measured_gaps(obs)
         design = observation_design(obs, self.pools_, self.pool_sizes_, self.gaps_, self.gamma_,
                                     self.variant)
         if isinstance(design, MultiplierDesign):
@@ -248,6 +284,7 @@ class QQTFit:
 
         x, cost = self._fit_design(design, self._y, starts=None)
         self.params_ = self._params_from_x(x)
+        self.gamma_ = float(self.params_.pop("gamma", self.gamma_))
         self.objective_ = cost
         self.n_obs_ = len(obs)
         self.predictions_ = self._predict_design(design, self.params_)
@@ -256,6 +293,7 @@ class QQTFit:
         if self.diagnostics:
             self._set_extrapolation_errors(obs, design, x)
         self.draws_, self.intervals_ = [], {}
+        self.gamma_draws_, self.gamma_interval_ = [], None
         if self.n_bootstrap:
             self._bootstrap(obs, design, x)
         known = set(self.sizes or {}) | {p for p, m in zip(obs.pool, obs.mixtures) if m is None}
@@ -265,6 +303,7 @@ class QQTFit:
         self.at_bound_ = flag_at_bounds(self.params_, self.bounds_, self.draws_,
                                         self.intervals_, scale=float(np.min(self._y)))
         self.warnings_ += bound_warnings(self.at_bound_)
+        self.warnings_ += self._gamma_warnings()
         self.fit_time_ = time.perf_counter() - t0
         self.law_ = self._make_law(obs)
         return self
@@ -284,6 +323,7 @@ class QQTFit:
         kinds = []
         for n in self.free_:
             kinds.append("log_a" if n == "a" or n.startswith("a[") else "d" if n == "d" else
+                         "gamma" if n == "gamma" else
                          "b" if n == "b" or n.startswith("b[") else "log_tau")
         return kinds
 
@@ -301,11 +341,20 @@ class QQTFit:
         return params["a"], params["d"], b, tau
 
     def _evaluate(self, design, params, jacobian: bool):
+        """(E, J): J has the law's columns (kernel order) and, when gamma is fitted, a last
+        column dE/d gamma (:func:`laws.qqt_kernel.gamma_jacobian`)."""
         a, d, b, tau = self._arrays(params)
+        gamma = float(params.get("gamma", self.gamma_))
         if isinstance(design, MultiplierDesign):
-            return design.predict_and_jacobian(a, d, b, tau, self.normalizer, jacobian=jacobian)
-        return design.predict_and_jacobian(a, d, b, tau, self.variant, self.normalizer,
-                                           jacobian=jacobian, gamma=self.gamma_)
+            E, J = design.predict_and_jacobian(a, d, b, tau, self.normalizer, jacobian=jacobian,
+                                               gamma=gamma)
+        else:
+            E, J = design.predict_and_jacobian(a, d, b, tau, self.variant, self.normalizer,
+                                               jacobian=jacobian, gamma=gamma)
+        if jacobian and self.gamma_fitted_:
+            P = len(self.pools_)  # both layouts end with the P log-tau columns
+            J = np.column_stack([J, gamma_jacobian(J[:, -P:], design.log_ratio)])
+        return E, J
 
     def _predict_design(self, design, params):
         return self._evaluate(design, params, jacobian=False)[0]
@@ -326,6 +375,8 @@ class QQTFit:
         lo, hi = self._bounds(y)
         out = {}
         for name, kind, l, h in zip(self.free_, self._x_layout(), lo, hi):
+            if kind == "gamma":  # not a law parameter: reported in the fit section's gamma
+                continue
             if kind.startswith("log_"):  # exp(log(1e4)) is 1e4 + 1 ulp: keep 12 digits
                 l, h = float(f"{math.exp(l):.12g}"), float(f"{math.exp(h):.12g}")
             out[name] = (float(l), float(h))
@@ -339,7 +390,8 @@ class QQTFit:
         for a, b, tau, d in itertools.product(a_starts, _START_B, _START_TAU, d_starts):
             x = []
             for name, kind in zip(self.free_, self._x_layout()):
-                x.append({"log_a": math.log(a), "d": d, "b": b, "log_tau": math.log(tau)}[kind])
+                x.append({"log_a": math.log(a), "d": d, "b": b, "log_tau": math.log(tau),
+                          "gamma": _START_GAMMA}[kind])
             points.append(x)
         return np.unique(np.array(points), axis=0)
 
@@ -368,12 +420,12 @@ class QQTFit:
         or for the multiplier form (log a_1.., d, b, log tau_1..)."""
         P = len(self.pools_)
         if self.variant == "multiplier":
-            col = {"d": P, "b": P + 1}
+            col = {"d": P, "b": P + 1, "gamma": 2 + 2 * P}
             for i, p in enumerate(self.pools_):
                 col[a_name(p)] = i
                 col[tau_name(p)] = P + 2 + i
         else:
-            col = {"a": 0, "d": 1}
+            col = {"a": 0, "d": 1, "gamma": 2 + 2 * P}
             for i, p in enumerate(self.pools_):
                 col[b_name(p)] = 2 + i
                 col[tau_name(p)] = 2 + P + i
@@ -442,8 +494,50 @@ class QQTFit:
             return self._params_from_x(x)
 
         draws = stratified_bootstrap_draws(fit_fn, obs, self.n_bootstrap, self.seed)
-        self.draws_ = [{k: v for k, v in d.items() if k in self.free_} for d in draws]
-        self.intervals_ = percentile_intervals(self.draws_, self.level) if self.free_ else {}
+        self.draws_ = [{k: v for k, v in d.items() if k in self.free_ and k != "gamma"}
+                       for d in draws]
+        law_free = [n for n in self.free_ if n != "gamma"]
+        self.intervals_ = percentile_intervals(self.draws_, self.level) if law_free else {}
+        if self.gamma_fitted_:
+            self.gamma_draws_ = [float(d["gamma"]) for d in draws]
+            self.gamma_interval_ = tuple(percentile_intervals(
+                [{"gamma": g} for g in self.gamma_draws_], self.level)["gamma"])
+
+    def _gamma_record(self) -> dict:
+        """The fit section's "gamma": value, whether fitted, interval, what it rests on."""
+        if not self.gamma_fitted_:
+            given = self.gamma != "auto" or "gamma" in (self.fix or {})
+            return {"value": self.gamma_, "fitted": False,
+                    "note": ("how a half-life stretches with the gap between repetitions: fixed "
+                             f"at {self.gamma_:g} as asked" if given else
+                             "how a half-life stretches with the gap between repetitions: not "
+                             "fitted (1, the released scaling): no pool was repeated at two "
+                             "subset sizes; tau is stated at each pool's measured gap "
+                             "(pools[].gap)")}
+        lo, hi = _BOUNDS["gamma"]
+        out = {"value": self.gamma_, "fitted": True, "bounds": [lo, hi],
+               "gap_ratio_max": self.gap_ratio_max_,
+               "note": ("fitted, one value shared by all pools, from pools repeated at two or "
+                        "more subset sizes; measured over gap ratios up to "
+                        f"{self.gap_ratio_max_:.3g}x, so a plan that uses a pool at a much "
+                        "larger gap still extrapolates it; bootstrap draws of the law's "
+                        "parameters are refits with gamma free, but the law applies its one "
+                        "fitted gamma to every draw")}
+        if self.gamma_interval_ is not None:
+            out["interval"] = [float(v) for v in self.gamma_interval_]
+            out["level"] = self.level
+        return out
+
+    def _gamma_warnings(self) -> list[str]:
+        if not self.gamma_fitted_:
+            return []
+        lo, hi = _BOUNDS["gamma"]
+        span = hi - lo
+        if self.gamma_ <= lo + 1e-3 * span or self.gamma_ >= hi - 1e-3 * span:
+            return [f"gamma = {self.gamma_:.3g} is at the bound of its box [{lo:g}, {hi:g}]: the "
+                    "runs at different subset sizes do not pin how a half-life stretches with "
+                    "the gap between repetitions"]
+        return []
 
     def _make_law(self, obs) -> QQTLaw:
         fit_info = {
@@ -463,11 +557,7 @@ class QQTFit:
             # the gap scaling of tau is assumed, not measured: the planner warns where a plan
             # uses a pool at a gap beyond the measured one (laws/planning.py)
             "gap_ratio_max": self.gap_ratio_max_,
-            "gamma": {"value": self.gamma_, "fitted": False,
-                      "note": "how a half-life stretches with the gap between repetitions: not "
-                              "fitted (1, the released scaling); tau is stated at each pool's "
-                              "measured gap (pools[].gap); runs at two subset sizes per pool "
-                              "would measure it"},
+            "gamma": self._gamma_record(),
             # parameters at the optimiser's box (laws.bounds): box, data scale for bounds of 0
             "bounds": {k: list(v) for k, v in self.bounds_.items()},
             "bound_scale": float(np.min(self._y)),
@@ -576,6 +666,30 @@ def infer_pool_sizes(obs: Observations, given: dict[str, float] | None = None) -
     return out
 
 
+def measured_gaps(obs: Observations) -> dict[str, float]:
+    """Where each pool's half-life is measured: the largest `unique_samples` among its
+    single-pool rows that repeat it (samples_seen > unique_samples); for a pool never repeated
+    alone, its inferred size (:func:`infer_pool_sizes`). A fresh-data control run (never
+    repeated) does not move a pool's gap."""
+    gaps = infer_pool_sizes(obs)
+    repeated: dict[str, float] = {}
+    for name, mix, n, u in zip(obs.pool, obs.mixtures, obs.samples_seen, obs.unique_samples):
+        if mix is None and float(n) > float(u) * (1 + 1e-12):
+            repeated[name] = max(repeated.get(name, 0.0), float(u))
+    return {p: repeated.get(p, g) for p, g in gaps.items()}
+
+
+def gamma_identified(obs: Observations, min_ratio: float = 1.01) -> bool:
+    """Do the observations repeat some pool alone at two or more subset sizes (unique_samples
+    differing by more than `min_ratio`)? Only then do they say how a half-life stretches with
+    the gap between repetitions (gamma); a single subset size per pool leaves it unidentified."""
+    sizes: dict[str, list[float]] = {}
+    for name, mix, n, u in zip(obs.pool, obs.mixtures, obs.samples_seen, obs.unique_samples):
+        if mix is None and float(n) > float(u) * (1 + 1e-12):
+            sizes.setdefault(name, []).append(float(u))
+    return any(max(v) / min(v) > min_ratio for v in sizes.values())
+
+
 def stratified_bootstrap_draws(fit_fn, obs: Observations, n_boot: int, seed: int,
                                max_failures: int | None = None) -> list[dict[str, float]]:
     """Bootstrap refits that resample within each pool (or mixture) label.
@@ -641,6 +755,8 @@ def refit_law(law: QQTLaw, observations: Observations, **options) -> QQTLaw:
     est = QQTFit(variant=law.variant, fix=fix, sizes=law.pool_sizes, normalizer=law.normalizer,
                  unit=law.unit, **options).fit(observations)
     fitted = law.with_params(est.params_)
+    if est.gamma_fitted_:
+        fitted.gamma = est.gamma_
     fitted.fit_info, fitted.bootstrap = est.law_.fit_info, est.law_.bootstrap
     fitted.estimator_ = est
     return fitted

@@ -68,6 +68,18 @@ def half_life_scale(log_ratio, gamma: float):
     return np.exp(gamma * log_ratio)
 
 
+def gamma_jacobian(d_log_tau: np.ndarray, log_ratio: np.ndarray) -> np.ndarray:
+    """dE/d gamma from dE/d log tau_i (both (n_rows, P)) and log(P_i / G_i) (n_rows, P).
+
+    A pool's decay depends on tau_i and gamma only through tau'_i = tau_i (P_i / G_i)^gamma, and
+    log(P_i / G_i) is fixed per row and pool, so d kappa / d gamma = -kappa log(P_i / G_i) =
+    log(P_i / G_i) d kappa / d log tau_i, and dE/d gamma = sum_i log(P_i / G_i) dE/d log tau_i:
+    one Jacobian column for every form (utility, data, multiplier). Exact for the fitter's
+    segments, which keep every pass boundary (no half-life cut that would move with gamma).
+    """
+    return np.sum(np.asarray(d_log_tau) * np.asarray(log_ratio), axis=1)
+
+
 def first_pass_exponent(weights: np.ndarray, b: np.ndarray) -> np.ndarray:
     """b_0 = sum_i w_i b_i, the exponent while the whole stream is still unique."""
     return weights @ b
