@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("predict", "predict"),
     ("plan", "plan"),
     ("probe", "probe"),
+    ("validate", "validate"),
     ("register", "register"),
     ("runs", "runs"),
     ("query", "query"),
