@@ -18,22 +18,36 @@ MAX_DRAWS = 100  # draws used for the bands (enough for 90 % percentiles, keeps 
 
 
 def plot_fit(law, obs, path: Path, level: float = 0.9) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(render_fit(law, obs, level))
+    return path
+
+
+def render_fit(law, obs, level: float = 0.9, samples_range=None) -> bytes | None:
+    """The figure as PNG bytes. `obs` may be None for a QQT law: its pools' curves (and bands)
+    over `samples_range` (the fit's, from the law file) without points; None when there is
+    nothing to draw (a language-model law without observations, or no range)."""
+    import io
+
+    qqt = getattr(law, "kind", "") == "qqt"
+    if obs is None and not (qqt and samples_range):
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    if getattr(law, "kind", "") == "qqt":
-        _plot_qqt(ax, law, obs, level)
+    if qqt:
+        _plot_qqt(ax, law, obs, level, samples_range)
     else:
         _plot_lm(ax, law, obs, level)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    return path
+    return buf.getvalue()
 
 
 def _draw_laws(law):
@@ -43,22 +57,32 @@ def _draw_laws(law):
     return draws[::step]
 
 
-def _plot_qqt(ax, law, obs, level):
-    labels = list(dict.fromkeys(obs.pool))
+def _plot_qqt(ax, law, obs, level, samples_range=None):
+    if obs is None:
+        labels = list(law.pools)
+        lo_n, hi_n = float(samples_range[0]), float(samples_range[1])
+    else:
+        labels = list(dict.fromkeys(obs.pool))
+        lo_n, hi_n = float(obs.samples_seen.min()), float(obs.samples_seen.max())
     colours = _colours(len(labels))
-    lo_n, hi_n = float(obs.samples_seen.min()), float(obs.samples_seen.max())
     grid = np.geomspace(lo_n / 1.5, hi_n * 1.5, 60)
     draws = _draw_laws(law)
     for label, colour in zip(labels, colours):
-        rows = [i for i, p in enumerate(obs.pool) if p == label]
-        ax.scatter(obs.samples_seen[rows], obs.metric[rows], color=colour, s=22, zorder=3)
-        mix = obs.mixtures[rows[0]]
+        if obs is None:
+            mix = None
+        else:
+            rows = [i for i, p in enumerate(obs.pool) if p == label]
+            ax.scatter(obs.samples_seen[rows], obs.metric[rows], color=colour, s=22, zorder=3)
+            mix = obs.mixtures[rows[0]]
+        if mix is None and label not in law.pools:
+            continue  # a pool the law does not know: points only
 
         def curve(m, mix=mix, label=label):
             return m.predict(grid, pool=label) if mix is None else m.predict_mixture(mix, grid)
 
-        flag = _flags(law).get(f"tau[{label}]")
-        shown = label if flag is None else f"{label} (tau at {flag['side']} bound {flag['bound']:g})"
+        flags = [f"{name.split('[')[0]} at {f['side']} bound {f['bound']:g}"
+                 for name, f in _flags(law).items() if name.endswith(f"[{label}]")]
+        shown = label if not flags else f"{label} ({', '.join(flags)})"
         ax.plot(grid, curve(law), color=colour, lw=1.6, label=shown)
         if draws:
             lo, hi = prediction_band(law, draws, curve, level)

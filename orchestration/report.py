@@ -1,9 +1,11 @@
-"""`curate report`: a self-contained HTML report (plus PNG figures) of one run directory.
+"""`curate report`: a self-contained HTML report (plus PNG figures) of one run directory, and
+optionally of the whole loop built on it (probe observations, law, plan, replays).
 
-Sections: the funnel (where every input record went), pool sizes and token counts, score
+Run sections: the funnel (where every input record went), pool sizes and token counts, score
 distributions per pool, the largest duplicate clusters with examples, and a per-source breakdown.
 Every number comes from the run's own files: manifest.json counts (the funnel), stats.parquet
-(pool table) and the Parquet/JSONL outputs (histograms, clusters, sources). Numbers in the HTML
+(pool table) and the Parquet/JSONL outputs (histograms, clusters, sources). Loop sections
+(`orchestration/report_loop.py`) appear exactly when their file is given and come from it alone. Numbers in the HTML
 carry `data-key`/`data-value` attributes so tests (and scripts) can read them back exactly.
 
 The HTML has inline CSS and base64 PNGs, so it opens anywhere with no network; the same PNGs are
@@ -51,6 +53,7 @@ class ReportResult:
     html_path: Path
     figures: dict[str, Path]
     data: ReportData
+    loop: object | None = None  # report_loop.LoopData when any loop file was given
 
 
 # ---------------------------------------------------------------------- data
@@ -315,10 +318,12 @@ tr.kept td{font-weight:600;background:#eef7ee}tr.input td{font-weight:600;backgr
 img{max-width:100%;height:auto;display:block;margin:.5rem 0}
 .snippet{font-family:ui-monospace,monospace;font-size:.8rem;color:#333;max-width:520px;white-space:pre-wrap;word-break:break-word}
 .grid{display:flex;flex-wrap:wrap;gap:1.5rem;align-items:flex-start}
+h3{font-size:1.05rem;margin-top:1.4rem}tr.flagged td{background:#fff1f0}tr.unused td{color:#888}
+nav a{margin:0 .2rem}
 """
 
 
-def render_html(data: ReportData, figures: dict[str, bytes]) -> str:
+def render_html(data: ReportData, figures: dict[str, bytes], loop=None) -> str:
     m = data.manifest
     e = html.escape
     run_id = m.get("run_id") or Path(data.run_dir).name
@@ -330,6 +335,14 @@ def render_html(data: ReportData, figures: dict[str, bytes]) -> str:
         f"<p class='meta'>{e(str(data.run_dir))}" + (f" &middot; finished {e(str(when))}" if when else "")
         + f" &middot; report generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}</p>",
     ]
+    sections = [("funnel", "funnel"), ("pools", "pools"), ("scores", "scores"), ("clusters", "duplicates"),
+                ("sources", "sources")]
+    if loop is not None and loop.sections:
+        from curate.orchestration.report_loop import nav_entries
+
+        sections += [("loop", "loop")] + nav_entries(loop)
+    parts.append("<nav class='meta' id='contents'>" + " &middot; ".join(
+        f"<a href='#{k}'>{e(v)}</a>" for k, v in sections) + "</nav>")
     if data.warnings:
         parts.append("<div class='warn'><b>Notes</b><ul>" + "".join(f"<li>{e(w)}</li>" for w in data.warnings)
                      + "</ul></div>")
@@ -408,6 +421,11 @@ def render_html(data: ReportData, figures: dict[str, bytes]) -> str:
                      + _num(f"source:{key}", "dead_letter", s["dead_letter"]) + "</tr>")
     parts.append("</table>" + _img(figures, "sources", "per-source chart"))
 
+    if loop is not None and loop.sections:
+        from curate.orchestration.report_loop import render_loop
+
+        parts.append(render_loop(loop, figures))
+
     # Run configuration
     parts.append("<h2 id='config'>Configuration and versions</h2><details><summary>manifest config</summary>"
                  f"<pre class='snippet'>{e(json.dumps(m.get('config'), indent=2, sort_keys=True, default=str))}</pre>"
@@ -466,10 +484,25 @@ def _short(text: str, n: int) -> str:
 
 
 # ---------------------------------------------------------------------- entry point
-def write_report(run_dir: str | Path, output: str | Path | None = None) -> ReportResult:
-    """Write OUTPUT (default RUN_DIR/report.html) and its PNGs in OUTPUT's `<stem>-figures/`."""
+def write_report(run_dir: str | Path, output: str | Path | None = None, *, observations=None,
+                 law=None, plan=None, replays=()) -> ReportResult:
+    """Write OUTPUT (default RUN_DIR/report.html) and its PNGs in OUTPUT's `<stem>-figures/`.
+
+    observations (a table `curate fit` reads), law (a law file), plan (a plan file) and replays
+    (`curate validate` JSON files) each add their sections (report_loop); every file is read
+    before anything is written, so a bad one leaves no report behind.
+    """
+    loop = None
+    if observations is not None or law is not None or plan is not None or replays:
+        from curate.orchestration.report_loop import collect_loop
+
+        loop = collect_loop(observations=observations, law=law, plan=plan, replays=tuple(replays))
     data = collect(run_dir)
     figures = make_figures(data)
+    if loop is not None:
+        from curate.orchestration.report_loop import loop_figures
+
+        figures.update(loop_figures(loop))
     html_path = Path(output) if output else Path(run_dir) / "report.html"
     html_path.parent.mkdir(parents=True, exist_ok=True)
     fig_dir = html_path.parent / f"{html_path.stem}-figures"
@@ -479,6 +512,6 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Repor
         paths[name] = fig_dir / f"{name}.png"
         paths[name].write_bytes(png)
     tmp = html_path.with_name(html_path.name + ".tmp")
-    tmp.write_text(render_html(data, figures), encoding="utf-8")
+    tmp.write_text(render_html(data, figures, loop), encoding="utf-8")
     tmp.replace(html_path)  # readers never see a half-written report
-    return ReportResult(html_path, paths, data)
+    return ReportResult(html_path, paths, data, loop)

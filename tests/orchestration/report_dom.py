@@ -106,3 +106,76 @@ def check_rendered_report(html_path, run_dir, profile, screenshot):
     assert (gray < 0.9).mean() > 0.02
     assert np.count_nonzero((gray < 0.9).any(axis=1)) > 500
     return dom
+
+
+# --------------------------------------------------------------------------- loop fixtures
+LOOP_POOLS = ("pool0", "pool1", "pool2")
+HOSTILE_POOL = "<script>alert('x')</script>&\"pool"
+
+
+def write_loop_files(base: Path, pools=LOOP_POOLS, budget: float = 2e6, sweep: str | None = "1e5:1e7:5",
+                     n_bootstrap: int = 20, seeds: int = 2) -> dict[str, Path]:
+    """Observations (synthetic QQT multiplier curves, `seeds` runs per pool), a law fitted on them
+    (QQTFit via compare_variants, with bootstrap), a plan (make_plan, with a sweep) and a replay
+    file in the `curate validate` layout ("curate-replay/1") of that plan. Returns their paths."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.laws.lawfile import law_from_dict, law_to_dict
+    from curate.laws.observations import validate_observations
+    from curate.laws.planning import make_plan
+    from curate.laws.qqt import QQTLaw
+    from curate.laws.qqt_fit import compare_variants
+
+    base.mkdir(parents=True, exist_ok=True)
+    size = 2e5
+    worth = dict(zip(pools, (0.05, 0.02, 0.008, 0.004)))
+    tau = dict(zip(pools, (4.0, 9.0, 20.0, 30.0)))
+    true = QQTLaw(worth, 0.6, list(pools), b=-0.18, tau=tau, sizes={p: size for p in pools}, variant="multiplier")
+    rng = np.random.default_rng(0)
+    rows = {"pool": [], "samples_seen": [], "unique_samples": [], "metric": [], "run_id": []}
+    for p in pools:
+        for s in range(seeds):
+            for k in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0):
+                rows["pool"].append(p)
+                rows["samples_seen"].append(k * size)
+                rows["unique_samples"].append(min(k, 1.0) * size)
+                rows["metric"].append(float(true.predict(k * size, pool=p) * np.exp(0.005 * rng.normal())))
+                rows["run_id"].append(f"{p}/seed{s}")
+    obs_path = base / "obs.parquet"
+    pq.write_table(pa.table(rows), obs_path)
+    fit, _ = compare_variants(validate_observations(rows, law="qqt"), chosen="multiplier",
+                              n_bootstrap=n_bootstrap, seed=0)
+    law_dict = law_to_dict(fit.law_)
+    law_path = base / "law.json"
+    law_path.write_text(json.dumps(law_dict))
+    plan = make_plan(law_from_dict(law_dict), budget, sweep=sweep, run_sizes={p: size for p in pools},
+                     law_name=str(law_path))
+    plan_path = base / "plan.json"
+    plan_path.write_text(json.dumps(plan))
+    p = plan["plan"]
+    cands = [("plan", "the plan", p["predicted"], {r["pool"]: r["weight"] for r in p["pools"] if r["weight"] > 0})]
+    cands += [(k, b["name"], b["loss"], b["weights"]) for k, b in p["baselines"].items()]
+    rows = []
+    for i, (key, name, predicted, weights) in enumerate(cands):
+        losses = [round(2.0 + 0.01 * i + 0.003 * s, 6) for s in range(2)]
+        rows.append({"key": key, "name": name, "baseline": key != "plan", "weights": weights,
+                     "epochs": {q: w * budget / size for q, w in weights.items()}, "predicted": predicted,
+                     "feasible": True, "same_as": None, "note": None, "losses": losses,
+                     "mean": float(np.mean(losses)), "sd": float(np.std(losses, ddof=1))})
+    replay = {"format": "curate-replay/1", "validates": "a reduced-scale (1/k) replay of the plan's epochs per pool",
+              "plan": {"law": str(law_path), "budget": budget, "unit": plan["unit"], "draws": budget,
+                       "mixture": p["mixture"]},
+              "scale_k": 32.0, "replay_budget_tokens": budget / 32, "seeds": [0, 1],
+              "proxy": {"source": "probe", "params": 120000}, "device": "cpu",
+              "target": {"source": "held-out sample", "tokens": 4096}, "candidates": rows,
+              "best_baseline": rows[1]["key"], "verdict": "plan wins",
+              "measured_difference": rows[0]["mean"] - rows[1]["mean"],
+              "predicted_difference": rows[0]["predicted"] - rows[1]["predicted"], "sd": rows[1]["sd"],
+              "plan_at_most_best_plus_sd": True, "notes": ["a replay note <b>escaped</b>"]}
+    replay_path = base / "replay.json"
+    replay_path.write_text(json.dumps(replay))
+    return {"observations": obs_path, "law": law_path, "plan": plan_path, "replay": replay_path}
