@@ -336,7 +336,7 @@ def _plan_dict(setup: _Setup, budget, sweep, top_m, max_draws, law_name,
         pd["interval"] = None
         pd["saturation"] = _saturation(obj, plan, c, top_m, saturation_eps)
         if boot.get("draws") and max_draws > 0:
-            rob = bootstrap_robustness(obj, plan, boot["draws"], c,
+            rob = bootstrap_robustness(obj, plan, _draws_as_planned(boot["draws"], setup.conservative), c,
                                        level=float(boot.get("level", 0.9)), max_draws=max_draws)
             result["robustness"] = rob.to_dict()
             pd["interval"] = list(rob.interval)
@@ -621,4 +621,14 @@ def _heldout_relative_error(fit: dict) -> tuple[float, str] | None:
         if (fit or {}).get(key) is not None:
             return float(fit[key]), label
     return None
+
+
+def _draws_as_planned(draws, conservative: dict | None):
+    """Bootstrap draws with the parameters the plan replaced by a conservative value held at
+    that value: the band is then the other parameters' uncertainty around what was planned with
+    (else a prediction made with the conservative value can fall outside its own band)."""
+    if not conservative:
+        return draws
+    fixed = {name: float(r["to"]) for name, r in conservative.items()}
+    return [{**d, **{n: v for n, v in fixed.items() if n in d}} for d in draws]
 

@@ -38,3 +38,12 @@ def test_the_replay_error_of_differences_wins_over_the_law_and_no_error_is_unval
 def test_infeasible_baselines_are_not_compared():
     plan = {"predicted": 2.0, "baselines": {k: {**b, "feasible": False} for k, b in BASELINES.items()}}
     assert plan_claim(plan, {"holdout_largest_error": 0.5})["recommended"] == "plan"
+
+
+def test_a_conservative_parameter_is_held_in_the_draws_so_the_prediction_sits_in_its_band():
+    from curate.laws.planning import _draws_as_planned
+
+    draws = [{"d": 0.0, "b": -0.1}, {"d": 0.3, "b": -0.2}]
+    held = _draws_as_planned(draws, {"d": {"from": 0.0, "to": 0.25, "quantile": 0.9}})
+    assert held == [{"d": 0.25, "b": -0.1}, {"d": 0.25, "b": -0.2}] and draws[0]["d"] == 0.0
+    assert _draws_as_planned(draws, None) is draws
