@@ -696,23 +696,34 @@ def stratified_bootstrap_draws(fit_fn, obs: Observations, n_boot: int, seed: int
 
     Why stratify: every parameter b[P], tau[P] is informed only by rows of pool P; a plain
     row (or run) bootstrap sometimes drops a pool entirely, and its parameters then do not move
-    at all in that draw. Within a label, whole runs are resampled when the label has at least
-    two run ids (checkpoints of one run are not independent), else rows. Failed refits
-    (ValueError / RuntimeError) are replaced, as in :func:`laws.bootstrap.bootstrap_draws`.
+    at all in that draw. Within a label, runs are grouped by the subset they repeat (a run's
+    largest unique_samples: a probe's U, U/4 and fresh-data runs of a pool are three groups),
+    so every draw keeps the design's subset sizes; within a group, whole runs are resampled when
+    it has at least two run ids (seeds: checkpoints of one run are not independent), else its
+    rows. Failed refits (ValueError / RuntimeError) are replaced, as in
+    :func:`laws.bootstrap.bootstrap_draws`.
     """
     if n_boot < 1:
         raise ValueError("n_boot must be at least 1")
     rng = np.random.default_rng(seed)
     labels = np.asarray(obs.pool, dtype=object)
     runs = None if obs.run_id is None else np.asarray(obs.run_id, dtype=object)
-    units = []  # per label: list of row-index arrays, one per resampling unit
+    unique = np.asarray(obs.unique_samples, dtype=float)
+    units = []  # per stratum: list of row-index arrays, one per resampling unit
     for label in dict.fromkeys(obs.pool):
         rows = np.flatnonzero(labels == label)
-        run_ids = None if runs is None else list(dict.fromkeys(runs[rows]))
-        if run_ids is not None and len(run_ids) >= 2:
-            units.append([rows[runs[rows] == r] for r in run_ids])
-        else:
+        if runs is None:
             units.append([np.array([i]) for i in rows])
+            continue
+        groups: dict[float, list] = {}
+        for r in dict.fromkeys(runs[rows]):
+            run_rows = rows[runs[rows] == r]
+            groups.setdefault(float(unique[run_rows].max()), []).append(run_rows)
+        for members in groups.values():
+            if len(members) >= 2:
+                units.append(members)
+            else:
+                units.append([np.array([i]) for i in members[0]])
     draws, failures = [], 0
     limit = n_boot if max_failures is None else max_failures
     while len(draws) < n_boot:

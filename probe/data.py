@@ -16,7 +16,11 @@ Training subsets
 ----------------
 Each pool's remaining documents, in another seeded hash order, are packed into context windows
 (`probe.sequences.pack_sequences`) until U tokens are filled (large_factor * U for the pool of
-the larger-budget run, whose first U tokens are the pool's ordinary subset).
+the larger-budget run, whose first U tokens are the pool's ordinary subset). Every subset of a
+pool is a prefix of the same packed sequence: the small subset is the first U / small_factor
+tokens of U, and a fresh-data control run reads the first `fresh_tokens` (U among them). A pool
+too small for its fresh-data run keeps its other runs; `ProbeData.fresh_short` says how many
+tokens it has, and the run is left out (`probe.training.run_probe`, `curate probe` says so).
 """
 from __future__ import annotations
 
@@ -73,6 +77,17 @@ class ProbeData:
     pool_bytes: dict[str, int]  # bytes (tokens) per pool, target documents excluded
     target_ids: set[str] = field(default_factory=set)  # documents held out as the target
     train_ids: dict[str, list[str]] = field(default_factory=dict)  # documents packed per pool
+    fresh_subsets: dict[str, np.ndarray] = field(default_factory=dict)  # pool -> fresh-run data
+    fresh_short: dict[str, int] = field(default_factory=dict)  # pool -> tokens it has, too few
+
+    def sequences(self, pool: str, subset: str) -> np.ndarray:
+        """Packed windows a run reads: "main" / "small" (a prefix of the U subset), "fresh",
+        "large"."""
+        if subset == "fresh":
+            return self.fresh_subsets[pool]
+        if subset == "large":
+            return self.large_subset
+        return self.subsets[pool]
 
 
 def prepare_data(pools: dict[str, list[tuple[str, str]]], design: ProbeDesign,
@@ -106,13 +121,17 @@ def prepare_data(pools: dict[str, list[tuple[str, str]]], design: ProbeDesign,
 
     subsets, pool_bytes, train_ids = {}, {}, {}
     large_subset = None
+    fresh_subsets: dict[str, np.ndarray] = {}
+    fresh_short: dict[str, int] = {}
     n_seq = design.unique_tokens // ctx
     for name, docs in pools.items():
         train_docs = [(i, t) for i, t in _hash_order(docs, salt + "-train")
                       if i not in excluded
                       and (not target_hashes or hashlib.sha1(t.encode()).digest() not in target_hashes)]
         pool_bytes[name] = sum(len(t.encode("utf-8")) for _, t in train_docs)
-        want = n_seq * (design.large_factor if name == design.large_pool else 1)
+        need = n_seq * (design.large_factor if name == design.large_pool else 1)
+        fresh_seq = design.fresh_tokens // ctx if name in design.fresh_pools else 0
+        want = max(need, fresh_seq)
         seqs = pack_sequences((t for _, t in train_docs), ctx, want)
         used, got = [], 0
         for doc_id, text in train_docs:  # the documents pack_sequences consumed
@@ -121,11 +140,17 @@ def prepare_data(pools: dict[str, list[tuple[str, str]]], design: ProbeDesign,
             used.append(doc_id)
             got += 1 + len(text.encode("utf-8"))
         train_ids[name] = used
-        if len(seqs) < want:
+        if fresh_seq:
+            if len(seqs) >= fresh_seq:
+                fresh_subsets[name] = seqs[:fresh_seq]
+            else:
+                fresh_short[name] = int(len(seqs) * ctx)
+        if len(seqs) < need:
             raise ProbeError(
                 f"pool {name} has only {len(seqs) * ctx:,} training bytes; the probe design needs "
-                f"{want * ctx:,} (lower the time budget or use a larger corpus)")
+                f"{need * ctx:,} (lower the time budget or use a larger corpus)")
         subsets[name] = seqs[:n_seq]
         if name == design.large_pool:
-            large_subset = seqs
-    return ProbeData(target, target_source, subsets, large_subset, pool_bytes, excluded, train_ids)
+            large_subset = seqs[:need]
+    return ProbeData(target, target_source, subsets, large_subset, pool_bytes, excluded, train_ids,
+                     fresh_subsets, fresh_short)

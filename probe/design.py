@@ -37,6 +37,7 @@ training rate it plans with comes from a callable (`probe.throughput.ThroughputM
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Sequence
 
@@ -44,6 +45,12 @@ from curate.probe.errors import ProbeError
 from curate.probe.proxy_lm import ProxyConfig
 
 DEFAULT_MULTIPLES = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+#: Evaluation points of the small-subset run, in passes over its subset: up to 32 epochs, so
+#: the loss can be seen to turn up and the fit data (and so the planner's epoch cap) reaches 32.
+SMALL_MULTIPLES = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
+#: The identifying design's defaults (`identifying_options`): seeds per run, subset ratio.
+DEFAULT_SEEDS = 3
+DEFAULT_SMALL_FACTOR = 4
 
 
 @dataclass
@@ -57,6 +64,16 @@ class ProbeDesign:
         large_factor * U unique tokens, evaluated at the same multiples (so up to
         8 * large_factor * U tokens). large_pool None: no such run.
     target_tokens : size of the default evaluation target, in tokens.
+    seed : the probe's seed: target, subsets, and the first replicate's initialisation.
+    seeds : replicate runs of every fit run (seeds seed, seed + 1, ...): other initialisation
+        and data order, same subsets; each a distinct run id, so the fit's bootstrap resamples
+        runs, not checkpoints of one curve. Held-out runs use the first seed only.
+    small_factor, small_multiples : per pool a second fit run on its first U / small_factor
+        tokens, evaluated at `small_multiples` passes over them (0: none). Two subset sizes per
+        pool are what identify the mixture rule's gap exponent gamma (laws.qqt_fit).
+    fresh_pools : pools that get a fresh-data control run: `fresh_tokens` unique tokens (the
+        largest token count of any fit run), evaluated at the U run's points, so loss beyond U
+        without repetition is observed (it pins b and separates decay from slowing learning).
     """
 
     config: ProxyConfig = field(default_factory=ProxyConfig)
@@ -67,11 +84,65 @@ class ProbeDesign:
     large_factor: int = 2
     target_tokens: int = 16_384
     seed: int = 0
+    seeds: int = 1
+    small_factor: int = 0
+    small_multiples: tuple[float, ...] = SMALL_MULTIPLES
+    fresh_pools: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        # metadata round trips give lists; keep tuples (hashable, comparable with the defaults)
+        self.multiples = tuple(float(m) for m in self.multiples)
+        self.small_multiples = tuple(float(m) for m in self.small_multiples)
+        self.fresh_pools = list(self.fresh_pools)
+        if int(self.seeds) < 1:
+            raise ProbeError(f"seeds must be >= 1, got {self.seeds}")
+        if int(self.small_factor) < 0 or int(self.small_factor) == 1:
+            raise ProbeError(f"small_factor must be 0 (none) or >= 2, got {self.small_factor}")
+
+    # -- sizes --------------------------------------------------------------------------------
+    @property
+    def unit(self) -> int:
+        """U in whole context windows."""
+        return (self.unique_tokens // self.config.context) * self.config.context
+
+    @property
+    def small_tokens(self) -> int:
+        """Tokens of the small subset (whole windows, at least one); 0 without one."""
+        if not self.small_factor or self.unit <= 0:
+            return 0
+        ctx = self.config.context
+        return max(ctx, (self.unit // self.small_factor // ctx) * ctx)
+
+    @property
+    def fresh_tokens(self) -> int:
+        """Unique tokens of a fresh-data control run: the largest token count of the fit runs
+        (whole windows), so it never repeats a sample."""
+        ctx = self.config.context
+        most = max(self.multiples) * self.unit
+        if self.small_factor:
+            most = max(most, max(self.small_multiples) * self.small_tokens)
+        return int(math.ceil(most / ctx)) * ctx
 
     def runs(self, pools: Sequence[str]) -> list["RunSpec"]:
-        """The training runs, single-pool runs first."""
-        U = (self.unique_tokens // self.config.context) * self.config.context
-        out = [RunSpec(f"s{self.seed}-{p}", "fit", {p: 1.0}, {p: U}) for p in pools]
+        """The training runs: fit runs (per seed: every pool's U run, small-subset run and
+        fresh-data run), then the held-out mixtures and the larger-budget run."""
+        U = self.unit
+        out = []
+        for k in range(int(self.seeds)):
+            s = self.seed + k
+            out += [RunSpec(f"s{s}-{p}", "fit", {p: 1.0}, {p: U}, seed=s) for p in pools]
+            if self.small_factor:
+                out += [RunSpec(f"s{s}-{p}-small", "fit", {p: 1.0}, {p: self.small_tokens},
+                                seed=s, subset="small", multiples=self.small_multiples)
+                        for p in pools]
+            unknown = [p for p in self.fresh_pools if p not in pools]
+            if unknown:
+                raise ProbeError(f"fresh-data run for unknown pool(s) {unknown}; pools are {list(pools)}")
+            # evaluated at the U run's points, and up to its own size if that is larger
+            fresh_mult = tuple(sorted(set(self.multiples) | {self.fresh_tokens / U})) if U else None
+            out += [RunSpec(f"s{s}-{p}-fresh", "fit", {p: 1.0}, {p: self.fresh_tokens}, seed=s,
+                            subset="fresh", eval_unit=U, multiples=fresh_mult)
+                    for p in pools if p in self.fresh_pools]
         for j, mix in enumerate(self.mixtures):
             unknown = [p for p in mix if p not in pools]
             if unknown:
@@ -79,12 +150,14 @@ class ProbeDesign:
             w = {p: float(v) for p, v in mix.items() if v > 0}
             # Every pool brings its single-pool subset (U tokens): the pool sizes of the law
             # fitted on single-pool runs hold for the mixture too.
-            out.append(RunSpec(f"s{self.seed}-mix{j}", "holdout-mixture", w, {p: U for p in w}))
+            out.append(RunSpec(f"s{self.seed}-mix{j}", "holdout-mixture", w, {p: U for p in w},
+                               seed=self.seed))
         if self.large_pool is not None:
             if self.large_pool not in pools:
                 raise ProbeError(f"large-run pool {self.large_pool!r} is not one of {list(pools)}")
             out.append(RunSpec(f"s{self.seed}-large-{self.large_pool}", "holdout-large",
-                               {self.large_pool: 1.0}, {self.large_pool: U * self.large_factor}))
+                               {self.large_pool: 1.0}, {self.large_pool: U * self.large_factor},
+                               seed=self.seed, subset="large"))
         return out
 
     @property
@@ -95,21 +168,64 @@ class ProbeDesign:
         warns when that happens, see `min_steps_per_unit`)."""
         return 2 * self.config.warmup_steps
 
-    def steps_at(self, unique: int) -> list[int]:
-        """Optimiser steps of the evaluation points: `multiples` of `unique` tokens, from
-        `min_eval_step` on (the last point is always kept)."""
+    def steps_at(self, unique: int, multiples: Sequence[float] | None = None) -> list[int]:
+        """Optimiser steps of the evaluation points: `multiples` (default: the design's) of
+        `unique` tokens, from `min_eval_step` on (the last point is always kept)."""
         tps = self.config.tokens_per_step
-        steps = sorted({max(1, int(round(m * unique / tps))) for m in self.multiples})
+        mult = self.multiples if multiples is None else multiples
+        steps = sorted({max(1, int(round(m * unique / tps))) for m in mult})
         return [s for s in steps if s >= self.min_eval_step] or steps[-1:]
 
+    def eval_steps(self, spec: "RunSpec") -> list[int]:
+        """Evaluation steps of one run (its multiples of its evaluation unit)."""
+        return self.steps_at(spec.eval_unit or spec.base, spec.multiples)
+
     def total_train_tokens(self, pools: Sequence[str]) -> int:
-        return sum(self.steps_at(r.base)[-1] * self.config.tokens_per_step
+        return sum(self.eval_steps(r)[-1] * self.config.tokens_per_step
                    for r in self.runs(pools))
+
+    def summary(self, pools: Sequence[str]) -> dict:
+        """The design in numbers (printed by `curate probe`, stored in its metadata): runs by
+        kind, seeds, subset sizes, epochs and tokens."""
+        runs = self.runs(pools)
+        tps = self.config.tokens_per_step
+        kinds: dict[str, dict] = {}
+        for r in runs:
+            kind = r.subset if r.role == "fit" else r.role
+            k = kinds.setdefault(kind, {"runs": 0, "unique_tokens": r.unique_total,
+                                        "max_tokens": 0, "max_epochs": 0.0, "tokens": 0})
+            last = self.eval_steps(r)[-1] * tps
+            k["runs"] += 1
+            k["tokens"] += last
+            k["max_tokens"] = max(k["max_tokens"], last)
+            k["max_epochs"] = max(k["max_epochs"], round(last / r.unique_total, 3))
+        return {"seeds": [self.seed + k for k in range(int(self.seeds))],
+                "runs": len(runs), "fit_runs": sum(r.role == "fit" for r in runs),
+                "train_tokens": sum(k["tokens"] for k in kinds.values()),
+                "subset_tokens": {"main": self.unit, **({"small": self.small_tokens}
+                                                        if self.small_factor else {}),
+                                  **({"fresh": self.fresh_tokens} if self.fresh_pools else {})},
+                "fresh_pools": list(self.fresh_pools),
+                "no_fresh_run": [p for p in pools if p not in self.fresh_pools],
+                "by_kind": kinds}
+
+    def describe(self, pools: Sequence[str]) -> str:
+        """One line per kind of run, for the log."""
+        s = self.summary(pools)
+        parts = []
+        for kind, k in s["by_kind"].items():
+            parts.append(f"{kind}: {k['runs']} runs x {k['unique_tokens']:,} unique tokens, up to "
+                         f"{k['max_epochs']:g} epochs ({k['max_tokens']:,} tokens)")
+        seeds = s["seeds"]
+        return (f"{s['runs']} runs ({s['fit_runs']} fit runs over seeds "
+                f"{', '.join(map(str, seeds))}), {s['train_tokens']:,} training tokens; "
+                + "; ".join(parts))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["config"] = self.config.to_dict()
         d["multiples"] = list(self.multiples)
+        d["small_multiples"] = list(self.small_multiples)
         return d
 
 
@@ -119,6 +235,10 @@ class RunSpec:
     role: str  # "fit" | "holdout-mixture" | "holdout-large"
     weights: dict[str, float]
     unique: dict[str, int]  # unique tokens per pool in this run
+    seed: int = 0  # initialisation seed (data order: a hash of the probe's seed and run id)
+    subset: str = "main"  # which packed subset the run reads: main, small, fresh, large
+    multiples: tuple[float, ...] | None = None  # evaluation points (None: the design's)
+    eval_unit: int = 0  # tokens the multiples refer to (0: `base`)
 
     @property
     def base(self) -> int:
@@ -137,6 +257,13 @@ class RunSpec:
             return next(iter(self.weights))
         total = sum(self.weights.values())
         return ";".join(f"{p}={w / total:g}" for p, w in self.weights.items())
+
+
+def identifying_options(pools: Sequence[str], seeds: int = DEFAULT_SEEDS) -> dict:
+    """The design options that identify the law (the default of `curate probe`): `seeds`
+    replicates, a second subset of U / 4 repeated up to 32 epochs, a fresh-data run per pool."""
+    return {"seeds": int(seeds), "small_factor": DEFAULT_SMALL_FACTOR,
+            "fresh_pools": list(pools)}
 
 
 def default_mixtures(pools: Sequence[str]) -> list[dict[str, float]]:
@@ -185,7 +312,7 @@ def default_target_tokens(unique_tokens: int) -> int:
 def design_for_budget(pools: Sequence[str], seconds: float, tokens_per_second: Callable[[ProxyConfig], float],
                       seed: int = 0, max_pool_tokens: int | None = None,
                       eval_overhead: float = 0.15, cooldown_steps: int = 0,
-                      startup_s: float = 0.0) -> ProbeDesign:
+                      startup_s: float = 0.0, options: dict | None = None) -> ProbeDesign:
     """The largest ladder proxy, and its U, that fit `seconds` of training.
 
     `tokens_per_second(cfg)` is the measured training throughput of all workers together for
@@ -194,18 +321,22 @@ def design_for_budget(pools: Sequence[str], seconds: float, tokens_per_second: C
     is what makes the measurement meaningful (a 0.25U point must come after the warm-up), so
     the model only grows while U keeps at least `min_steps_per_unit(cfg)` steps.
     `startup_s` is time the probe spends outside training (worker start-up, data packing).
+    `options`: further ProbeDesign fields (seeds, small_factor, fresh_pools: see
+    `identifying_options`); every run they add is paid for out of the same budget, so U shrinks.
     """
+    options = dict(options or {})
     mixtures = default_mixtures(pools)
     chosen = None
     flop_rate = None  # training FLOP/s of the last measured config
 
     def unique_for(cfg, tokens_per_s):
         rate = tokens_per_s / (1.0 + eval_overhead)
-        probe = ProbeDesign(config=cfg, unique_tokens=cfg.tokens_per_step, mixtures=mixtures,
-                            large_pool=pools[0], seed=seed)
+        probe = ProbeDesign(config=cfg, unique_tokens=64 * cfg.tokens_per_step, mixtures=mixtures,
+                            large_pool=pools[0], seed=seed, **options)
         runs = probe.runs(pools)
         per_U = probe.total_train_tokens(pools) / probe.unique_tokens  # tokens per unit of U
-        fixed = len(runs) * len(probe.multiples) * cooldown_steps * cfg.tokens_per_step
+        points = sum(len(probe.eval_steps(r)) for r in runs)
+        fixed = points * cooldown_steps * cfg.tokens_per_step
         U = int(((seconds - startup_s) * rate - fixed) / per_U)
         if max_pool_tokens is not None:
             U = min(U, max_pool_tokens // probe.large_factor)
@@ -228,4 +359,4 @@ def design_for_budget(pools: Sequence[str], seconds: float, tokens_per_second: C
     U = max(cfg.context * cfg.batch_size, (U // cfg.context) * cfg.context)
     return ProbeDesign(config=replace(cfg, cooldown_steps=cooldown_steps), unique_tokens=U,
                        mixtures=mixtures, large_pool=pools[0],
-                       target_tokens=default_target_tokens(U), seed=seed)
+                       target_tokens=default_target_tokens(U), seed=seed, **options)

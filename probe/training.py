@@ -23,17 +23,15 @@ def train_run(spec: RunSpec, design: ProbeDesign, data: ProbeData, device: str =
     """Train one proxy run and return its observation rows (one per evaluation point)."""
     cfg = design.config
     pools = list(spec.weights)
-    if spec.role == "holdout-large":
-        sources = [data.large_subset]
-    else:
-        sources = [data.subsets[p][:spec.unique[p] // cfg.context] for p in pools]
-    # The run's seed fixes both initialisation and data order; the same initial weights for
-    # every run (seed) make runs differ only by their data.
+    sources = [data.sequences(p, spec.subset)[:spec.unique[p] // cfg.context] for p in pools]
+    # The run's seed fixes its initialisation (the same initial weights for every run of one
+    # seed, so they differ only by their data); the data order is a hash of the probe's seed
+    # and the run id (which names the seed).
     order_seed = int.from_bytes(hashlib.sha1(f"{design.seed}-{spec.run_id}".encode()).digest()[:4], "little")
     stream = SequenceStream(sources, [spec.weights[p] for p in pools], seed=order_seed)
-    trainer = ProxyTrainer(cfg, seed=design.seed, device=device,
+    trainer = ProxyTrainer(cfg, seed=spec.seed, device=device,
                            threads=1 if device == "cpu" else None)
-    eval_steps = design.steps_at(spec.base)
+    eval_steps = design.eval_steps(spec)
     windows = [len(s) for s in sources]
     n_params = cfg.n_params()
     rows = []
@@ -117,9 +115,18 @@ def _worker(args):
     return train_run(spec, design, data, device, report)
 
 
+def effective_design(design: ProbeDesign, data: ProbeData) -> ProbeDesign:
+    """The design that can run on `data`: without the fresh-data runs of pools too small."""
+    if not data.fresh_short:
+        return design
+    from dataclasses import replace
+
+    return replace(design, fresh_pools=[p for p in design.fresh_pools if p not in data.fresh_short])
+
+
 def run_probe(pools: dict[str, list[tuple[str, str]]], design: ProbeDesign,
               target_texts: list[str] | None = None, device: str = "cpu", workers: int = 1,
-              quiet: bool = False) -> tuple[list[dict], ProbeData]:
+              quiet: bool = False, data: ProbeData | None = None) -> tuple[list[dict], ProbeData]:
     """Train every run of the design; return all observation rows and the data used.
 
     Each run is single-threaded on CPU and depends only on (design, data, its run id), so the
@@ -127,10 +134,14 @@ def run_probe(pools: dict[str, list[tuple[str, str]]], design: ProbeDesign,
     separate processes (one process per core scales better than intra-op threads for a model
     this small). Callers using workers > 1 from a script need the usual
     `if __name__ == "__main__":` guard (processes are spawned, not forked).
+    `data`: the design's data if already prepared (`prepare_data`). A fresh-data run of a pool
+    too small for it (`data.fresh_short`) is left out (`effective_design`).
     """
-    data = prepare_data(pools, design, target_texts)
+    if data is None:
+        data = prepare_data(pools, design, target_texts)
+    design = effective_design(design, data)
     specs = design.runs(list(pools))
-    total_steps = sum(design.steps_at(s.base)[-1] for s in specs)
+    total_steps = sum(design.eval_steps(s)[-1] for s in specs)
     progress = Progress(total_steps, design.config.tokens_per_step, quiet=quiet)
     rows: list[dict] = []
     if workers <= 1 or device != "cpu" or len(specs) == 1:
@@ -146,7 +157,7 @@ def run_probe(pools: dict[str, list[tuple[str, str]]], design: ProbeDesign,
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(q,)) as ex:
             # Longest runs first (shorter makespan); rows are still gathered in spec order.
-            order = sorted(range(len(specs)), key=lambda i: -specs[i].base)
+            order = sorted(range(len(specs)), key=lambda i: -design.eval_steps(specs[i])[-1])
             submitted = {i: ex.submit(_worker, (specs[i], design, data, device)) for i in order}
             futures = [submitted[i] for i in range(len(specs))]
             pending = set(futures)

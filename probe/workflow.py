@@ -15,9 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from curate.probe.data import ProbeData, read_target_file
-from curate.probe.design import (ProbeDesign, default_mixtures, default_target_tokens,
-                                 design_for_budget, min_steps_per_unit, proxy_by_name)
+from curate.probe.data import ProbeData, prepare_data, read_target_file
+from curate.probe.design import (DEFAULT_SEEDS, ProbeDesign, default_mixtures,
+                                 default_target_tokens, design_for_budget, identifying_options,
+                                 min_steps_per_unit, proxy_by_name)
+from curate.probe.errors import ProbeError
 from curate.probe.outputs import holdout_path, write_observations
 from curate.probe.run_pools import load_pools
 
@@ -40,6 +42,11 @@ class ProbeSettings:
         sizing them to the budget.
     cooldown_steps : evaluate each point on a branch cooled down over this many steps (0: off).
     holdout : train the held-out mixture and larger-budget runs.
+    seeds : replicate runs of every fit run (distinct run ids: the fit's bootstrap resamples
+        them), default 3.
+    controls : per pool a second, smaller subset (U/4, up to 32 epochs: identifies gamma) and a
+        fresh-data run (never repeated, as many tokens as the longest fit run); False: one
+        subset size per pool, as before.
     quiet : no progress line on stderr.
     """
 
@@ -54,6 +61,8 @@ class ProbeSettings:
     unique_tokens: int | None = None
     cooldown_steps: int = 0
     holdout: bool = True
+    seeds: int = DEFAULT_SEEDS
+    controls: bool = True
     quiet: bool = False
 
 
@@ -85,7 +94,19 @@ def probe_to_files(settings: ProbeSettings, log: Callable[[str], None] | None = 
     target_texts = read_target_file(settings.target) if settings.target else None
     say(f"{len(names)} pools ({', '.join(f'{n}: {len(d):,} docs' for n, d in pools.items())}); device {device}")
 
+    if settings.seeds < 1:
+        raise ProbeError(f"seeds must be >= 1, got {settings.seeds}")
     design = _choose_design(settings, pools, device, workers, t_start, say)
+    data = prepare_data(pools, design, target_texts)
+    if data.fresh_short:
+        say("no fresh-data control run for " + ", ".join(
+            f"{p} ({n:,} training tokens, {design.fresh_tokens:,} needed)"
+            for p, n in data.fresh_short.items())
+            + ": loss beyond U without repetition is not observed for "
+            + ("it" if len(data.fresh_short) == 1 else "them"))
+    from curate.probe.training import effective_design
+
+    design = effective_design(design, data)
     cfg = design.config
     steps_per_unit = design.unique_tokens // cfg.tokens_per_step
     if steps_per_unit < min_steps_per_unit(cfg):
@@ -94,15 +115,17 @@ def probe_to_files(settings: ProbeSettings, log: Callable[[str], None] | None = 
             "warm-up) are dropped and early ones are noisy; a larger --time-budget or "
             "--unique-tokens gives better measurements")
     say(f"proxy {cfg.n_params() / 1e6:.2f}M params (d{cfg.d_model} x {cfg.n_layers} layers, "
-        f"context {cfg.context}, batch {cfg.batch_size}); U = {design.unique_tokens:,} tokens per pool; "
-        f"{len(design.runs(names))} runs, {design.total_train_tokens(names):,} training tokens")
+        f"context {cfg.context}, batch {cfg.batch_size}); U = {design.unique_tokens:,} tokens per pool")
+    say("design: " + design.describe(names))
+    if not design.small_factor:
+        say("one subset size per pool: the gap exponent gamma is not identified (fit keeps it at 1)")
 
     rows, data = run_probe(pools, design, target_texts, device=device, workers=workers,
-                           quiet=settings.quiet)
+                           quiet=settings.quiet, data=data)
     fit_rows = [r for r in rows if r["role"] == "fit"]
     holdout_rows = [r for r in rows if r["role"] != "fit"]
     meta = {"unit": "tokens", "tokenizer": "utf-8 bytes", "metric": "target loss, nats per byte",
-            "design": design.to_dict(), "device": device, "target": data.target_source,
+            "design": design.to_dict(), "design_summary": design.summary(names), "device": device, "target": data.target_source,
             "target_tokens": int(data.target.shape[0] * cfg.context), "pool_bytes": data.pool_bytes,
             "elapsed_s": round(time.perf_counter() - t_start, 1)}
     settings.output.parent.mkdir(parents=True, exist_ok=True)
@@ -118,12 +141,14 @@ def _choose_design(settings: ProbeSettings, pools: dict, device: str, workers: i
                    t_start: float, say: Callable[[str], None]) -> ProbeDesign:
     """The design of `settings`: a fixed proxy, or the largest that fits the time budget."""
     names = list(pools)
+    options = (identifying_options(names, settings.seeds) if settings.controls
+               else {"seeds": int(settings.seeds)})
     if settings.proxy is not None:
         cfg = proxy_by_name(settings.proxy)
         U = settings.unique_tokens or 64 * cfg.tokens_per_step
         design = ProbeDesign(config=cfg, unique_tokens=U, mixtures=default_mixtures(names),
                              large_pool=names[0], target_tokens=default_target_tokens(U),
-                             seed=settings.seed)
+                             seed=settings.seed, **options)
     else:
         from curate.probe.throughput import ThroughputMeter
 
@@ -133,7 +158,7 @@ def _choose_design(settings: ProbeSettings, pools: dict, device: str, workers: i
                 names, settings.time_budget_s * TRAINING_SHARE - (time.perf_counter() - t_start),
                 meter, seed=settings.seed, max_pool_tokens=int(max_pool * 0.8),
                 cooldown_steps=settings.cooldown_steps,
-                startup_s=_startup_estimate(workers, device, len(names)))
+                startup_s=_startup_estimate(workers, device, len(names)), options=options)
         say("measured throughput (tokens/s, all workers): "
             + ", ".join(f"{k} {v:,.0f}" for k, v in meter.measured.items()))
         if settings.unique_tokens:

@@ -1,18 +1,31 @@
 """curate probe: measure each pool's utility and repetition half-life with small proxy LM runs.
 
-For every pool of RUN_DIR (RUN/pools/pool=K/*.parquet) one small byte-level transformer is
-trained on a fixed subset of U unique tokens, repeated up to 8 epochs under a constant learning
-rate, and its loss on an evaluation target is recorded at 0.25x .. 8x U. These rows are written
-to OBS (the observations `curate fit` reads: pool, samples_seen, unique_samples, metric, params,
-run_id, step; unit: tokens = bytes). Held-out runs (top-2 and all-pool uniform mixtures, and the
+For every pool of RUN_DIR (RUN/pools/pool=K/*.parquet) small byte-level transformers are
+trained under a constant learning rate and their loss on an evaluation target is recorded
+along the way. The default design identifies the law: per pool
+  * a U-token subset repeated up to 8 epochs (points at 0.25x .. 8x U),
+  * its first U/4 tokens repeated up to 32 epochs (two subset sizes: how a half-life stretches
+    with the gap between repetitions, gamma, is fitted from them; loss can turn up),
+  * a fresh-data control run (8U unique tokens, never repeated: loss beyond U without
+    repetition, which pins the pool's utility),
+each with --seeds replicates (default 3, distinct run ids: the fit's bootstrap resamples runs,
+not checkpoints of one curve). --no-controls trains only the U subset. The design (runs,
+seeds, subset sizes, epochs, tokens) is printed and stored in the files' metadata.
+These rows are written to OBS (the observations `curate fit` reads: pool, samples_seen,
+unique_samples, metric, params, run_id, step; unit: tokens = bytes). Held-out runs (top-2 and all-pool uniform mixtures, and the
 best pool with 2U unique tokens for 16U tokens) go to OBS's sibling <stem>.holdout.parquet;
 --validate fits the QQT law on OBS and prints how well it predicts them (mean absolute relative
 error of the reducible loss).
 
 The evaluation target defaults to a held-out sample across all pools (never trained on);
 --target takes a JSONL file of texts instead. --time-budget sizes the proxy model and U so the
-probe finishes in time (the throughput is measured first). Same seed, same design, same
-observations (CPU).
+probe finishes in time (the throughput is measured first); every extra run is paid for out of
+the same budget, so more seeds mean a smaller U. Same seed, same design, same observations
+(CPU); --proxy with --unique-tokens fixes the design for exact reproduction.
+
+examples:
+  curate probe RUN -o obs.parquet --time-budget 10m
+  curate probe RUN -o obs.parquet --proxy s --unique-tokens 65536 --seeds 5 --validate
 """
 from __future__ import annotations
 
@@ -57,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fix U (tokens per pool subset) instead of sizing it to the budget")
     parser.add_argument("--cooldown-steps", type=int, default=0,
                         help="evaluate each point on a branch cooled down over this many steps (default 0: off)")
+    parser.add_argument("--seeds", type=int, default=3, metavar="N",
+                        help="replicate runs per fit run, seeds SEED .. SEED+N-1 (default 3; "
+                             ">= 2 for a bootstrap over runs)")
+    parser.add_argument("--no-controls", action="store_true",
+                        help="skip the U/4-subset and fresh-data runs: one subset size per pool "
+                             "(gamma then stays 1, unfitted; b rests on the first-pass points)")
     parser.add_argument("--no-holdout", action="store_true", help="skip the held-out mixture and large runs")
     parser.add_argument("--validate", action="store_true",
                         help="fit QQT on the observations and print the held-out prediction error")
@@ -77,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise CurateError("--workers must be >= 1")
     if args.cooldown_steps < 0:
         raise CurateError("--cooldown-steps must be >= 0")
+    if args.seeds < 1:
+        raise CurateError("--seeds must be >= 1")
 
     def say(msg: str) -> None:
         if not args.quiet:
@@ -87,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                       time_budget_s=budget, device=args.device, seed=args.seed,
                       workers=args.workers, proxy=args.proxy, unique_tokens=args.unique_tokens,
                       cooldown_steps=args.cooldown_steps, holdout=not args.no_holdout,
-                      quiet=args.quiet),
+                      seeds=args.seeds, controls=not args.no_controls, quiet=args.quiet),
         log=say)
     fit_rows, holdout_rows = outcome.fit_rows, outcome.holdout_rows
     holdout_path = outcome.holdout_output

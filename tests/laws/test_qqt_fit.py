@@ -289,3 +289,24 @@ def test_law_prediction_interval_from_its_draws(golden_params):
         law.predict_interval(1e7)
     with pytest.raises(ValueError, match="no bootstrap draws"):
         truth_law.predict_interval(1e7, pool=truth_law.pools[0])
+
+
+def test_stratified_bootstrap_keeps_the_subset_sizes_of_a_design():
+    """Runs of one pool at different subset sizes (a probe's U, U/4 and fresh runs) are
+    resampled within their size: every draw keeps one run of each size per seed count."""
+    pool, n, u, run = [], [], [], []
+    for size, tag in ((4, "U"), (1, "small"), (32, "fresh")):
+        for s in range(3):
+            for m in (1, 2):
+                pool.append("x")
+                n.append(m * 4)
+                u.append(min(m * 4, size))
+                run.append(f"s{s}-{tag}")
+    obs = validate_observations({"pool": pool, "samples_seen": n, "unique_samples": u,
+                                 "metric": [1.0] * len(n), "run_id": run}, law="qqt")
+    picks = []
+    stratified_bootstrap_draws(lambda rows: picks.append(rows) or {}, obs, n_boot=20, seed=0)
+    for rows in picks:
+        tags = [obs.run_id[i].split("-")[1] for i in rows]
+        assert tags.count("U") == tags.count("small") == tags.count("fresh") == 6
+    assert len({tuple(r) for r in picks}) > 5

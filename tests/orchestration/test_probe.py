@@ -31,6 +31,7 @@ def test_cli_writes_observations_and_validates(run_dir, tmp_path, capsys):
     out = tmp_path / "obs.parquet"
     workspace = tmp_path / "ws"
     rc = main(["probe", str(run_dir), "-o", str(out), "--proxy", "xs", "--unique-tokens", "4096",
+               "--no-controls", "--seeds", "1",
                "--workers", "1", "--quiet", "--validate", "--json", "--workspace", str(workspace)])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
@@ -63,3 +64,34 @@ def test_cli_rejects_a_directory_without_pools(tmp_path, capsys):
     rc = main(["probe", str(tmp_path), "-o", str(tmp_path / "o.parquet"), "--quiet"])
     assert rc == 2
     assert "is not a curate run directory: no manifest.json" in capsys.readouterr().err
+
+
+def test_cli_default_design_identifies_gamma_and_is_printed(run_dir, tmp_path, capsys):
+    """The default design: 2 seeds here (3 by default), U and U/4 subsets, fresh-data runs; the
+    design is printed on stderr and stored; `curate fit` on it fits gamma."""
+    out = tmp_path / "obs.parquet"
+    rc = main(["probe", str(run_dir), "-o", str(out), "--proxy", "xs", "--unique-tokens", "2048",
+               "--seeds", "2", "--no-holdout", "--workers", "1", "--json"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert "design: 18 runs (18 fit runs over seeds 0, 1)" in captured.err
+    ds = summary["design_summary"]
+    assert ds["seeds"] == [0, 1] and ds["fit_runs"] == 18
+    assert ds["subset_tokens"] == {"main": 2048, "small": 512, "fresh": 16384}
+    meta = json.loads(pq.read_table(out).schema.metadata[b"curate.probe"])
+    assert meta["design"]["seeds"] == 2 and meta["design"]["small_factor"] == 4
+    assert meta["design_summary"] == ds
+    table = pq.read_table(out).to_pydict()
+    assert len(set(table["run_id"])) == 18
+    law_path = tmp_path / "law.json"
+    assert main(["fit", str(out), "--law", "qqt", "--variant", "multiplier", "--no-cv",
+                 "-o", str(law_path)]) == 0
+    law = json.loads(law_path.read_text())
+    assert law["fit"]["gamma"]["fitted"] is True
+    assert 0.0 <= law["gamma"] == law["fit"]["gamma"]["value"] <= 3.0
+
+
+def test_cli_rejects_zero_seeds(run_dir, tmp_path, capsys):
+    rc = main(["probe", str(run_dir), "-o", str(tmp_path / "o.parquet"), "--seeds", "0", "--quiet"])
+    assert rc == 2 and "--seeds must be >= 1" in capsys.readouterr().err

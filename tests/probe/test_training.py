@@ -7,7 +7,9 @@ import pytest
 
 from curate.probe.proxy_lm import ProxyConfig
 from curate.probe.run_pools import load_pools
-from curate.probe.training import run_probe
+from curate.probe.data import prepare_data
+from curate.probe.design import identifying_options
+from curate.probe.training import effective_design, run_probe
 
 from tests.probe.probe_run import TINY, tiny_design as _design, write_probe_run
 
@@ -69,3 +71,39 @@ def test_cooldown_branch_changes_measurements_not_the_run(run_dir):
     assert [r["samples_seen"] for r in a] == [r["samples_seen"] for r in b]
     assert all(x["metric"] != y["metric"] for x, y in zip(a, b))
     assert all(np.isfinite(y["metric"]) for y in b)
+
+
+def test_identifying_design_rows(run_dir):
+    pools = load_pools(run_dir)
+    names = list(pools)
+    design = _design(**identifying_options(names, seeds=2), mixtures=[], large_pool=None)
+    rows, data = run_probe(pools, design, quiet=True)
+    by_run: dict[str, list[dict]] = {}
+    for r in rows:
+        by_run.setdefault(r["run_id"], []).append(r)
+    assert len(by_run) == 2 * 3 * 3 and all(r["role"] == "fit" for r in rows)
+    small = by_run["s1-pool1-small"]
+    assert {r["unique_samples"] for r in small[1:]} == {512} and small[-1]["epochs"] == 32
+    fresh = by_run["s0-pool2-fresh"]
+    assert all(r["unique_samples"] == r["samples_seen"] for r in fresh)  # never repeats
+    assert fresh[-1]["samples_seen"] == design.fresh_tokens == 32 * 512
+    # the fresh run reads the U run's data first, then more of the pool
+    assert np.array_equal(data.fresh_subsets["pool0"][:64], data.subsets["pool0"])
+    # seeds: other initialisation and order, so other losses at the same points
+    a, b = by_run["s0-pool0"], by_run["s1-pool0"]
+    assert [r["samples_seen"] for r in a] == [r["samples_seen"] for r in b]
+    assert all(x["metric"] != y["metric"] for x, y in zip(a, b))
+    # the replicate of seed 0 is the run a one-seed design trains: identical rows
+    one, _ = run_probe(pools, _design(mixtures=[], large_pool=None), quiet=True)
+    assert [r for r in one if r["run_id"] == "s0-pool0"] == a
+
+
+def test_pool_too_small_for_its_fresh_run_keeps_its_other_runs(run_dir):
+    pools = load_pools(run_dir)
+    # a fresh run of 2M tokens: more than any test pool holds
+    design = _design(seeds=1, small_factor=4, small_multiples=(1.0, 4000.0),
+                     fresh_pools=list(pools), mixtures=[], large_pool=None)
+    data = prepare_data(pools, design)
+    assert set(data.fresh_short) == set(pools) and not data.fresh_subsets
+    eff = effective_design(design, data)
+    assert eff.fresh_pools == [] and len(eff.runs(list(pools))) == 6
