@@ -2,12 +2,17 @@
 
 What a probe measures
 ---------------------
-For every pool K it trains one proxy LM (probe.proxy_lm) on a fixed subset of U unique tokens
+For every pool K it trains a proxy LM (probe.proxy_lm) on a fixed subset of U unique tokens
 of that pool, repeated epoch after epoch, and evaluates the loss on an evaluation target at
 multiples of U (0.25x .. 8x by default: up to 8 epochs). Because the LR is constant after a
 short warm-up, the checkpoint at n tokens stands for a run of n tokens, so one run yields a
 whole curve: early points (n <= U, no repetition) pin the pool's utility b, later points
-(n > U) its repetition half-life tau.
+(n > U) its repetition half-life tau. The design that identifies the law (`identifying_options`,
+the default of `curate probe`) adds, per pool: replicate seeds of every fit run (distinct run
+ids, so the fit's bootstrap resamples runs), a second subset of U / 4 repeated up to 32 epochs
+(two subset sizes identify the gap exponent gamma), and a fresh-data control run (as many
+unique tokens as the longest fit run: loss beyond U without repetition). `ProbeDesign.summary`
+is the design in numbers.
 
 Held out from fitting, to test the law (see `probe.validation.validate`):
 * mixture runs (default: the top-2 pools mixed uniformly, and all pools mixed uniformly),
