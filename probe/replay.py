@@ -453,8 +453,58 @@ def replay_plan(plan: dict, pools: dict[str, list[tuple[str, str]]], settings: R
     for c in cands:
         if c.same_as is not None:
             c.runs = by_key[c.same_as].runs
+    first = subset_info[seeds[0]]
+    at_scale = scaled_predictions(settings.law, plan, cands,
+                                  {p: v["windows"] * cfg.context for p, v in first.items()}, notes)
     return _report(plan, cands, k, seeds, cfg, proxy_src, target_source, int(target.size - len(target)),
-                   settings, subset_info, draws, throughput, notes)
+                   settings, subset_info, draws, throughput, notes, at_scale)
+
+
+def scaled_predictions(law, plan: dict, cands: Sequence[Candidate], subset_bytes: dict[str, int],
+                       notes: list[str]) -> dict[str, float]:
+    """The law's prediction for every candidate as the replay trained it: each pool's size the
+    replay subset's bytes, its tokens epochs x that size (QQT laws; the plan's conservative
+    parameters applied as the plan did).
+
+    This is the number a measured replay loss is comparable with; the plan file's predictions
+    are at full scale. Checked first: the law must reproduce the plan's own prediction at full
+    scale, else nothing is predicted (and a note says why).
+    """
+    if law is None or getattr(law, "kind", None) != "qqt":
+        return {}
+    try:
+        from curate.laws.planner_objectives import QQTObjective
+
+        cons = plan.get("conservative") or {}
+        if cons:
+            from curate.laws.bounds import conservative_law
+
+            q = next(iter(cons.values())).get("quantile", 0.1)
+            law, _ = conservative_law(law, quantile=float(q))
+        pd = plan["plan"]
+        sizes = {r["pool"]: float(r["size"]) for r in pd["pools"]}
+        pools = list(law.pools)
+        if set(sizes) - set(pools):
+            notes.append("the law's pools are not the plan's: no predictions at the replay scale")
+            return {}
+        full = [sizes.get(p, float(n)) for p, n in zip(pools, law.sizes)]
+        w_plan = np.array([[cands[0].weights.get(p, 0.0) for p in pools]])
+        at_full = QQTObjective(law, full).loss_batch(w_plan, float(pd["draws"]))[0]
+        if pd.get("predicted") is None or abs(at_full - pd["predicted"]) > 1e-6 * max(1.0, abs(at_full)):
+            notes.append(f"the law file predicts {at_full:.4f} for the plan at full scale, the plan "
+                         f"file {pd.get('predicted')}: not the law the plan was made with, so no "
+                         "predictions at the replay scale")
+            return {}
+        small = [float(subset_bytes.get(p, 0)) or float(n) for p, n in zip(pools, full)]
+        obj = QQTObjective(law, small)
+        out = {}
+        for c in cands:
+            tokens = np.array([c.epochs.get(p, 0.0) * n for p, n in zip(pools, small)])
+            out[c.key] = float(obj.loss_batch((tokens / tokens.sum())[None, :], tokens.sum())[0])
+        return out
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        notes.append(f"no predictions at the replay scale ({exc})")
+        return {}
 
 
 def _train_all(jobs, cfg, subsets, target, settings, say) -> list[dict]:
@@ -491,7 +541,8 @@ def _stats(values: Sequence[float]) -> tuple[float, float | None]:
 
 
 def _report(plan, cands, k, seeds, cfg, proxy_src, target_source, target_tokens, settings,
-            subset_info, draws, throughput, notes) -> dict:
+            subset_info, draws, throughput, notes, at_scale=None) -> dict:
+    at_scale = at_scale or {}
     rows = []
     for c in cands:
         losses = [r["loss"] for r in sorted(c.runs, key=lambda r: seeds.index(r["seed"]))]
@@ -499,6 +550,7 @@ def _report(plan, cands, k, seeds, cfg, proxy_src, target_source, target_tokens,
         worst = max((abs(r["epochs"][p] - c.epochs[p]) for r in c.runs for p in c.epochs), default=0.0)
         rows.append({"key": c.key, "name": c.name, "baseline": c.key != "plan",
                      "weights": c.weights, "epochs": c.epochs, "predicted": c.predicted,
+                     "predicted_at_scale": at_scale.get(c.key),
                      "feasible": c.feasible, "same_as": c.same_as, "note": c.note,
                      "losses": losses, "mean": mean, "sd": sd,
                      "replay_tokens": int(np.mean([r["tokens"] for r in c.runs])),
@@ -517,7 +569,7 @@ def _report(plan, cands, k, seeds, cfg, proxy_src, target_source, target_tokens,
               "subsets": {str(s): info for s, info in subset_info.items()},
               "candidates": rows, "best_baseline": None, "verdict": None,
               "measured_difference": None, "predicted_difference": None, "sd": None,
-              "paired_difference": None,
+              "paired_difference": None, "predicted_difference_at_scale": None,
               "plan_at_most_best_plus_sd": None, "notes": list(notes)}
     if base_rows:
         best = min(base_rows, key=lambda r: (r["mean"], r["key"]))
@@ -526,6 +578,8 @@ def _report(plan, cands, k, seeds, cfg, proxy_src, target_source, target_tokens,
         diff = plan_row["mean"] - best["mean"]
         pdiff = (None if plan_row["predicted"] is None or best["predicted"] is None
                  else plan_row["predicted"] - best["predicted"])
+        pdiff_k = (None if best["predicted_at_scale"] is None or plan_row["predicted_at_scale"] is None
+                   else plan_row["predicted_at_scale"] - best["predicted_at_scale"])
         paired = None
         if best["key"] != "plan" and len(seeds) >= 2:
             d = np.asarray(plan_row["losses"]) - np.asarray(best["losses"])
@@ -534,7 +588,8 @@ def _report(plan, cands, k, seeds, cfg, proxy_src, target_source, target_tokens,
         if best["same_as"] == "plan":
             result["notes"].append(f"the best baseline ({best['name']}) is the plan's own mixture")
         result.update(best_baseline=best["key"], verdict=verdict, measured_difference=diff,
-                      predicted_difference=pdiff, sd=s, paired_difference=paired,
+                      predicted_difference=pdiff,
+                      predicted_difference_at_scale=pdiff_k, sd=s, paired_difference=paired,
                       plan_at_most_best_plus_sd=bool(diff <= s))
         if len(seeds) < 2:
             result["notes"].append("one seed: no seed spread, the verdict compares means only")
@@ -543,20 +598,25 @@ def _report(plan, cands, k, seeds, cfg, proxy_src, target_source, target_tokens,
 
 def format_report(rep: dict) -> str:
     """The replay as a text table (what `curate validate` prints)."""
-    lines = [f"replay of the plan at 1/{rep['scale_k']:g} scale: {rep['replay_budget_tokens']:,.0f} "
-             f"of {rep['plan']['draws']:,.0f} tokens, every pool subsampled to 1/{rep['scale_k']:g}, "
+    plan_tokens = rep["candidates"][0]["replay_tokens"]
+    lines = [f"replay of the plan at 1/{rep['scale_k']:g} scale: every pool subsampled to "
+             f"1/{rep['scale_k']:g} and trained for the plan's epochs; the plan trained on "
+             f"{plan_tokens:,} tokens (budget / k = {rep['replay_budget_tokens']:,.0f}), "
              f"seeds {', '.join(map(str, rep['seeds']))}",
              f"validates: {rep['validates']}",
              f"proxy {rep['proxy']['params'] / 1e6:.2f}M params ({rep['proxy']['source']}); "
              f"target: {rep['target']['source']} ({rep['target']['tokens']:,} tokens)",
+             "predicted: the plan file's (full scale); at 1/k: the law at the replay's subset sizes "
+             "and tokens, the number a measured loss compares with",
              "",
-             f"  {'candidate':<44}{'predicted':>10}{'measured':>10}{'seed sd':>9}  epochs per pool"]
+             f"  {'candidate':<44}{'predicted':>10}{'at 1/k':>9}{'measured':>10}{'seed sd':>9}  epochs per pool"]
     for r in rep["candidates"]:
         pred = "-" if r["predicted"] is None else f"{r['predicted']:.4f}"
         sd = "-" if r["sd"] is None else f"{r['sd']:.4f}"
+        pk = "-" if r.get("predicted_at_scale") is None else f"{r['predicted_at_scale']:.4f}"
         ep = ", ".join(f"{p} {e:.2f}" for p, e in r["epochs"].items())
         flag = "" if r["feasible"] else " (infeasible)"
-        lines.append(f"  {(r['name'] + flag)[:43]:<44}{pred:>10}{r['mean']:>10.4f}{sd:>9}  {ep}")
+        lines.append(f"  {(r['name'] + flag)[:43]:<44}{pred:>10}{pk:>9}{r['mean']:>10.4f}{sd:>9}  {ep}")
     if rep["verdict"] is not None:
         best = next(r for r in rep["candidates"] if r["key"] == rep["best_baseline"])
         pd = rep["predicted_difference"]
@@ -564,7 +624,9 @@ def format_report(rep: dict) -> str:
                   f"best baseline (measured): {best['name']}",
                   f"plan - best baseline: measured {rep['measured_difference']:+.4f} "
                   f"(seed sd {rep['sd']:.4f}), predicted "
-                  + ("n/a" if pd is None else f"{pd:+.4f}"),
+                  + ("n/a" if pd is None else f"{pd:+.4f}")
+                  + ("" if rep.get("predicted_difference_at_scale") is None
+                     else f" (at 1/{rep['scale_k']:g} scale {rep['predicted_difference_at_scale']:+.4f})"),
                   f"verdict: {rep['verdict'].upper()} (plan mean "
                   + ("<=" if rep["plan_at_most_best_plus_sd"] else ">")
                   + " best baseline + one seed sd)"]
