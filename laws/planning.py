@@ -550,19 +550,21 @@ def _gap_warnings(objective, weights, fit: dict, factor: float = 10.0) -> list[s
     largest gap ratio of the fit data (fit.gap_ratio_max; 1 when it is not recorded), when the
     law's gamma (how tau stretches with the gap) was assumed rather than fitted."""
     law = objective.law
-    gamma = fit.get("gamma") if isinstance(fit.get("gamma"), dict) else None
-    if not fit or (gamma or {}).get("fitted", False) or law.gamma == 0:
+    gamma = fit.get("gamma") if isinstance(fit.get("gamma"), dict) else {}
+    if not fit or law.gamma == 0:
         return []
     w = np.asarray(weights, dtype=float)
     used = w > 0
     ratio = np.where(used, objective.sizes / np.where(used, w, 1.0) / law.gaps, 0.0)
-    limit = factor * float(fit.get("gap_ratio_max") or 1.0)
-    far = [f"{p} {r:.3g}x" for p, r in zip(law.pools, ratio) if r > limit]
+    measured = float(gamma.get("gap_ratio_max") or fit.get("gap_ratio_max") or 1.0)
+    far = [f"{p} {r:.3g}x" for p, r in zip(law.pools, ratio) if r > factor * measured]
     if not far:
         return []
+    how = (f"fitted (gamma = {law.gamma:.3g}) only over gap ratios up to {measured:.3g}"
+           if gamma.get("fitted") else f"assumed (gamma = {law.gamma:g}), not fitted")
     return [f"the plan uses pools at gaps between repetitions beyond where their half-lives were "
-            f"measured ({', '.join(far)}); gamma = {law.gamma:g} is assumed, not fitted, so their "
-            f"decay per pass is taken to be that many^gamma times slower: check with a replay"]
+            f"measured ({', '.join(far)}); how tau stretches with the gap is {how}, so their "
+            f"decay per pass is extrapolated: check with a replay"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ total loss. Points at or below the fitted floor have no reducible loss to be rel
 get nan, are left out of the means and are counted in `below_floor`.
 
 The fit is the laws package's (`curate.laws.qqt_fit.QQTFit`: Huber on log error, multi-start
-TRF) on the single-pool rows; pool sizes are the largest `unique_samples` of each pool (its U).
-Bootstrap resampling is over rows, not runs: a probe has one run per pool, so resampling whole
-runs would drop pools.
+TRF) on the single-pool rows (U, U/4 and fresh-data runs of every seed; gamma is fitted where
+two subset sizes identify it); pool sizes are the largest `unique_samples` of each pool. The
+law-free reference interpolates each pool's U runs only (the runs at the design's U).
 """
 from __future__ import annotations
 
@@ -63,6 +63,11 @@ def predict_row(law: QQTLaw, row: dict) -> float:
     return float(law.predict_mixture(weights, n))
 
 
+def _at_u(row: dict) -> bool:
+    """A row of a pool's run at the design's U (not its U/4 or fresh-data control run)."""
+    return not str(row.get("run_id", "")).endswith(("-small", "-fresh"))
+
+
 def naive_prediction(row: dict, fit_rows: Sequence[dict]) -> float:
     """A law-free reference: the weighted mean of the row's pools' own single-pool curves at
     the same number of tokens (interpolated in log tokens, held flat beyond the measured
@@ -74,7 +79,7 @@ def naive_prediction(row: dict, fit_rows: Sequence[dict]) -> float:
     out = 0.0
     for pool, w in weights.items():
         pts = sorted((math.log(float(r["samples_seen"])), float(r["metric"]))
-                     for r in fit_rows if r["pool"] == pool)
+                     for r in fit_rows if r["pool"] == pool and _at_u(r))
         if not pts:
             return float("nan")
         xs, ys = zip(*pts)
