@@ -70,7 +70,11 @@ UNITS = ("samples", "tokens", "flops")
 
 
 def size_column(law) -> str:
-    """The `curate run` stats column that measures pools in the law's unit (tokens or docs)."""
+    """The `curate run` stats column that measures pools in the law's unit: `chars` for a law
+    fitted on `curate probe` output (its tokens are UTF-8 bytes; characters ~ bytes, exact for
+    ASCII, fewer for accented text), else tokens (whitespace words x 1.3) or docs."""
+    if ((getattr(law, "fit_info", None) or {}).get("token_unit")) == "bytes":
+        return "chars"
     return "tokens" if law.kind != "qqt" or law.unit == "tokens" else "docs"
 
 

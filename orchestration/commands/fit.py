@@ -127,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
                         bounds=parse_bounds(args.bound)).fit(obs).law_
     except (RuntimeError, FloatingPointError) as exc:  # optimiser gave up: still one line
         raise CurateError(f"fitting the {args.law} law failed: {exc}") from None
+    if probe and getattr(law, "fit_info", None) is not None:
+        law.fit_info["token_unit"] = "bytes"  # a probe's tokens are UTF-8 bytes (plan --pools-from)
     data = law_to_dict(law)
     for warning in (data.get("fit") or {}).get("warnings") or []:
         print(f"curate fit: warning: {warning}", file=sys.stderr)

@@ -81,3 +81,18 @@ def test_auto_picks_the_smallest_held_out_error_and_plain_data_keeps_the_paper_f
     capsys.readouterr()
     assert main(["fit", str(obs), "--variant", "auto", "--no-cv", "-o", str(tmp_path / "x.json")]) == 2
     assert "--variant auto compares held-out errors" in capsys.readouterr().err
+
+
+def test_a_probe_law_takes_run_pool_sizes_in_bytes_not_word_tokens(tmp_path):
+    """Probe tokens are UTF-8 bytes: `plan --pools-from` must read the run's chars column, not
+    its whitespace-token estimate (5x smaller on the demo)."""
+    from curate.laws.lawfile import law_from_dict
+    from curate.laws.planning import size_column
+
+    obs = _write(tmp_path / "obs.parquet", probe=True)
+    assert main(["fit", str(obs), "--no-cv", "-o", str(tmp_path / "law.json")]) == 0
+    law = law_from_dict(json.loads((tmp_path / "law.json").read_text()))
+    assert law.fit_info["token_unit"] == "bytes" and size_column(law) == "chars"
+    plain = _write(tmp_path / "plain.parquet", probe=False)
+    assert main(["fit", str(plain), "--no-cv", "-o", str(tmp_path / "plain.json")]) == 0
+    assert size_column(law_from_dict(json.loads((tmp_path / "plain.json").read_text()))) == "docs"
