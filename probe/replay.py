@@ -569,6 +569,7 @@ def _report(plan, cands, k, seeds, cfg, proxy_src, target_source, target_tokens,
               "subsets": {str(s): info for s, info in subset_info.items()},
               "candidates": rows, "best_baseline": None, "verdict": None,
               "measured_difference": None, "predicted_difference": None, "sd": None,
+              "difference_error": None,
               "paired_difference": None, "predicted_difference_at_scale": None,
               "plan_at_most_best_plus_sd": None, "notes": list(notes)}
     if base_rows:
@@ -590,10 +591,26 @@ def _report(plan, cands, k, seeds, cfg, proxy_src, target_source, target_tokens,
         result.update(best_baseline=best["key"], verdict=verdict, measured_difference=diff,
                       predicted_difference=pdiff,
                       predicted_difference_at_scale=pdiff_k, sd=s, paired_difference=paired,
-                      plan_at_most_best_plus_sd=bool(diff <= s))
+                      plan_at_most_best_plus_sd=bool(diff <= s),
+                      difference_error=_difference_error(plan_row, base_rows))
         if len(seeds) < 2:
             result["notes"].append("one seed: no seed spread, the verdict compares means only")
     return result
+
+
+def _difference_error(plan_row: dict, base_rows: list[dict]) -> float | None:
+    """The validated error of predicted differences: the largest |measured (plan - baseline) -
+    predicted (plan - baseline)| over the baselines with a prediction (at the replay's 1/k scale
+    where the law gives one, else full scale). `curate plan --replay` holds the plan's predicted
+    gain to this bar."""
+    errors = []
+    for b in base_rows:
+        for key in ("predicted_at_scale", "predicted"):
+            if plan_row.get(key) is not None and b.get(key) is not None:
+                predicted = plan_row[key] - b[key]
+                errors.append(abs((plan_row["mean"] - b["mean"]) - predicted))
+                break
+    return max(errors) if errors else None
 
 
 def format_report(rep: dict) -> str:

@@ -202,3 +202,15 @@ def test_validate_help_loads_no_torch():
                          cwd=Path(__file__).resolve().parents[2], check=True).stdout
     assert "not the full-scale loss" in out and "--scale" in out
     assert "HEAVY []" in out
+
+
+def test_difference_error_is_the_worst_miss_of_a_predicted_difference():
+    from curate.probe.replay import _difference_error
+
+    plan = {"mean": 2.40, "predicted": 1.45, "predicted_at_scale": 2.55}
+    bases = [{"mean": 2.55, "predicted": 1.55, "predicted_at_scale": 2.66},  # miss |-.15 - -.11| = .04
+             {"mean": 3.60, "predicted": 1.41, "predicted_at_scale": None},  # full scale: |-1.2 - .04|
+             {"mean": 2.50, "predicted": None, "predicted_at_scale": None}]  # no prediction: skipped
+    assert _difference_error(plan, bases) == pytest.approx(1.24)
+    assert _difference_error(plan, bases[:1]) == pytest.approx(0.04)
+    assert _difference_error(plan, bases[2:]) is None
