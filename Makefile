@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine (see README.md):
-#   make demo   sample corpus -> pools -> stats -> probe -> fit -> plan -> report
+#   make demo   sample corpus -> pools -> stats -> probe -> fit -> plan (+ sweep) -> replay at two
+#               budgets -> plan checked against its replay -> one report of the whole loop
 #   make test   the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
@@ -8,6 +9,9 @@ STAMP   := $(VENV)/.installed
 DEMO    ?= demo-output
 PROBE_BUDGET ?= 5m
 PLAN_BUDGET  ?= 5e7
+SMALL_BUDGET ?= 5e6
+SWEEP        ?= 1e6:1e9:13
+REPLAY_BUDGET ?= 90s
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -32,10 +36,19 @@ demo: $(STAMP)
 	    --target $(DEMO)/corpus/target/news100.jsonl.gz --validate --workspace $(DEMO)/workspace
 	$(BIN)/curate fit $(DEMO)/observations.parquet --law qqt --bootstrap 100 \
 	    -o $(DEMO)/law.json --plot $(DEMO)/fit.png --workspace $(DEMO)/workspace
-	$(BIN)/curate plan --law $(DEMO)/law.json \
-	    --budget $(PLAN_BUDGET) --plot $(DEMO)/plan.png -o $(DEMO)/plan.json --workspace $(DEMO)/workspace
-	$(BIN)/curate report $(DEMO)/run -o $(DEMO)/report.html
-	@echo "demo outputs in $(DEMO)/: pools, stats, observations, law.json, plan.json, report.html"
+	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(SMALL_BUDGET) -o $(DEMO)/plan-small.json
+	@echo "(the plan at $(PLAN_BUDGET) is printed once its replay is in)"
+	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(PLAN_BUDGET) --sweep $(SWEEP) -o $(DEMO)/plan.json > /dev/null
+	$(BIN)/curate validate $(DEMO)/plan-small.json --run $(DEMO)/run --observations $(DEMO)/observations.parquet \
+	    --time-budget $(REPLAY_BUDGET) -o $(DEMO)/replay-small.json
+	$(BIN)/curate validate $(DEMO)/plan.json --run $(DEMO)/run --observations $(DEMO)/observations.parquet \
+	    --time-budget $(REPLAY_BUDGET) -o $(DEMO)/replay.json
+	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(PLAN_BUDGET) --sweep $(SWEEP) --replay $(DEMO)/replay.json \
+	    --plot $(DEMO)/plan.png -o $(DEMO)/plan.json --workspace $(DEMO)/workspace
+	$(BIN)/curate report $(DEMO)/run --observations $(DEMO)/observations.parquet --law $(DEMO)/law.json \
+	    --plan $(DEMO)/plan.json --replay $(DEMO)/replay-small.json --replay $(DEMO)/replay.json \
+	    -o $(DEMO)/report.html
+	@echo "demo outputs in $(DEMO)/: pools, stats, observations, law.json, plan.json (+ sweep, plan.png), replay*.json, report.html"
 
 # Headless Chromium renders `curate report` in the report tests (Debian package; needs root).
 # Where it cannot be installed those tests skip and say why.
