@@ -40,9 +40,9 @@ demo: $(STAMP)
 	@echo "(the plan at $(PLAN_BUDGET) is printed once its replay is in)"
 	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(PLAN_BUDGET) --sweep $(SWEEP) -o $(DEMO)/plan.json > /dev/null
 	$(BIN)/curate validate $(DEMO)/plan-small.json --run $(DEMO)/run --observations $(DEMO)/observations.parquet \
-	    --time-budget $(REPLAY_BUDGET) -o $(DEMO)/replay-small.json
+	    --target $(DEMO)/corpus/target/news100.jsonl.gz --time-budget $(REPLAY_BUDGET) -o $(DEMO)/replay-small.json
 	$(BIN)/curate validate $(DEMO)/plan.json --run $(DEMO)/run --observations $(DEMO)/observations.parquet \
-	    --time-budget $(REPLAY_BUDGET) -o $(DEMO)/replay.json
+	    --target $(DEMO)/corpus/target/news100.jsonl.gz --time-budget $(REPLAY_BUDGET) -o $(DEMO)/replay.json
 	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(PLAN_BUDGET) --sweep $(SWEEP) --replay $(DEMO)/replay.json \
 	    --plot $(DEMO)/plan.png -o $(DEMO)/plan.json --workspace $(DEMO)/workspace
 	$(BIN)/curate report $(DEMO)/run --observations $(DEMO)/observations.parquet --law $(DEMO)/law.json \
