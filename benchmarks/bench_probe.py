@@ -106,7 +106,7 @@ def main() -> int:
         run_dir = args.run or build_pools(args.corpora, Path(tmp) / "run")
         cmd = ["probe", str(run_dir), "-o", str(Path(tmp) / "obs.parquet"), "--validate", "--json",
                "--time-budget", args.time_budget, "--device", args.device,
-               "--workers", str(args.workers)]
+               "--workers", str(args.workers), "--target", "pools"]
         if args.proxy:
             cmd += ["--proxy", args.proxy]
         if args.unique_tokens:

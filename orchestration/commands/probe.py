@@ -17,8 +17,10 @@ best pool with 2U unique tokens for 16U tokens) go to OBS's sibling <stem>.holdo
 --validate fits the QQT law on OBS and prints how well it predicts them (mean absolute relative
 error of the reducible loss).
 
-The evaluation target defaults to a held-out sample across all pools (never trained on);
---target takes a JSONL file of texts instead. --time-budget sizes the proxy model and U so the
+The evaluation target is what the model should be good at, and must be chosen: --target FILE
+(a JSONL file of texts, e.g. the sample corpus's corpus/target/news100.jsonl.gz, held out from
+every pool), or --target pools (a held-out sample across the pools themselves: it measures
+transfer to this very corpus, not quality). --time-budget sizes the proxy model and U so the
 probe finishes in time (the throughput is measured first); every extra run is paid for out of
 the same budget, so more seeds mean a smaller U. Same seed, same design, same observations
 (CPU); --proxy with --unique-tokens fixes the design for exact reproduction.
@@ -55,9 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="output directory of `curate run`")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OBS.parquet",
                         help="observations to write (held-out runs go to <stem>.holdout.parquet)")
-    parser.add_argument("--target", type=Path, default=None, metavar="PATH",
-                        help="evaluation target: JSONL (.gz ok) with a 'text' field "
-                             "(default: a held-out sample across all pools)")
+    parser.add_argument("--target", default=None, metavar="PATH|pools",
+                        help="evaluation target (required): JSONL (.gz ok) with a 'text' field, "
+                             "or 'pools' for a held-out sample across the pools (transfer to this "
+                             "corpus, not quality)")
     parser.add_argument("--time-budget", default="10m", help="wall-clock budget (default 10m)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--seed", type=int, default=0, help="seed of data order, subsets and init")
@@ -98,13 +101,18 @@ def run(args: argparse.Namespace) -> int:
         raise CurateError("--cooldown-steps must be >= 0")
     if args.seeds < 1:
         raise CurateError("--seeds must be >= 1")
+    if args.target is None:
+        raise CurateError("give --target FILE (texts that stand for what the model should be good "
+                          "at, held out from every pool) or --target pools (a held-out sample of "
+                          "the pools themselves: measures transfer to this corpus, not quality)")
+    target = None if args.target == "pools" else Path(args.target)
 
     def say(msg: str) -> None:
         if not args.quiet:
             print(f"probe: {msg}", file=sys.stderr, flush=True)
 
     outcome = probe_to_files(
-        ProbeSettings(run_dir=args.run_dir, output=args.output, target=args.target,
+        ProbeSettings(run_dir=args.run_dir, output=args.output, target=target,
                       time_budget_s=budget, device=args.device, seed=args.seed,
                       workers=args.workers, proxy=args.proxy, unique_tokens=args.unique_tokens,
                       cooldown_steps=args.cooldown_steps, holdout=not args.no_holdout,

@@ -31,7 +31,7 @@ def test_cli_writes_observations_and_validates(run_dir, tmp_path, capsys):
     out = tmp_path / "obs.parquet"
     workspace = tmp_path / "ws"
     rc = main(["probe", str(run_dir), "-o", str(out), "--proxy", "xs", "--unique-tokens", "4096",
-               "--no-controls", "--seeds", "1",
+               "--no-controls", "--seeds", "1", "--target", "pools",
                "--workers", "1", "--quiet", "--validate", "--json", "--workspace", str(workspace)])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
@@ -61,7 +61,7 @@ def test_cli_writes_observations_and_validates(run_dir, tmp_path, capsys):
 
 
 def test_cli_rejects_a_directory_without_pools(tmp_path, capsys):
-    rc = main(["probe", str(tmp_path), "-o", str(tmp_path / "o.parquet"), "--quiet"])
+    rc = main(["probe", str(tmp_path), "-o", str(tmp_path / "o.parquet"), "--quiet", "--target", "pools"])
     assert rc == 2
     assert "is not a curate run directory: no manifest.json" in capsys.readouterr().err
 
@@ -71,7 +71,7 @@ def test_cli_default_design_identifies_gamma_and_is_printed(run_dir, tmp_path, c
     design is printed on stderr and stored; `curate fit` on it fits gamma."""
     out = tmp_path / "obs.parquet"
     rc = main(["probe", str(run_dir), "-o", str(out), "--proxy", "xs", "--unique-tokens", "2048",
-               "--seeds", "2", "--no-holdout", "--workers", "1", "--json"])
+               "--seeds", "2", "--no-holdout", "--workers", "1", "--json", "--target", "pools"])
     assert rc == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
@@ -93,5 +93,14 @@ def test_cli_default_design_identifies_gamma_and_is_printed(run_dir, tmp_path, c
 
 
 def test_cli_rejects_zero_seeds(run_dir, tmp_path, capsys):
-    rc = main(["probe", str(run_dir), "-o", str(tmp_path / "o.parquet"), "--seeds", "0", "--quiet"])
+    rc = main(["probe", str(run_dir), "-o", str(tmp_path / "o.parquet"), "--seeds", "0", "--quiet",
+               "--target", "pools"])
     assert rc == 2 and "--seeds must be >= 1" in capsys.readouterr().err
+
+
+def test_cli_asks_for_a_target(run_dir, tmp_path, capsys):
+    """No silent default: the pools' own mix measures transfer to this corpus, not quality."""
+    rc = main(["probe", str(run_dir), "-o", str(tmp_path / "o.parquet"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "give --target FILE" in err and "--target pools" in err
+    assert not (tmp_path / "o.parquet").exists()
