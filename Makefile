@@ -44,7 +44,8 @@ demo: $(STAMP)
 	$(BIN)/curate validate $(DEMO)/plan.json --run $(DEMO)/run --observations $(DEMO)/observations.parquet \
 	    --target $(DEMO)/corpus/target/news100.jsonl.gz --time-budget $(REPLAY_BUDGET) -o $(DEMO)/replay.json
 	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(PLAN_BUDGET) --sweep $(SWEEP) --replay $(DEMO)/replay.json \
-	    --plot $(DEMO)/plan.png -o $(DEMO)/plan.json --workspace $(DEMO)/workspace
+	    --observations $(DEMO)/observations.parquet --plot $(DEMO)/plan.png -o $(DEMO)/plan.json \
+	    --workspace $(DEMO)/workspace
 	$(BIN)/curate report $(DEMO)/run --observations $(DEMO)/observations.parquet --law $(DEMO)/law.json \
 	    --plan $(DEMO)/plan.json --replay $(DEMO)/replay-small.json --replay $(DEMO)/replay.json \
 	    -o $(DEMO)/report.html

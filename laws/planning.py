@@ -87,7 +87,8 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
               max_epochs: float | None = None, top_m: bool = False, max_draws: int = 100,
               law_name: str | None = None, quality: Mapping[str, float] | None = None,
               law_quality: Mapping[str, float] | None = None, tau_quantile: float | None = 0.1,
-              saturation_eps: float = 1e-3, replay: dict | None = None) -> dict:
+              saturation_eps: float = 1e-3, replay: dict | None = None,
+              observations=None) -> dict:
     """The plan-file dict for `law` at `budget` and/or across a `sweep` ("LO:HI[:POINTS]").
 
     Raises ValueError (:class:`laws.planner_search.Infeasible` among them) with a one-line
@@ -99,7 +100,8 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
     conservative quantile for at-bound parameters (0 / None: off); saturation_eps: relative gain
     from doubling the budget below which the plan is called saturated; replay: a `curate
     validate` result whose `difference_error` is the error bar of the plan's claim
-    (:func:`plan_claim`).
+    (:func:`plan_claim`); observations: the probe observations the law was fitted on, to refit
+    each probe seed alone and report how often their plans agree (:func:`seed_agreement`).
     """
     if budget is None and sweep is None:
         raise ValueError("give --budget (or --sweep LO:HI[:POINTS])")
@@ -115,7 +117,17 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
     setup = _Setup(law, unit, params, pool_sizes or {}, run_sizes, run_name, min_share,
                    max_share, list(exclude), max_epochs, dict(quality or {}), tau_quantile,
                    law_quality)
-    return _plan_dict(setup, budget, sweep, top_m, max_draws, law_name, saturation_eps, replay)
+    result = _plan_dict(setup, budget, sweep, top_m, max_draws, law_name, saturation_eps, replay)
+    if observations is not None and result["plan"] is not None:
+        agreement = seed_agreement(
+            result["plan"], law, observations, budget, unit=unit, params=params,
+            pool_sizes=pool_sizes, run_sizes=run_sizes, run_name=run_name, min_share=min_share,
+            max_share=max_share, exclude=exclude, max_epochs=max_epochs, top_m=top_m,
+            max_draws=0, quality=quality, law_quality=law_quality, tau_quantile=tau_quantile)
+        result["seed_agreement"] = agreement
+        if agreement is not None and agreement["agree"] * 2 <= agreement["of"]:
+            result["warnings"].append(f"the plan is not stable across probe seeds: {agreement['why']}")
+    return result
 
 
 class _Setup:
@@ -637,4 +649,48 @@ def _draws_as_planned(draws, conservative: dict | None):
         return draws
     fixed = {name: float(r["to"]) for name, r in conservative.items()}
     return [{**d, **{n: v for n, v in fixed.items() if n in d}} for d in draws]
+
+
+# ---------------------------------------------------------------------------------------------
+# Agreement across probe seeds: would another seed's probe have given the same plan?
+# ---------------------------------------------------------------------------------------------
+
+def seed_of(run_id: str) -> str | None:
+    """The seed part of a probe run id ("s2-pool0-small" -> "s2"), None for other ids."""
+    head = str(run_id).split("-", 1)[0]
+    return head if len(head) > 1 and head[0] == "s" and head[1:].isdigit() else None
+
+
+def seed_agreement(plan: dict, law, observations, budget: float, tolerance: float = 0.1,
+                   **plan_options) -> dict | None:
+    """Refit the law on each probe seed's runs alone, plan each at `budget` with the same
+    options, and count the seeds whose plan matches `plan` (the same pools used and every
+    weight within `tolerance`). None when the observations have fewer than two seeds."""
+    from curate.laws.qqt_fit import QQTFit
+
+    if observations.run_id is None or getattr(law, "kind", None) != "qqt":
+        return None
+    seeds = sorted({s for s in map(seed_of, observations.run_id) if s is not None},
+                   key=lambda s: int(s[1:]))
+    if len(seeds) < 2:
+        return None
+    main = {r["pool"]: float(r["weight"]) for r in plan["pools"] if r["weight"] > 0}
+    rows = []
+    for seed in seeds:
+        idx = [i for i, r in enumerate(observations.run_id) if seed_of(r) == seed]
+        try:
+            fitted = QQTFit(variant=law.variant, sizes=law.pool_sizes, unit=law.unit,
+                            diagnostics=False).fit(observations.subset(idx)).law_
+            other = make_plan(fitted, budget, **plan_options)["plan"]
+        except (ValueError, RuntimeError) as exc:
+            rows.append({"seed": seed, "weights": None, "agrees": False, "error": str(exc)})
+            continue
+        weights = {r["pool"]: float(r["weight"]) for r in other["pools"] if r["weight"] > 0}
+        same = set(weights) == set(main) and all(abs(weights[p] - main[p]) <= tolerance for p in main)
+        rows.append({"seed": seed, "weights": weights, "agrees": bool(same),
+                     "predicted": other["predicted"]})
+    agree = sum(r["agrees"] for r in rows)
+    return {"tolerance": tolerance, "seeds": rows, "agree": agree, "of": len(rows),
+            "why": f"{agree} of {len(rows)} probe seeds, each fitted alone, give the same plan "
+                   f"(same pools, weights within {tolerance:g})"}
 

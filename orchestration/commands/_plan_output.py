@@ -62,6 +62,9 @@ def render_text(result: dict) -> str:
             delta = b["loss"] - plan["predicted"]
             note = "" if b["feasible"] else "  (violates the constraints)"
             lines.append(f"  {b['name']:<36}{b['loss']:.6f}  ({delta:+.6f}){note}")
+        agreement = result.get("seed_agreement")
+        if agreement:
+            lines.append(f"probe seeds: {agreement['why']}")
         claim = plan.get("claim")
         if claim:
             label = "the plan" if claim["recommended"] == "plan" else \

@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data-constrained laws: a token of pool NAME counts as MULT tokens "
                              "of effective data (default: the law file's multipliers, else 1); "
                              "repeatable")
+    parser.add_argument("--observations", default=None, metavar="OBS",
+                        help="the probe observations the law was fitted on: each probe seed is "
+                             "refitted alone and planned, and the plan says how many seeds agree")
     parser.add_argument("--replay", type=Path, default=None, metavar="REPLAY.json",
                         help="a `curate validate` result: its measured error of predicted "
                              "differences is the bar the plan's predicted gain must clear (else "
@@ -112,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
                        max_epochs=args.max_epochs, top_m=args.top_m, max_draws=args.max_draws,
                        law_name=str(args.law), quality=_pairs(args.quality, "--quality"),
                        law_quality=law_quality, tau_quantile=args.tau_quantile,
-                       saturation_eps=args.saturation_eps, replay=_read_replay(args.replay))
+                       saturation_eps=args.saturation_eps, replay=_read_replay(args.replay),
+                       observations=_read_observations(args.observations))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=2) + "\n")
@@ -223,4 +227,12 @@ def _read_replay(path: Path | None) -> dict | None:
         raise CurateError(f"replay file {path} has no number 'difference_error' (write it with "
                           "`curate validate PLAN -o REPLAY.json`)")
     return data
+
+
+def _read_observations(spec: str | None):
+    if spec is None:
+        return None
+    from curate.probe.observations_io import load_observations
+
+    return load_observations(spec, {}, law="qqt")
 

@@ -75,3 +75,28 @@ def test_plans_say_when_a_half_life_is_used_far_beyond_its_measured_gap():
     law.sizes = np.array([3e7, 2e7, 5e7])  # full pools 100-250x the measured subsets
     far = make_plan(law, 4e7, tau_quantile=None, max_epochs=float("inf"))
     assert any("beyond where their half-lives were measured" in w for w in far["warnings"])
+
+
+def test_seed_agreement_refits_each_probe_seed_alone():
+    from curate.laws.planning import seed_agreement, seed_of
+
+    assert seed_of("s2-pool0-small") == "s2" and seed_of("pool0") is None and seed_of("sx-1") is None
+    rows = {"pool": [], "samples_seen": [], "unique_samples": [], "metric": [], "run_id": []}
+    for seed in range(3):
+        part = _observations(TRUE, noise=0.003, seed=seed)
+        for j in range(len(part)):
+            rows["pool"].append(part.pool[j])
+            rows["samples_seen"].append(part.samples_seen[j])
+            rows["unique_samples"].append(part.unique_samples[j])
+            rows["metric"].append(part.metric[j])
+            rows["run_id"].append(f"s{seed}-{part.pool[j]}")
+    obs = validate_observations(rows, law="qqt")
+    law = QQTFit(variant="multiplier", diagnostics=False).fit(obs).law_
+    law.sizes = np.array([3e6, 2e6, 5e6])
+    plan = make_plan(law, 4e7, tau_quantile=None, observations=obs)
+    agreement = plan["seed_agreement"]
+    assert agreement["of"] == 3 and [r["seed"] for r in agreement["seeds"]] == ["s0", "s1", "s2"]
+    assert agreement["agree"] >= 2  # low noise: the seeds agree
+    # a single seed gives nothing to compare
+    one = validate_observations({k: v[:18] for k, v in rows.items()}, law="qqt")
+    assert seed_agreement(plan["plan"], law, one, 4e7) is None
