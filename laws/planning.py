@@ -606,6 +606,14 @@ def plan_claim(plan: dict, fit: dict, replay: dict | None = None) -> dict:
                 "error_source": None, "why": "no baseline satisfies the constraints to compare with"}
     best_key = min(feasible, key=lambda k: feasible[k]["loss"])
     gain = float(feasible[best_key]["loss"]) - predicted
+    mixture = {r["pool"]: float(r["weight"]) for r in plan.get("pools") or [] if r["weight"] > 0}
+    same = [k for k, b in feasible.items() if mixture and set(b.get("weights") or {}) == set(mixture)
+            and all(abs(float(b["weights"][p]) - w) <= 1e-9 for p, w in mixture.items())]
+    if same:
+        name = feasible[min(same, key=lambda k: len(feasible[k].get("weights") or {}))]["name"]
+        return {"recommended": "plan", "predicted_gain": gain, "best_baseline": best_key,
+                "error_bar": None, "error_source": None, "validated": None,
+                "why": f"the plan is a baseline itself ({name}): nothing to claim over it"}
     bar, source = None, None
     if replay and replay.get("difference_error") is not None:
         bar, source = float(replay["difference_error"]), "replay (trained at reduced scale)"

@@ -47,3 +47,9 @@ def test_a_conservative_parameter_is_held_in_the_draws_so_the_prediction_sits_in
     held = _draws_as_planned(draws, {"d": {"from": 0.0, "to": 0.25, "quantile": 0.9}})
     assert held == [{"d": 0.25, "b": -0.1}, {"d": 0.25, "b": -0.2}] and draws[0]["d"] == 0.0
     assert _draws_as_planned(draws, None) is draws
+
+
+def test_a_plan_that_is_a_baseline_claims_nothing_over_it():
+    plan = {"predicted": 2.105, "baselines": BASELINES, "pools": [{"pool": "a", "weight": 1.0}]}
+    claim = plan_claim(plan, {"holdout_largest_error": 0.01})
+    assert claim["recommended"] == "plan" and "baseline itself (best single pool (a))" in claim["why"]
