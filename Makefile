@@ -8,8 +8,11 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO    ?= demo-output
 PROBE_BUDGET ?= 5m
-PLAN_BUDGET  ?= 5e7
-SMALL_BUDGET ?= 5e6
+PLAN_BUDGET  ?= 2e8
+SMALL_BUDGET ?= 1e7
+# Pools cut at quality scores (not equal counts), so prose, speeches and tweets land in
+# different pools: news >= 0.85, House of Commons and the best speeches, other speeches, tweets.
+POOL_CUTS    ?= [0.85, 0.7, 0.4]
 SWEEP        ?= 1e6:1e9:13
 REPLAY_BUDGET ?= 90s
 export HF_HUB_OFFLINE := 1
@@ -29,7 +32,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/curate sample-corpus --output $(DEMO)/corpus
-	$(BIN)/curate run --input '$(DEMO)/corpus/*.jsonl.gz' --output $(DEMO)/run --pools 4 \
+	@mkdir -p $(DEMO) && echo '{"pools": {"cut_points": $(POOL_CUTS)}}' > $(DEMO)/run-config.json
+	$(BIN)/curate run --input '$(DEMO)/corpus/*.jsonl.gz' --output $(DEMO)/run --config $(DEMO)/run-config.json \
 	    --workspace $(DEMO)/workspace
 	$(BIN)/curate stats $(DEMO)/run
 	$(BIN)/curate probe $(DEMO)/run --time-budget $(PROBE_BUDGET) -o $(DEMO)/observations.parquet \
