@@ -307,9 +307,11 @@ def evaluate(seg: Segments, a: float, d: float, b, tau, variant: str = "utility"
         J[:, 1] = 1.0
         J[:, 2:2 + P] = (Z * log_x1)[:, None] * seg.weights
         if has_seg:
-            J[:, 2:2 + P] += Z[:, None] * _group_sum(so, (wd / rate[:, None]) * dlogS[:, None], n)
+            # where every pool's decay underflowed (rate 0) nothing is added: no derivative there
+            safe = np.where(rate > 0, rate, 1.0)[:, None]
+            J[:, 2:2 + P] += Z[:, None] * _group_sum(so, (wd / safe) * dlogS[:, None], n)
             rho = wd * kappa                                  # d rate / d log tau_i
-            dbeta = rho * (b[None, :] - beta[:, None]) / rate[:, None]
+            dbeta = rho * (b[None, :] - beta[:, None]) / safe
             alpha = scale * width[:, None] * rho              # d added / d log tau_i
             A = _group_cumsum(so, alpha)                      # d S_after / d log tau_i
             dC = dbeta * dlogS[:, None] + beta[:, None] * (

@@ -64,3 +64,13 @@ def test_rows_without_repetition_have_no_segments():
     assert seg.seg_row.size == 0
     assert seg.predict(A, D, B[:2], TAU[:2]) == pytest.approx(
         [(A * 1e5 / 1e5) ** (0.5 * (B[0] + B[1])) + D, (A * 1e6 / 1e5) ** B[0] + D], rel=1e-13)
+
+
+def test_data_variant_jacobian_is_finite_where_every_decay_underflows():
+    """gamma and a short gap can shrink a half-life until 0.5^(pass/tau') underflows to 0:
+    nothing is added there, and the Jacobian must say 0, not NaN (the fitter cannot use NaN)."""
+    from curate.laws.qqt_kernel import Segments
+
+    seg = Segments.build([5e6], [[1.0]], [1e4], gaps=[1e6], gamma=3.0)  # tau' = tau * 1e-6
+    E, J = seg.predict_and_jacobian(0.02, 0.1, [-0.1], [1.0], "data", jacobian=True, gamma=3.0)
+    assert np.all(np.isfinite(E)) and np.all(np.isfinite(J))
