@@ -54,6 +54,8 @@ def main() -> None:
     plan = json.loads((d / "plan.json").read_text())
     agreement = plan.get("seed_agreement") or {}
     lines = ["# The closed loop on `make demo` (2 CPU cores)", "",
+             "Numbers from one demo run; the machine was shared (another test run in the same window), "
+             "and the GEMM reference was timed in the same window, so the share is a same-window ratio.", "",
              f"Command: `.venv/bin/python benchmarks/bench_loop.py {d}` after `make demo`.", "",
              "## Probe throughput", "",
              f"- proxy {cfg.n_params():,} parameters (d{cfg.d_model} x {cfg.n_layers} layers, "
@@ -71,8 +73,9 @@ def main() -> None:
         if not path.is_file():
             continue
         rep = json.loads(path.read_text())
-        lines.append(f"### {name}: budget {rep.get('budget', '?')}, scale 1/{rep.get('scale_k', '?')}, "
-                     f"seeds {rep.get('seeds')}")
+        budget = (rep.get("plan") or {}).get("budget", "?")
+        lines.append(f"### {name}: plan budget {budget}, replayed at 1/{rep.get('scale_k', '?')} "
+                     f"({rep.get('replay_budget_tokens', 0):,.0f} tokens), seeds {rep.get('seeds')}")
         lines.append("")
         lines.append("| candidate | predicted | law at 1/k | measured | seed sd |")
         lines.append("|---|---:|---:|---:|---:|")
