@@ -302,3 +302,13 @@ def _fmt(x) -> str:
 
 def _pct(share) -> str:
     return f"{100 * float(share):.0f}%"
+
+
+def bound_text(flag: dict, number=lambda x: f"{x:g}") -> str:
+    """"at upper bound 1e+04 (64% of draws)" for one `at_bound` entry (fit tables, reports)."""
+    where = "at" if flag.get("value_at_bound") else "interval reaches"
+    text = f"{where} {flag.get('side', '?')} bound {number(flag.get('bound'))}"
+    if flag.get("draw_share") is not None:
+        text += f" ({100 * float(flag['draw_share']):.0f}% of draws)"
+    return text
+

@@ -443,11 +443,9 @@ def _observations_section(data: LoopData, figures) -> str:
 
 
 def _bound_text(flag: dict) -> str:
-    where = "at" if flag.get("value_at_bound") else "interval reaches"
-    text = f"{where} {flag.get('side', '?')} bound {_g(flag.get('bound'))}"
-    if flag.get("draw_share") is not None:
-        text += f" ({100 * float(flag['draw_share']):.0f}% of draws)"
-    return text
+    from curate.laws.bounds import bound_text
+
+    return bound_text(flag, _g)
 
 
 def _fit_section(data: LoopData, figures) -> str:

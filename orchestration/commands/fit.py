@@ -285,11 +285,9 @@ def render_table(data: dict) -> str:
 
 def _bound_note(flag: dict) -> str:
     """"<- at upper bound 1e+04 (64% of draws)" for a fit.at_bound entry."""
-    where = "at" if flag.get("value_at_bound") else "interval reaches"
-    note = f"<- {where} {flag['side']} bound {_num(flag['bound'])}"
-    if flag.get("draw_share") is not None:
-        note += f" ({100 * flag['draw_share']:.0f}% of draws)"
-    return note
+    from curate.laws.bounds import bound_text
+
+    return "<- " + bound_text(flag, _num)
 
 
 def _num(x) -> str:

@@ -184,14 +184,8 @@ def load_law(path: Path, with_quality: bool = False):
     with_quality=True: (law, the file's top-level `quality` / `multiplier` dict or None).
     """
     from curate.laws.lawfile import law_from_dict
-    from curate.orchestration.errors import CurateError
 
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CurateError(f"law file {path} not found") from None
-    except json.JSONDecodeError as exc:
-        raise CurateError(f"law file {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = _read_json(path, "law file")
     law = law_from_dict(data)
     if not with_quality:
         return law
@@ -217,12 +211,7 @@ def _read_replay(path: Path | None) -> dict | None:
 
     if path is None:
         return None
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CurateError(f"replay file {path} not found") from None
-    except json.JSONDecodeError as exc:
-        raise CurateError(f"replay file {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = _read_json(path, "replay file")
     if not isinstance(data, dict) or not isinstance(data.get("difference_error"), (int, float)):
         raise CurateError(f"replay file {path} has no number 'difference_error' (write it with "
                           "`curate validate PLAN -o REPLAY.json`)")
@@ -235,4 +224,16 @@ def _read_observations(spec: str | None):
     from curate.probe.observations_io import load_observations
 
     return load_observations(spec, {}, law="qqt")
+
+
+def _read_json(path: Path, what: str):
+    """A JSON file's contents, or one line saying why it cannot be read."""
+    from curate.orchestration.errors import CurateError
+
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CurateError(f"{what} {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise CurateError(f"{what} {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
