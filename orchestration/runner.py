@@ -117,6 +117,11 @@ def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[st
                 raise CurateError(f"{output} already holds a run with another config or inputs; "
                                   "pass --overwrite to replace it")
         elif publish.leftovers(output):
+            if not publish.is_own_leftover(output):
+                # names curate publishes, but no marker says curate wrote them: never delete
+                raise CurateError(f"{output} holds {', '.join(publish.leftovers(output))} that curate did "
+                                  "not write (no _SUCCESS or _PUBLISHING marker); move them away or "
+                                  "choose another --output")
             publish.unpublish(output)  # a killed run's partial publish: never valid, remove it
         manifest = _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, progress)
     return JobResult(manifest, output, False, fp)

@@ -21,8 +21,8 @@ import json
 from apache_beam.io.filesystems import FileSystems
 
 from curate.pipelines import fsutil
-from curate.pools.rundir import (DATA_DIRS, MANIFEST, PUBLISH_ORDER, STAGING_PREFIX, STATS, SUCCESS,
-                                 marker_bytes, parse_marker)
+from curate.pools.rundir import (DATA_DIRS, MANIFEST, PUBLISH_ORDER, PUBLISHING, STAGING_PREFIX, STATS,
+                                 SUCCESS, marker_bytes, parse_marker)
 
 
 def _join(root: str, name: str) -> str:
@@ -97,6 +97,8 @@ def publish(staging: str, run_dir: str, manifest_bytes: bytes, fingerprint: str)
     unknown = [f for f in fsutil.list_files(staging) if not f.startswith(known)]
     if unknown:  # publishing would silently lose these: refuse before touching run_dir
         raise RuntimeError(f"staged run has outputs publish does not know ({unknown[:3]}); not publishing")
+    # the claim of ownership goes in before anything in run_dir is touched (see rundir.PUBLISHING)
+    fsutil.write_bytes(_join(run_dir, PUBLISHING), staging.encode("utf-8"))
     unpublish(run_dir)
     for name in PUBLISH_ORDER[:-1]:
         _move(staging, run_dir, [f for f in _files_under(staging, name) if f.startswith(prefix)])
@@ -107,7 +109,13 @@ def publish(staging: str, run_dir: str, manifest_bytes: bytes, fingerprint: str)
     _move(staging, run_dir, [_join(staging, SUCCESS)])
     _move(staging, run_dir, [_join(staging, MANIFEST)])
     fsutil.delete(staging)
+    fsutil.delete(_join(run_dir, PUBLISHING))
     return json.loads(marker)
+
+
+def is_own_leftover(run_dir: str) -> bool:
+    """True when run_dir holds a publish of curate's that was killed (its _PUBLISHING marker)."""
+    return fsutil.exists(_join(run_dir, PUBLISHING))
 
 
 def _move(staging: str, run_dir: str, files: list[str]) -> None:

@@ -11,8 +11,9 @@ Layout of a published run (writer: `pipelines/publish.py`, through Beam filesyst
     RUN/_SUCCESS                 {"manifest_sha256": ..., "fingerprint": ...}
     RUN/manifest.json            config, versions, inputs, counts that reconcile
 
-Publish order (`PUBLISH_ORDER`, the guarantee readers rely on): the data folders, then
-stats.parquet, then `_SUCCESS`, then manifest.json last. A directory is a finished run only when
+Publish order (`PUBLISH_ORDER`, the guarantee readers rely on): `_PUBLISHING` first (so a killed
+publish is recognisably curate's), the data folders, then stats.parquet, then `_SUCCESS`, then
+manifest.json, and `_PUBLISHING` removed last. A directory is a finished run only when
 `_SUCCESS` parses and names the SHA-256 of the manifest.json beside it: a killed publish, a
 leftover marker or a hand-edited manifest never counts.
 
@@ -40,6 +41,10 @@ STATS = "stats.parquet"
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
 STAGING_PREFIX = "_staging-"
+# Written into RUN before a publish touches it and removed after the manifest is in: leftovers
+# next to it are a killed publish of curate's own, which the next run may remove. Without it
+# (or a valid _SUCCESS) the names below in RUN belong to someone else and are never deleted.
+PUBLISHING = "_PUBLISHING"
 # Written into the staging folder for the launcher (read into the manifest), never published.
 CUTS = "_pool_cuts.json"
 STAGE_INFO = "_stage_info.json"
