@@ -141,6 +141,10 @@ class ReadRecords(beam.DoFn):
         except ValueError as exc:
             yield self._dead(f, R.MALFORMED_JSON, str(exc), raw=text, line=line_no)
             return
+        except RecursionError:  # nested deeper than the parser goes: this line only, read on
+            yield self._dead(f, R.MALFORMED_JSON, "RecursionError: JSON nested too deeply to parse",
+                             raw=text[:1000], line=line_no)
+            return
         yield self._document(f, obj, line_no, line=line_no)
 
     # -- Parquet / Arrow -----------------------------------------------------------------

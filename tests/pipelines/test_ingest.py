@@ -129,3 +129,23 @@ def test_read_gzip_truncated_keeps_head(tmp_path):
     assert 0 < len(docs) < 400
     assert [d["reason"] for d in dead] == ["truncated_file"] and dead[0]["line"] == len(docs) + 1
     assert [d["id"] for d in docs] == [f"d{i}" for i in range(len(docs))]
+
+
+def test_deeply_nested_json_is_one_dead_letter_and_reading_continues(tmp_path):
+    """A line nested deeper than the parser goes raised RecursionError and lost the rest of the
+    file while the run reported 'reconciled' (the reliability issue's item 2)."""
+    from apache_beam.pvalue import TaggedOutput
+
+    from curate.pipelines.ingest import ReadRecords
+    from curate.pipelines.inputs import InputFile
+
+    lines = [json.dumps({"id": f"d{i}", "text": f"doc {i}"}) for i in range(11)]
+    lines[3] = "[" * 200_000 + "]" * 200_000
+    path = tmp_path / "n.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    fn = ReadRecords("id", "text", 10_000, 10**7, 100)
+    docs, dead = [], []
+    for out in fn.process(InputFile(source=str(path), path=str(path), kind="jsonl")):
+        (dead.append(out.value) if isinstance(out, TaggedOutput) else docs.append(out))
+    assert len(docs) == 10 and [(d["line"], d["reason"]) for d in dead] == [(4, "malformed_json")]
+    assert "nested too deeply" in dead[0]["detail"]
