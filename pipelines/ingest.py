@@ -174,13 +174,38 @@ class ReadRecords(beam.DoFn):
         try:
             with fh:
                 for batch in self._batches(f, fh):
-                    for obj in batch.to_pylist():
-                        yield self._document(f, obj, row, row=row)
+                    for obj in _rows(batch):
+                        if isinstance(obj, _RowError):  # this row alone cannot be converted
+                            yield self._dead(f, R.MALFORMED_ROW, obj.detail, row=row)
+                        else:
+                            yield self._document(f, obj, row, row=row)
                         row += 1
                     self.progress.add(batch.num_rows)
         except Exception as exc:  # noqa: BLE001
             reason = R.TRUNCATED_FILE if row else R.UNREADABLE_FILE
             yield self._dead(f, reason, f"after row {row}: {type(exc).__name__}: {exc}", row=row)
+
+
+class _RowError:
+    """A row whose values Arrow cannot turn into Python (e.g. a timestamp out of range)."""
+
+    def __init__(self, detail: str):
+        self.detail = detail
+
+
+def _rows(batch):
+    """The batch's rows as dicts; if the batch cannot be converted whole, row by row, with a
+    _RowError in place of each row that fails (so one bad value costs one row, not the batch)."""
+    try:
+        yield from batch.to_pylist()
+        return
+    except Exception:  # noqa: BLE001 - isolate below
+        pass
+    for i in range(batch.num_rows):
+        try:
+            yield batch.slice(i, 1).to_pylist()[0]
+        except Exception as exc:  # noqa: BLE001 - any conversion failure is this row's
+            yield _RowError(f"{type(exc).__name__}: {exc}")
 
 
 def _file_size(path: str) -> int | None:

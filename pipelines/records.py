@@ -17,6 +17,7 @@ from curate.scorers.text import content_id
 
 # Dead-letter reasons (stable strings: tests, manifests and users key on them).
 MALFORMED_JSON = "malformed_json"
+MALFORMED_ROW = "malformed_row"  # a Parquet/Arrow row whose values cannot be converted
 NOT_AN_OBJECT = "not_an_object"
 INVALID_UTF8 = "invalid_utf8"
 MISSING_TEXT = "missing_text"
@@ -29,8 +30,9 @@ BAD_ID = "bad_id"
 UNREADABLE_FILE = "unreadable_file"
 TRUNCATED_FILE = "truncated_file"
 
-REASONS = (MALFORMED_JSON, NOT_AN_OBJECT, INVALID_UTF8, MISSING_TEXT, NULL_TEXT, TEXT_NOT_STRING,
-           EMPTY_TEXT, TEXT_TOO_LARGE, RECORD_TOO_LARGE, BAD_ID, UNREADABLE_FILE, TRUNCATED_FILE)
+REASONS = (MALFORMED_JSON, MALFORMED_ROW, NOT_AN_OBJECT, INVALID_UTF8, MISSING_TEXT, NULL_TEXT,
+           TEXT_NOT_STRING, EMPTY_TEXT, TEXT_TOO_LARGE, RECORD_TOO_LARGE, BAD_ID, UNREADABLE_FILE,
+           TRUNCATED_FILE)
 
 
 class RecordError(Exception):

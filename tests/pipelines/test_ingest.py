@@ -149,3 +149,16 @@ def test_deeply_nested_json_is_one_dead_letter_and_reading_continues(tmp_path):
         (dead.append(out.value) if isinstance(out, TaggedOutput) else docs.append(out))
     assert len(docs) == 10 and [(d["line"], d["reason"]) for d in dead] == [(4, "malformed_json")]
     assert "nested too deeply" in dead[0]["detail"]
+
+
+def test_a_parquet_value_that_cannot_be_converted_costs_its_row_not_the_batch(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = pa.array([0, 1, 2**62, 3, 4], type=pa.timestamp("ms"))  # year far beyond 9999 at row 2
+    path = tmp_path / "ts.parquet"
+    pq.write_table(pa.table({"id": ids, "text": [f"text {i}" for i in range(5)]}), path)
+    docs, dead = _read(path, "parquet")
+    assert [(d["row"], d["reason"]) for d in dead if d["reason"] == "malformed_row"] == [(2, "malformed_row")]
+    assert len(docs) + len(dead) == 5  # every row accounted for, the others as any row would be
+    assert {d["row"] for d in dead} | {int(d["_order"][2]) for d in docs} == set(range(5))
