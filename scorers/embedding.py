@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from curate.scorers.embedding_units import (DEFAULT_MAX_UNITS, MAX_BATCH_ROWS, document_units,  # noqa: F401
+from curate.scorers.embedding_units import (DEFAULT_MAX_UNITS, document_units,  # noqa: F401
                                             token_budget_batches)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"

@@ -113,9 +113,11 @@ def test_interrupted_publish_is_invisible_and_repaired(corpus, tmp_path, monkeyp
     assert not publish.is_published(str(out))  # ...but no marker, no manifest: not a run
     assert not (out / "manifest.json").exists()
     assert not (out / "_staging-0123456789ab").exists()  # stale staging was cleaned at start
+    assert publish.is_own_leftover(str(out))  # _PUBLISHING says the leftovers are curate's
 
     result = execute_job([str(corpus)], str(out), config, BEAM)  # no --overwrite needed
     assert not result.reused and publish.is_published(str(out))
+    assert not publish.is_own_leftover(str(out))  # the claim is removed once the manifest is in
     reference = execute_job([str(corpus)], str(tmp_path / "reference"), config, BEAM)
     assert pool_rows(out) == pool_rows(tmp_path / "reference")
     assert reference.manifest["counts"] == result.manifest["counts"]
