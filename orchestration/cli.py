@@ -25,9 +25,11 @@ COMMANDS: list[tuple[str, str]] = [
     ("validate", "validate"),
     ("register", "register"),
     ("runs", "runs"),
+    ("unregister", "unregister"),
     ("query", "query"),
     ("diff", "diff"),
     ("report", "report"),
+    ("materialize", "materialize"),
 ]
 
 DESCRIPTION = """\
