@@ -10,8 +10,15 @@ Columns (canonical names; `curate.probe.observations_io` maps other names onto t
     run_id, step    optional: which training run / checkpoint a row comes from
 
 Validation raises ValueError naming the 1-based data row and the problem (NaN, inf, missing or
-non-numeric values, non-positive counts, unique > seen, duplicate rows, bad mixture syntax,
-weights not summing to > 0) and, through :func:`require_points`, too few points for a law.
+non-numeric values, non-positive counts, values above the sane maxima below, unique > seen,
+duplicate rows, bad mixture syntax, weights not summing to > 0) and, through
+:func:`require_points`, too few points for a law.
+
+Sane ranges: samples_seen, unique_samples, params and step at most :data:`MAX_COUNT` (1e15; the
+largest LM runs train on ~1e13 tokens), metric at most :data:`MAX_METRIC`, and at most
+:data:`MAX_EPOCHS` (1e5) passes over the unique samples. Why: the law kernels' work grows with
+the passes a row makes, so one `samples_seen=1e308` row asked for gigabytes; a value outside
+these ranges is a typo or a unit error, not a measurement.
 Pure Python/numpy: reading files is the CLI's job.
 """
 from __future__ import annotations
@@ -29,6 +36,15 @@ REQUIRED = {
 }
 NUMERIC = ("samples_seen", "unique_samples", "metric", "params", "step")
 KNOWN = ("pool", "samples_seen", "unique_samples", "metric", "params", "run_id", "step")
+#: Largest samples_seen / unique_samples / params / step accepted (see the module docstring).
+MAX_COUNT = 1e15
+#: Largest metric accepted (losses and error rates are far below; perplexities too).
+MAX_METRIC = 1e15
+#: Most passes over its unique samples a row may make (samples_seen / unique_samples); the
+#: datablations runs go to 9,000.
+MAX_EPOCHS = 1e5
+_MAXIMA = {"samples_seen": MAX_COUNT, "unique_samples": MAX_COUNT, "params": MAX_COUNT,
+           "step": MAX_COUNT, "metric": MAX_METRIC}
 
 
 @dataclass
@@ -171,10 +187,22 @@ def validate_observations(columns: Mapping[str, Sequence], law: str | None = Non
             if bad_rows.size:
                 r = int(bad_rows[0])
                 raise ValueError(f"row {r + 1}: {name} must be positive, got {numbers[name][r]:g}")
+    for name, top in _MAXIMA.items():
+        if name in numbers:
+            bad_rows = np.flatnonzero(np.abs(numbers[name]) > top)
+            if bad_rows.size:
+                r = int(bad_rows[0])
+                raise ValueError(f"row {r + 1}: {name} {numbers[name][r]:g} is above the maximum "
+                                 f"{top:g} (a typo or a unit error?)")
     over = np.flatnonzero(unique > seen * (1 + 1e-12))
     if over.size:
         r = int(over[0])
         raise ValueError(f"row {r + 1}: unique_samples ({unique[r]:g}) > samples_seen ({seen[r]:g})")
+    over = np.flatnonzero(seen > unique * MAX_EPOCHS)
+    if over.size:
+        r = int(over[0])
+        raise ValueError(f"row {r + 1}: samples_seen ({seen[r]:g}) is {seen[r] / unique[r]:.3g} passes "
+                         f"over unique_samples ({unique[r]:g}); at most {MAX_EPOCHS:g} are accepted")
 
     pools = [_text(v, "pool", i) for i, v in enumerate(columns["pool"])] if "pool" in columns \
         else ["data"] * n

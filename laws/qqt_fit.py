@@ -57,7 +57,7 @@ from curate.laws.bootstrap import percentile_intervals, prediction_band
 from curate.laws.bounds import bound_warnings, flag_at_bounds
 from curate.laws.diagnostics import goodness_of_fit, leave_one_out
 from curate.laws.fitting import huber
-from curate.laws.observations import Observations, require_points
+from curate.laws.observations import MAX_COUNT, MAX_EPOCHS, Observations, require_points
 from curate.laws.qqt import QQTLaw, a_name, b_name, tau_name
 from curate.laws.qqt_kernel import (LAW_VARIANTS, NORMALIZER, Segments, gamma_jacobian,
                                     gap_log_ratios, multiplier_errors, pass_periods)
@@ -237,6 +237,7 @@ class QQTFit:
         t0 = time.perf_counter()
         self.pools_ = obs.pool_names
         self.pool_sizes_ = infer_pool_sizes(obs, self.sizes)
+        _check_pass_counts(obs, self.pools_, self.pool_sizes_)
         if self.variant == "multiplier":
             names = [a_name(p) for p in self.pools_] + ["b", "d"] + [tau_name(p) for p in self.pools_]
             spelled = "a[POOL], b, d, tau[POOL]"
@@ -651,6 +652,8 @@ def infer_pool_sizes(obs: Observations, given: dict[str, float] | None = None) -
     for p, v in sizes.items():
         if not (math.isfinite(v) and v > 0):
             raise ValueError(f"pool size for {p!r} must be positive, got {v!r}")
+        if v > MAX_COUNT:
+            raise ValueError(f"pool size for {p!r} ({v:g}) is above the maximum {MAX_COUNT:g}")
     single: dict[str, float] = {}
     shared: dict[str, float] = {}
     for name, mix, u in zip(obs.pool, obs.mixtures, obs.unique_samples):
@@ -664,6 +667,20 @@ def infer_pool_sizes(obs: Observations, given: dict[str, float] | None = None) -
     for p in obs.pool_names:
         out[p] = sizes.get(p, single.get(p, shared.get(p)))
     return out
+
+
+def _check_pass_counts(obs: Observations, pools: list[str], sizes: dict[str, float]) -> None:
+    """No row may pass over a pool more than MAX_EPOCHS times: the exact segments the fitter
+    builds grow with the passes (a mixture row over a pool given a tiny --pool-size would
+    otherwise ask for billions of them). Single-pool rows are checked by the observations."""
+    W, N = observation_weights(obs, pools, sizes)
+    passes = W * np.asarray(obs.samples_seen, dtype=float)[:, None] / N
+    over = np.argwhere(passes > MAX_EPOCHS)
+    if over.size:
+        row, col = (int(v) for v in over[0])
+        raise ValueError(f"row {row + 1}: {passes[row, col]:.3g} passes over pool {pools[col]!r} "
+                         f"(size {N[row, col]:g}); at most {MAX_EPOCHS:g} are accepted "
+                         "(is the pool size right?)")
 
 
 def measured_gaps(obs: Observations) -> dict[str, float]:

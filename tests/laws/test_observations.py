@@ -103,3 +103,26 @@ def test_parse_mixture():
     for bad in ("a=1;;b=1", "a=1=2", "=1", "a=inf"):
         with pytest.raises(ValueError):
             parse_mixture(bad)
+
+
+@pytest.mark.parametrize("column, values, message", [
+    # issue 17 item 7: one samples_seen=1e308 row asked the fit for 22 GB
+    ("samples_seen", [1e6, 1e308, 2e6, 8e6], r"row 2: samples_seen 1e\+308 is above the maximum 1e\+15"),
+    ("unique_samples", [1e6, 1e6, 2e6, 2e15], r"row 4: unique_samples 2e\+15 is above the maximum"),
+    ("metric", [0.9, 0.8, 1e300, 0.7], r"row 3: metric 1e\+300 is above the maximum"),
+    ("unique_samples", [1e6, 1e-3, 2e6, 8e6], r"row 2: samples_seen \(4e\+06\) is 4e\+09 passes"),
+])
+def test_values_outside_sane_ranges_name_the_row(column, values, message):
+    with pytest.raises(ValueError, match=message):
+        validate_observations(_cols(**{column: values}), law="qqt")
+
+
+def test_limits_are_inclusive_and_cover_the_lm_columns():
+    from curate.laws.observations import MAX_COUNT, MAX_EPOCHS
+
+    ok = validate_observations(_cols(samples_seen=[1e6, 4e6, 2e6 * MAX_EPOCHS, 8e6]), law="qqt")
+    assert ok.samples_seen[2] == 2e6 * MAX_EPOCHS
+    lm = {"samples_seen": [1e9, 2e9], "unique_samples": [1e9, 1e9], "metric": [3.0, 2.9],
+          "params": [1e8, MAX_COUNT * 10]}
+    with pytest.raises(ValueError, match=r"row 2: params 1e\+16 is above the maximum"):
+        validate_observations(lm, law="data-constrained")
