@@ -1,16 +1,17 @@
 """An exclusive lock on a run directory, so two `curate run`s never write the same output.
 
 `fcntl.flock` on DIR/_curate.lock: the kernel drops the lock when the holder dies (even by
-SIGKILL), so a crashed run never leaves a stale lock behind. Object-store outputs (gs://...)
-have no such primitive; there the lock is skipped (documented limitation).
+SIGKILL), so a crashed run never leaves a stale lock behind. A replacing publish swaps DIR with a
+new directory; the lock file is hard-linked into the new one first, so the lock held is still
+DIR's own afterwards (pipelines/publish.py). Object-store outputs (gs://...) have no such
+primitive; there the lock is skipped (documented limitation).
 """
 from __future__ import annotations
 
 import os
 
 from curate.orchestration.errors import CurateError
-
-LOCK_NAME = "_curate.lock"
+from curate.pools.rundir import LOCK as LOCK_NAME
 
 
 class RunLock:

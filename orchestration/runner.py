@@ -5,11 +5,13 @@ Standard Beam options given on the command line pass through untouched (--runner
 does not know is an error. Without --runner we pin the FnApiRunner: the DirectRunner would
 first try to download the Prism runner binary, which fails offline.
 
-A job is atomic, idempotent and resumable (see pipelines/publish.py for the publish order):
-it takes an exclusive lock on the output directory, removes what a killed run left behind
-(staging folders, a partially published run without a valid _SUCCESS marker), reuses a
-published run whose fingerprint (config + inputs + code) matches unless forced, and
-otherwise runs into DIR/_staging-<id> and publishes only after every check passed.
+A job is atomic, idempotent and resumable (see pipelines/publish.py for the publish protocols):
+it takes an exclusive lock on the output directory, finishes or removes what a killed run left
+behind (the swap folder of an interrupted replacing publish, staging folders, a partially
+published run of curate's own without a valid _SUCCESS marker), reuses a published run whose
+fingerprint (config + inputs + code) matches unless forced, and otherwise runs into
+DIR/_staging-<id> and publishes only after every check passed. With --force/--overwrite the
+old run stays published and whole until the new one replaces it in one swap.
 """
 from __future__ import annotations
 
@@ -106,7 +108,11 @@ def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[st
 
     fsutil.mkdirs(output)
     with RunLock(output):
-        publish.remove_stale_staging(output)  # safe: we hold the lock, nobody else writes here
+        # safe: we hold the lock, nobody else writes here
+        for path in publish.recover(output):
+            warn(f"{path} was left beside {output} by an interrupted publish and could not be put back "
+                 "(the run directory has that name again); nothing was deleted, move it yourself")
+        publish.remove_stale_staging(output)
         marker = publish.read_marker(output)
         if marker is not None:
             same = marker.get("fingerprint") == fp["run"]

@@ -1,28 +1,51 @@
-"""Publishing a run directory so readers never see a partial run (all I/O via Beam FileSystems).
+"""Publishing a run directory so readers never see a partial run.
 
 The layout names, the publish order and the marker format are the run-directory contract's
-(`pools/rundir.py`, which also holds the reader). Protocol (the order is the guarantee):
-  1. The pipeline writes everything under DIR/_staging-<id>/.
+(`pools/rundir.py`, which also holds the reader). The pipeline writes everything under
+DIR/_staging-<id>/; then one of two protocols puts it in place.
+
+Replacing a published run on a local filesystem (`--force`, `--overwrite`): side by side, then
+one atomic swap, so the old run stays whole and readable (and served by the catalog) until the
+new one is complete:
+  1. _SUCCESS and manifest.json are written into the staging folder (now a complete run), the
+     run lock is hard-linked into it (so the lock held stays DIR's own after the swap) and both
+     it and DIR get a `_PUBLISHING` claim (they are curate's to tidy if the process dies).
+  2. The staging folder is renamed out beside DIR, to `.DIR._curate-swap-<id>` (same filesystem).
+  3. `renameat2(RENAME_EXCHANGE)` exchanges the two directories in one step: DIR is the new
+     run, the swap folder holds the old one.
+  4. The old run's entries that are not curate's (a report, notes: anything outside
+     `rundir.OWN_NAMES`) are moved back into DIR; curate's are deleted, then the swap folder.
+  Killed anywhere, DIR holds the old complete run (before 3) or the new one (from 3 on); the
+  next `curate run` into DIR finishes step 4 (`recover`). Foreign entries are never deleted:
+  between 3 and 4 they are in the swap folder, and one whose name DIR already has stays there.
+
+Everything else (a first publish, or no exchange available: another OS, a filesystem without
+it, DIR a mount point, an object store) publishes in place, in the contract's order:
+  1. `_PUBLISHING` goes into DIR before anything there is touched.
   2. `unpublish(DIR)` removes an old run in reverse: manifest.json, _SUCCESS, stats.parquet,
-     then the data folders. Readers key on manifest.json / _SUCCESS (stats.parquet is complete
-     in itself), so from the first deletion on the directory reads as "no run".
-  3. `publish` moves the data folders, then stats.parquet (both complete by then), writes
-     _SUCCESS (the manifest's sha256 and the run fingerprint), and moves manifest.json in
-     last. So manifest.json (what the catalog and reports key on) never exists without a
-     marker, and a marker only counts when the manifest beside it has the named hash.
-A process killed anywhere leaves either the old run, or a directory without a valid marker
-(which the next `curate run` into it cleans up), or the new run: never a run over partial
-data.
+     then the data folders; from the first deletion on, DIR reads as "no run".
+  3. The data folders, then stats.parquet are moved in, then _SUCCESS (the manifest's sha256
+     and the run fingerprint), then manifest.json, and `_PUBLISHING` is removed.
+  A process killed anywhere leaves the old run, a directory without a valid marker (refused by
+  every reader; the next `curate run` into it cleans it up) or the new run: never a run over
+  partial data. But the old run is gone from step 2 on, before the new one is complete: object
+  stores (gs://, s3://) have no atomic rename of a prefix, and renaming their objects is a copy
+  per object, so a side-by-side swap there would need readers to follow a pointer to a versioned
+  folder, which the run layout does not have. Readers refuse such a directory while it is
+  being replaced; they never serve part of it.
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
+import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
 from curate.pipelines import fsutil
-from curate.pools.rundir import (DATA_DIRS, MANIFEST, PUBLISH_ORDER, PUBLISHING, STAGING_PREFIX, STATS,
-                                 SUCCESS, marker_bytes, parse_marker)
+from curate.pools.rundir import (DATA_DIRS, LOCK, MANIFEST, OWN_NAMES, PUBLISH_ORDER, PUBLISHING, STAGING_PREFIX,
+                                 STATS, SUCCESS, marker_bytes, parse_marker, swap_sibling, swap_siblings)
 
 
 def _join(root: str, name: str) -> str:
@@ -91,18 +114,29 @@ def _files_under(root: str, name: str) -> list[str]:
 
 
 def publish(staging: str, run_dir: str, manifest_bytes: bytes, fingerprint: str) -> dict:
-    """Replace whatever is in `run_dir` with the staged run; returns the _SUCCESS contents."""
+    """Replace whatever is in `run_dir` with the staged run; returns the _SUCCESS contents.
+
+    A published local run is replaced by an atomic swap, anything else in place (module doc).
+    """
     prefix = staging.rstrip("/") + "/"
     known = tuple(prefix + name for name in PUBLISH_ORDER)
     unknown = [f for f in fsutil.list_files(staging) if not f.startswith(known)]
     if unknown:  # publishing would silently lose these: refuse before touching run_dir
         raise RuntimeError(f"staged run has outputs publish does not know ({unknown[:3]}); not publishing")
+    marker = marker_bytes(manifest_bytes, fingerprint)
+    if "://" not in run_dir and is_published(run_dir):
+        if _publish_by_swap(staging, run_dir, manifest_bytes, marker):
+            return json.loads(marker)
+    return _publish_in_place(staging, run_dir, manifest_bytes, marker)
+
+
+def _publish_in_place(staging: str, run_dir: str, manifest_bytes: bytes, marker: bytes) -> dict:
+    prefix = staging.rstrip("/") + "/"
     # the claim of ownership goes in before anything in run_dir is touched (see rundir.PUBLISHING)
     fsutil.write_bytes(_join(run_dir, PUBLISHING), staging.encode("utf-8"))
     unpublish(run_dir)
     for name in PUBLISH_ORDER[:-1]:
         _move(staging, run_dir, [f for f in _files_under(staging, name) if f.startswith(prefix)])
-    marker = marker_bytes(manifest_bytes, fingerprint)
     # marker and manifest are written in staging, then renamed: neither is ever half-written
     fsutil.write_bytes(_join(staging, SUCCESS), marker)
     fsutil.write_bytes(_join(staging, MANIFEST), manifest_bytes)
@@ -111,6 +145,110 @@ def publish(staging: str, run_dir: str, manifest_bytes: bytes, fingerprint: str)
     fsutil.delete(staging)
     fsutil.delete(_join(run_dir, PUBLISHING))
     return json.loads(marker)
+
+
+def _publish_by_swap(staging: str, run_dir: str, manifest_bytes: bytes, marker: bytes) -> bool:
+    """Steps 1-4 of the swap (module doc); False, with nothing changed that matters, when this
+    filesystem cannot swap (the caller then publishes in place)."""
+    root = os.path.realpath(run_dir)  # a symlinked DIR: swap its target, keep the link
+    beside = str(swap_sibling(root, uuid.uuid4().hex[:12]))
+    # Plain writes: until the rename below the staging folder is not a run anywhere (a killed
+    # process leaves it to the stale-staging cleanup), and a claim counts by existing.
+    _write_local(os.path.join(staging, SUCCESS), marker)
+    _write_local(os.path.join(staging, MANIFEST), manifest_bytes)
+    try:
+        os.link(os.path.join(root, LOCK), os.path.join(staging, LOCK))
+    except FileNotFoundError:
+        pass  # not run under RunLock (library use): nothing to keep
+    _write_local(os.path.join(staging, PUBLISHING), root.encode("utf-8"))
+    _write_local(os.path.join(root, PUBLISHING), beside.encode("utf-8"))
+    try:
+        os.rename(staging, beside)
+    except OSError:  # parent not writable, DIR a mount point: in place instead
+        return False
+    try:
+        exchange_paths(beside, root)
+    except OSError:
+        os.rename(beside, staging)
+        return False
+    tidy_swap_folder(beside, root)
+    os.remove(os.path.join(root, PUBLISHING))
+    return True
+
+
+def _write_local(path: str, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def exchange_paths(a: str, b: str) -> None:
+    """Atomically exchange two paths (Linux renameat2 RENAME_EXCHANGE); OSError where the OS or
+    filesystem cannot (ENOSYS, EINVAL on filesystems without it, EXDEV across filesystems)."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        raise OSError(errno.ENOSYS, "renameat2 is not available") from None
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), a, None, b)
+
+
+def tidy_swap_folder(folder: str, run_dir: str) -> list[str]:
+    """Finish step 4 of a swap for one swap folder of `run_dir`; returns what had to stay there.
+
+    Only a folder carrying curate's `_PUBLISHING` claim is touched. Entries that are not curate's
+    go back into `run_dir` (where the name is free; otherwise they stay, and so does the folder);
+    curate's own entries are deleted, the claim last, then the folder.
+    """
+    if not os.path.isfile(os.path.join(folder, PUBLISHING)):
+        if not os.listdir(folder):
+            os.rmdir(folder)  # killed between removing the claim and the folder
+        return []  # otherwise not curate's: never touched
+    kept = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name == PUBLISHING:
+            continue
+        if name in OWN_NAMES or name.startswith(STAGING_PREFIX):
+            _remove(path)
+        elif not os.path.lexists(os.path.join(run_dir, name)):
+            os.rename(path, os.path.join(run_dir, name))
+        else:
+            kept.append(path)
+    if kept:
+        return kept
+    os.remove(os.path.join(folder, PUBLISHING))
+    os.rmdir(folder)
+    return []
+
+
+def _remove(path: str) -> None:
+    import shutil
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
+
+
+def recover(run_dir: str) -> list[str]:
+    """Finish what an interrupted publish into `run_dir` left (hold the run lock); returns the
+    paths that could not be put back (foreign entries whose name the run directory has again)."""
+    if "://" in run_dir or not os.path.isdir(run_dir):
+        return []
+    kept = []
+    for folder in swap_siblings(run_dir):
+        kept += tidy_swap_folder(str(folder), os.path.realpath(run_dir))
+    if is_published(run_dir) and is_own_leftover(run_dir):
+        os.remove(os.path.join(run_dir, PUBLISHING))  # that publish completed; only its claim is left
+    return kept
 
 
 def is_own_leftover(run_dir: str) -> bool:

@@ -17,6 +17,16 @@ manifest.json, and `_PUBLISHING` removed last. A directory is a finished run onl
 `_SUCCESS` parses and names the SHA-256 of the manifest.json beside it: a killed publish, a
 leftover marker or a hand-edited manifest never counts.
 
+Replacing a published run on a local filesystem (`--force`, `--overwrite`) does not go through
+that order in place: the new run is completed in its staging folder, moved out beside RUN as
+`.RUN._curate-swap-<id>` (`swap_sibling`) and the two directories are exchanged in one rename, so
+RUN holds the old complete run or the new one at every instant (`pipelines/publish.py`).
+
+A run is also checked for being whole, not only finished: `manifest_problem` (the manifest's
+types: `counts: [1, 2]` is not a curate manifest) and `file_problem` (each data file opens;
+`deep` decodes it) say what is wrong with one line naming the key or the file; the catalog
+quarantines such a run instead of failing every query.
+
 `RunDir(path)` is the reader every command uses (catalog, stats, report, diff, plan, probe): it
 refuses an unfinished run with one message, and gives the manifest, the stats rows, the data
 files by kind and SQL selects over them (with typed empty results where a run has no such file).
@@ -48,10 +58,18 @@ PUBLISHING = "_PUBLISHING"
 # Written into the staging folder for the launcher (read into the manifest), never published.
 CUTS = "_pool_cuts.json"
 STAGE_INFO = "_stage_info.json"
+PROGRESS = "_progress"
+# `curate run`'s exclusive lock on RUN (orchestration/run_lock.py); kept across a swap (publish.py).
+LOCK = "_curate.lock"
+# A replacing publish's sibling of RUN: `.NAME._curate-swap-<12 hex>` in RUN's parent folder.
+SWAP_INFIX = "._curate-swap-"
 DATA_DIRS = (POOLS, DEDUP, FILTERED, DEAD_LETTER, EMBEDDINGS)
 # Order of appearance when publishing (the _SUCCESS marker goes in just before the manifest);
 # reversed when unpublishing.
 PUBLISH_ORDER = DATA_DIRS + (STATS, MANIFEST)
+# Every name curate itself creates inside RUN (or a staging or swap folder of it): the only
+# entries curate ever deletes there; anything else in RUN belongs to someone else.
+OWN_NAMES = PUBLISH_ORDER + (SUCCESS, PUBLISHING, LOCK, CUTS, STAGE_INFO, PROGRESS)
 DATA_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
 
 # Columns of each kind of data file, typed, for selects over a run that has none of them.
@@ -93,6 +111,145 @@ def parse_marker(marker: bytes, manifest: bytes) -> dict | None:
     if not isinstance(data, dict) or data.get("manifest_sha256") != manifest_digest(manifest):
         return None
     return data
+
+
+def swap_sibling(run_dir: str | os.PathLike, token: str) -> Path:
+    """The folder beside RUN that a replacing publish swaps with RUN (see pipelines/publish.py)."""
+    root = Path(os.path.realpath(run_dir))
+    return root.parent / f".{root.name}{SWAP_INFIX}{token}"
+
+
+def swap_siblings(run_dir: str | os.PathLike) -> list[Path]:
+    """Swap folders of RUN left by an interrupted replacing publish (sorted)."""
+    root = Path(os.path.realpath(run_dir))
+    prefix = f".{root.name}{SWAP_INFIX}"
+    try:
+        names = os.listdir(root.parent)
+    except OSError:
+        return []
+    return sorted(root.parent / n for n in names
+                  if n.startswith(prefix) and len(n) == len(prefix) + 12 and (root.parent / n).is_dir())
+
+
+# ---------------------------------------------------------------------- is the run whole?
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _type_name(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+# Top-level manifest keys and the JSON types they must have where present (counts is required).
+_MANIFEST_TYPES = {
+    "format": (str,), "run_id": (str, type(None)), "status": (str,), "created_utc": (str,),
+    "config": (dict,), "versions": (dict,), "pipeline_options": (dict,), "inputs": (list,),
+    "fingerprint": (dict, str, type(None)), "reconciliation": (dict,), "written_rows": (dict,),
+    "pools": (dict, list), "near_dedup": (dict,), "embeddings": (dict, type(None)),
+    "semantic_dedup": (dict, type(None)), "embedding_scores": (dict, type(None)),
+}
+
+
+def manifest_problem(manifest) -> str | None:
+    """Why `manifest` is not a curate run manifest (one line naming the key), or None.
+
+    Checks the types of what readers use, not only presence: `counts` is an object whose values
+    are counts (non-negative integers) or objects of counts (per reason), `inputs` a list of
+    objects, and the other known sections have their documented types.
+    """
+    if not isinstance(manifest, dict):
+        return f"the manifest is {_type_name(manifest)}, not an object"
+    if "counts" not in manifest:
+        return "it has no counts"
+    counts = manifest["counts"]
+    if not isinstance(counts, dict):
+        return f"counts is {_type_name(counts)}, not an object of counts"
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            bad = next((k for k, v in value.items() if not _is_count(v)), None)
+            if bad is not None:
+                return f"counts.{key}.{bad} is {value[bad]!r}, not a count"
+        elif not _is_count(value):
+            return f"counts.{key} is {value!r}, not a count or an object of counts"
+    for key, types in _MANIFEST_TYPES.items():
+        if key in manifest and not isinstance(manifest[key], types):
+            wanted = " or ".join(_type_name(t()) if t is not type(None) else "null" for t in types)
+            return f"{key} is {_type_name(manifest[key])}, not {wanted}"
+    if any(not isinstance(entry, dict) for entry in manifest.get("inputs", [])):
+        return "inputs holds an entry that is not an object"
+    return None
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_PARQUET_MAGIC = b"PAR1"
+
+
+def file_problem(path: str | os.PathLike, *, deep: bool = False) -> str | None:
+    """Why a run's data file cannot be read (one line), or None.
+
+    Quick (every catalog query): the file is there, a Parquet file's footer parses, a gzip file
+    starts like one. `deep` (`curate runs --check`) also decodes every row, which finds damage
+    inside the data pages that only shows when a query reaches it.
+    """
+    path = str(path)
+    try:
+        size = os.path.getsize(path)
+        if path.endswith(".parquet"):
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+                fh.seek(max(0, size - 4))
+                tail = fh.read(4)
+            if size < 12 or head != _PARQUET_MAGIC or tail != _PARQUET_MAGIC:
+                return "not a Parquet file (truncated or overwritten)"
+            import pyarrow.parquet as pq
+
+            parquet = pq.ParquetFile(path)
+            if deep:
+                for _ in parquet.iter_batches(batch_size=4096):
+                    pass
+        elif path.endswith(".gz"):
+            with open(path, "rb") as fh:
+                if fh.read(2) != _GZIP_MAGIC:
+                    return "not a gzip file"
+            if deep:
+                _read_json_lines(path)
+        elif deep:
+            _read_json_lines(path)
+    except OSError as exc:
+        return exc.strerror or str(exc).splitlines()[0]
+    except Exception as exc:  # noqa: BLE001 - pyarrow/gzip/json raise many types on damaged bytes
+        text = str(exc).strip().splitlines()
+        return f"unreadable: {text[0] if text else type(exc).__name__}"
+    return None
+
+
+def _read_json_lines(path: str) -> int:
+    """Rows of a JSON-lines file (each a JSON object), else ValueError naming the line."""
+    import gzip
+
+    opener = gzip.open if path.endswith(".gz") else open
+    rows = 0
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"line {number}: {exc}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"line {number} is not a JSON object")
+            rows += 1
+    return rows
+
+
+def _rows(path: str) -> int:
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    return _read_json_lines(path)
 
 
 def sql_literal(value: str) -> str:
@@ -211,6 +368,9 @@ class RunDir:
             raise RunDirError(f"{path} is not a finished curate run: its {SUCCESS} marker is missing or does "
                               f"not match manifest.json (the run did not finish or was edited); re-run it")
         self.marker = marker
+        problem = manifest_problem(self.manifest)
+        if problem:
+            raise RunDirError(f"{path}/{MANIFEST} is not a curate run manifest: {problem}")
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -222,6 +382,34 @@ class RunDir:
     @cached_property
     def files(self) -> RunFiles:
         return RunFiles.scan(self.root)
+
+    def problem(self, *, deep: bool = False) -> str | None:
+        """Why the run is not whole, naming the file (one line), or None.
+
+        Quick: every data file opens (`file_problem`). `deep`: every row decodes, and the rows in
+        pools/, dedup/, filtered/ and dead_letter/ are the counts the manifest states (a part
+        file deleted or replaced after publishing shows here).
+        """
+        for path in self.files.all_files():
+            why = file_problem(path, deep=deep)
+            if why:
+                return f"{path}: {why}"
+        if not deep:
+            return None
+        counts = self.manifest["counts"]
+        expected = {"pools": counts["kept"] if _is_count(counts.get("kept")) else None}
+        for kind, key in (("duplicates", "removed"), ("filtered", "filtered"), ("dead_letter", "dead_letter")):
+            if isinstance(counts.get(key), dict):
+                expected[kind] = sum(counts[key].values())
+        for kind, want in expected.items():
+            if want is None:
+                continue
+            files = self.files.pools if kind == "pools" else self.files.for_view(kind)
+            found = sum(_rows(f) for f in files)
+            if found != want:
+                where = self.root / (POOLS if kind == "pools" else {"duplicates": DEDUP}.get(kind, kind))
+                return f"{where}: holds {found} rows, the manifest counts {want}"
+        return None
 
     def select(self, view: str, columns: str = "*") -> str:
         """SQL reading one kind of the run's data files (`VIEWS`), typed and empty if it has none."""
