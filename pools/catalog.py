@@ -5,9 +5,20 @@ Layout of a workspace (default `./curate-workspace`, or `$CURATE_WORKSPACE`, or 
     WORKSPACE/catalog.duckdb        tables runs, observations, laws, plans + views over run files
     WORKSPACE/catalog.duckdb.lock   writers hold an exclusive flock on it (one writer at a time)
 
-Tables: `runs` (id, time (UTC, from the manifest), registered_at, status, output_dir, and the
-manifest's config / versions / input fingerprints / counts as JSON), `observations` (the
-`curate fit` input contract), `laws` and `plans` (registered law / plan files).
+Tables: `runs` (id, time (UTC, from the manifest), registered_at, status, output_dir, the
+manifest's config / versions / input fingerprints / counts as JSON, and the SHA-256 of the
+manifest registered), `observations` (the `curate fit` input contract), `laws` and `plans`
+(registered law / plan files).
+
+A registered run is served only while it is whole (`run_health`): its directory holds the run
+that was registered (published, the same manifest SHA-256), the manifest has curate's types and
+every data file opens. Otherwise it is quarantined: left out of every view with a one-line
+warning naming the file, and `Catalog.runs()` gives its live status (`missing`, `unpublished`:
+being replaced or killed while publishing, `stale`: another run was published there since,
+`corrupt`) instead of the registered one, so `curate runs` and `curate query` agree. A query
+that fails on damage inside a file (which only shows when the data is decoded) finds the run
+by a deep check, quarantines it and runs again. `runs(check=True)` runs that deep check for
+every run (`curate runs --check`).
 
 Views (each row carries `run_id`), built over the registered runs' own files — nothing is copied:
 
@@ -38,18 +49,22 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from curate.pools.rundir import (EMPTY_COLUMNS, RunDir, RunDirError, RunFiles, published_marker, read_json_object,
-                                 select_files, sql_list, sql_literal, union)
+from curate.pools.rundir import (EMPTY_COLUMNS, RunDir, RunDirError, RunFiles, manifest_problem, published_marker,
+                                 read_json_object, select_files, sql_list, sql_literal, union)
 
 DEFAULT_WORKSPACE = "curate-workspace"
 CATALOG_FILE = "catalog.duckdb"
 WORKSPACE_ENV = "CURATE_WORKSPACE"
 SCHEMA_VERSION = 1
 RUN_VIEWS = ("docs", "pools", "pool_stats", "duplicates", "dead_letter", "filtered", "embeddings")
+# Live statuses of a registered run that is not served (see run_health).
+QUARANTINED = ("missing", "unpublished", "stale", "corrupt")
+# A query retried this often when runs change or turn out damaged under it, then refused.
+QUERY_ATTEMPTS = 4
 
 _TABLES_SQL = [
     "CREATE TABLE IF NOT EXISTS catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -62,8 +77,11 @@ _TABLES_SQL = [
         config JSON,
         versions JSON,
         input_fingerprints JSON,
-        counts JSON
+        counts JSON,
+        manifest_sha256 VARCHAR       -- the manifest registered (views serve only that run)
     )""",
+    # catalogs written before manifest_sha256 existed
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS manifest_sha256 VARCHAR",
     # Contract of `curate fit` input (DESIGN.md): one row per measured point.
     """CREATE TABLE IF NOT EXISTS observations (
         source VARCHAR,               -- file or probe that produced the rows
@@ -125,6 +143,7 @@ class QueryResult:
     columns: list[str]
     types: list[str]
     rows: list[tuple]
+    warnings: list[str] = field(default_factory=list)  # registered runs left out, and why
 
     def records(self) -> list[dict]:
         return [dict(zip(self.columns, row)) for row in self.rows]
@@ -232,10 +251,13 @@ class Catalog:
         Status: `status`, else the manifest's `status`, else "complete".
         """
         try:
-            run = RunDir(run_dir)
+            run = RunDir(run_dir)  # a finished run whose manifest has curate's types
             manifest = run.manifest
+            problem = run.problem()
         except RunDirError as exc:
             raise CatalogError(str(exc)) from None
+        if problem:
+            raise CatalogError(f"{run_dir} is not registered: {problem}")
         root = run.root
         row = _run_row(root, manifest, status)
         with self._transaction() as con:
@@ -251,23 +273,34 @@ class Catalog:
                 con.execute("DELETE FROM runs WHERE id = ?", [existing[0]])
             con.execute(
                 "INSERT OR REPLACE INTO runs (id, time, registered_at, status, output_dir, config, versions, "
-                "input_fingerprints, counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "input_fingerprints, counts, manifest_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [wanted, row["time"], _now(), row["status"], str(root), row["config"], row["versions"],
-                 row["input_fingerprints"], row["counts"]],
+                 row["input_fingerprints"], row["counts"], run.marker["manifest_sha256"]],
             )
             self._rebuild_views(con)
         return wanted
 
     def remove_run(self, ref: str) -> str:
-        """Forget a run (its files are left alone); returns its id."""
+        """Forget a run, whatever state its directory is in (its files are never touched);
+        returns its id."""
         run = self.resolve_run(ref)
         with self._transaction() as con:
             con.execute("DELETE FROM runs WHERE id = ?", [run["id"]])
             self._rebuild_views(con)
         return run["id"]
 
-    def runs(self) -> list[dict]:
-        """Every registered run, oldest first (empty when there is no catalog yet)."""
+    def runs(self, *, check: bool = False) -> list[dict]:
+        """Every registered run, oldest first (empty when there is no catalog yet), with its live
+        `status` and `problem` (None, or one line naming what is wrong) from `run_health`;
+        `check` decodes every data file and compares row counts with the manifest."""
+        out = []
+        for run in self.registered_runs():
+            status, problem, _ = run_health(run, deep=check)
+            out.append({**run, "registered_status": run["status"], "status": status, "problem": problem})
+        return out
+
+    def registered_runs(self) -> list[dict]:
+        """The `runs` table as registered, without looking at the directories."""
         if not self.path.is_file():
             return []
         with self._reader() as con:
@@ -275,7 +308,7 @@ class Catalog:
 
     def resolve_run(self, ref: str) -> dict:
         """A run by exact id, by output directory, or by unique id prefix."""
-        return _resolve(self.runs(), ref)
+        return _resolve(self.registered_runs(), ref)
 
     # ------------------------------------------------------------------ laws, plans, observations
     def register_observations(self, rows: Iterable[dict], *, source: str) -> int:
@@ -326,13 +359,16 @@ class Catalog:
 
     # ------------------------------------------------------------------ views and queries
     def _rebuild_views(self, con) -> None:
-        """(Re)create the persistent views over every registered run's current files."""
-        runs = con.execute("SELECT id, output_dir FROM runs ORDER BY id").fetchall()
-        scans = [(run_id, _published_files(output_dir)) for run_id, output_dir in runs]
+        """(Re)create the persistent views over every registered run that is whole."""
+        scans = [(run["id"], files) for run, files, _ in _served(_read_runs(con), {}) if files is not None]
         create_views(con, scans, temporary=False)
 
     def sandbox(self, run: str | None = None):
         """A read-only connection for untrusted SQL (see module docstring). Caller closes it."""
+        return self._sandbox(run, {})[0]
+
+    def _sandbox(self, run: str | None, quarantined: dict[str, str]):
+        """(connection, {run id: (output_dir, manifest sha256) served}, warnings)."""
         if not self.path.is_file():
             raise CatalogError(
                 f"no catalog at {self.path}: run `curate run` or `curate register RUN_DIR` first"
@@ -341,7 +377,16 @@ class Catalog:
         try:
             runs = _read_runs(con)
             selected = [_resolve(runs, run)] if run else runs
-            scans = [(r["id"], _published_files(r["output_dir"])) for r in selected]
+            served, warnings = {}, []
+            scans = []
+            for row, files, problem in _served(selected, quarantined):
+                if files is None:
+                    if run:
+                        raise CatalogError(f"run {row['id']} cannot be queried: {problem}")
+                    warnings.append(f"run {row['id']} is left out: {problem}")
+                    continue
+                scans.append((row["id"], files))
+                served[row["id"]] = (row["output_dir"], _marker_sha(row["output_dir"]))
             create_views(con, scans, temporary=True)
             if run:
                 (database,) = con.execute("SELECT current_database()").fetchone()
@@ -354,31 +399,45 @@ class Catalog:
         except BaseException:
             con.close()
             raise
-        return con
+        return con, served, warnings
 
     def query(self, sql: str, *, run: str | None = None, max_rows: int | None = None) -> QueryResult:
-        """Run one read-only SELECT (checked by pools.sql_guard) in the sandbox."""
+        """Run one read-only SELECT (checked by pools.sql_guard) in the sandbox.
+
+        Served only over whole runs (`run_health`); the runs left out are in `warnings`. A run
+        replaced while the query read it, or found damaged by it, means another attempt.
+        """
         import duckdb
 
         from curate.pools.sql_guard import QueryRefused, check_query
 
-        con = self.sandbox(run)
-        try:
-            check_query(sql, con)
+        quarantined: dict[str, str] = {}  # run id -> damage found by a failed attempt
+        for _ in range(QUERY_ATTEMPTS):
+            con, served, warnings = self._sandbox(run, quarantined)
             try:
-                rel = con.execute(sql)
-                rows = rel.fetchmany(max_rows) if max_rows is not None else rel.fetchall()
-            except duckdb.PermissionException as exc:
-                raise QueryRefused(f"refused: {_first_line(exc)}") from None
-            except duckdb.Error as exc:
-                raise CatalogError(f"query failed: {_first_line(exc)}") from None
-            return QueryResult(
-                columns=[d[0] for d in rel.description],
-                types=[str(d[1]) for d in rel.description],
-                rows=rows,
-            )
-        finally:
-            con.close()
+                check_query(sql, con)
+                try:
+                    rel = con.execute(sql)
+                    rows = rel.fetchmany(max_rows) if max_rows is not None else rel.fetchall()
+                except duckdb.PermissionException as exc:
+                    raise QueryRefused(f"refused: {_first_line(exc)}") from None
+                except duckdb.Error as exc:
+                    damaged = _damaged_runs(served) if _may_be_damage(exc) else {}
+                    if not damaged:
+                        raise CatalogError(f"query failed: {_first_line(exc)}") from None
+                    quarantined.update(damaged)
+                    continue
+                if any(_marker_sha(out) != sha for out, sha in served.values()):
+                    continue  # a run was replaced while being read: its rows may mix two runs
+                return QueryResult(
+                    columns=[d[0] for d in rel.description],
+                    types=[str(d[1]) for d in rel.description],
+                    rows=rows,
+                    warnings=warnings,
+                )
+            finally:
+                con.close()
+        raise CatalogError(f"the registered runs changed during {QUERY_ATTEMPTS} attempts of the query; try again")
 
 
 def register_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = None, **kwargs) -> str:
@@ -411,21 +470,85 @@ def _run_selects(view: str, run_id: str, files: list[str]) -> list[str]:
     return select_files(files, f"{sql_literal(run_id)} AS run_id, *", hive=view == "docs")
 
 
-def _published_files(output_dir: str) -> RunFiles:
-    """A registered run's files while it is published; none while it is not (being replaced,
-    deleted, or killed while publishing), so views never serve part of a run."""
-    if published_marker(output_dir) is None:
-        return RunFiles(run_dir=Path(output_dir))
-    return RunFiles.scan(output_dir)
+# ---------------------------------------------------------------------- which runs are served
+def run_health(run: dict, *, deep: bool = False) -> tuple[str, str | None, RunFiles | None]:
+    """(live status, problem, files to serve) of a registered run (a `runs` row).
+
+    Served (files not None, status as registered) only when its directory holds the published
+    run that was registered, with a manifest of curate's types and data files that open (`deep`:
+    that decode, in the counts the manifest states). Otherwise files is None and problem one line
+    naming the directory or file: nothing of a run that is not whole is ever served.
+    """
+    out = run["output_dir"]
+    stored = manifest_problem({key: run[key] for key in ("counts", "config", "versions") if run.get(key) is not None})
+    if stored and run.get("counts") is not None:
+        return "corrupt", f"its registered manifest is not a curate run manifest: {stored}", None
+    if not os.path.isdir(out):
+        return "missing", f"{out} does not exist", None
+    marker = published_marker(out)
+    if marker is None:
+        return "unpublished", (f"{out} holds no published run (being replaced, or killed while publishing; "
+                               "a new `curate run` into it repairs it)"), None
+    if run.get("manifest_sha256") and marker.get("manifest_sha256") != run["manifest_sha256"]:
+        return "stale", (f"{out} holds another run than the one registered; `curate register {out}` "
+                         "registers it"), None
+    try:
+        found = RunDir(out)
+        problem = found.problem(deep=deep)
+    except RunDirError as exc:
+        return "corrupt", _first_line(exc), None
+    if problem:
+        return "corrupt", problem, None
+    return run["status"], None, found.files
+
+
+def _served(runs: list[dict], quarantined: dict[str, str]):
+    """(row, files or None, problem) per run; `quarantined` holds damage found by a query."""
+    for run in runs:
+        if run["id"] in quarantined:
+            yield run, None, quarantined[run["id"]]
+            continue
+        _, problem, files = run_health(run)
+        yield run, files, problem
+
+
+def _marker_sha(output_dir: str) -> str | None:
+    marker = published_marker(output_dir)
+    return marker.get("manifest_sha256") if marker else None
+
+
+def _may_be_damage(exc: Exception) -> bool:
+    """A DuckDB error that damaged data can raise (not a mistake in the SQL)."""
+    import duckdb
+
+    data_errors = (duckdb.IOException, duckdb.InvalidInputException, duckdb.InternalException,
+                   duckdb.SerializationException)
+    return type(exc) is duckdb.Error or isinstance(exc, data_errors)
+
+
+def _damaged_runs(served: dict) -> dict[str, str]:
+    """{run id: problem} for the served runs that a deep check finds damaged."""
+    damaged = {}
+    for run_id, (output_dir, _) in served.items():
+        try:
+            problem = RunDir(output_dir).problem(deep=True)
+        except RunDirError as exc:
+            problem = _first_line(exc)
+        if problem:
+            damaged[run_id] = problem
+    return damaged
 
 
 # ---------------------------------------------------------------------- helpers
 def _read_runs(con) -> list[dict]:
     if not _has_table(con, "runs"):
         return []
+    columns = {row[0] for row in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs' AND schema_name = 'main'").fetchall()}
+    sha = "manifest_sha256" if "manifest_sha256" in columns else "NULL::VARCHAR AS manifest_sha256"
     rel = con.execute(
         "SELECT id, time, registered_at, status, output_dir, config, versions, input_fingerprints, "
-        "counts FROM runs ORDER BY time, id"
+        f"counts, {sha} FROM runs ORDER BY time, id"
     )
     cols = [d[0] for d in rel.description]
     out = []
