@@ -13,11 +13,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from dataclasses import replace
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from curate.pipelines import counters
@@ -31,7 +33,19 @@ BANDS = "bands"
 NEW_SIGNATURES = "new_signatures"
 SIG_CACHE_HITS = "near_dedup.signature_cache_hits"
 SIG_CACHE_MISSES = "near_dedup.signature_cache_misses"
-CACHE_FORMAT = "minhash-v1"  # bump when MinHasher's output changes for the same parameters
+# cache rows or files found invalid while the pipeline read them (rows whose checksum or length
+# is wrong, files that could not be read to the end); their signatures are recomputed
+SIG_CACHE_REJECTED = "near_dedup.signature_cache_rejected"
+# bump when MinHasher's output or the cache's file format changes for the same parameters:
+# v2 = 64-bit shingle hashes (scorers.minhash.SHINGLE_HASH_SCHEME) and a checksum per row.
+# The version names the folder, so v1 signatures (32-bit shingle hashes) are never read.
+CACHE_FORMAT = "minhash-v2"
+CORRUPT_SUFFIX = ".corrupt"
+# shingle-hash payloads (exact verification) are uint64; MinHash signatures are uint32
+EXACT_PAYLOAD = np.uint64
+SIGNATURE = np.uint32
+
+log = logging.getLogger(__name__)
 
 
 def text_key(text: str) -> bytes:
@@ -41,13 +55,117 @@ def text_key(text: str) -> bytes:
 
 def cache_folder(cache_dir: str, hasher: MinHasher) -> str:
     """One folder per signature-determining parameter set."""
-    return FileSystems.join(cache_dir, f"{CACHE_FORMAT}-p{hasher.num_perm}-s{hasher.shingle_size}-seed{hasher.seed}")
+    return FileSystems.join(cache_dir, _cache_name(hasher))
+
+
+def _cache_name(hasher: MinHasher) -> str:
+    return f"{CACHE_FORMAT}-p{hasher.num_perm}-s{hasher.shingle_size}-seed{hasher.seed}"
+
+
+def entry_checksum(folder_name: str, key: bytes, sig: bytes) -> bytes:
+    """Checksum of one cache row, bound to the parameter set: a flipped bit, a signature
+    swapped in from another text or copied from another parameter folder does not match."""
+    digest = hashlib.blake2b(digest_size=16, key=folder_name.encode("utf-8")[:64])
+    digest.update(len(key).to_bytes(4, "little"))
+    digest.update(key)
+    digest.update(sig)
+    return digest.digest()
 
 
 def _cache_schema():
     import pyarrow as pa
 
-    return pa.schema([("key", pa.binary()), ("sig", pa.binary())])
+    return pa.schema([("key", pa.binary()), ("sig", pa.binary()), ("check", pa.binary())])
+
+
+def _valid_entries(folder_name: str, num_perm: int, table_batches):
+    """(key, sig) of each row whose signature has the right length and whose checksum holds;
+    the count of the others (ints yielded in between: rejected rows in that batch)."""
+    size = num_perm * np.dtype(SIGNATURE).itemsize
+    for batch in table_batches:
+        columns = batch.to_pydict()
+        bad = 0
+        for key, sig, check in zip(columns["key"], columns["sig"], columns["check"]):
+            if (isinstance(key, bytes) and isinstance(sig, bytes) and len(sig) == size
+                    and check == entry_checksum(folder_name, key, sig)):
+                yield key, sig
+            else:
+                bad += 1
+        if bad:
+            yield bad
+
+
+def _open_cache_file(path: str):
+    import pyarrow.parquet as pq
+
+    fh = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    try:
+        pf = pq.ParquetFile(fh)
+        missing = {"key", "sig", "check"} - set(pf.schema_arrow.names)
+        if missing:
+            raise ValueError(f"no column(s) {', '.join(sorted(missing))}")
+    except BaseException:
+        fh.close()
+        raise
+    return fh, pf
+
+
+def check_cache_file(path: str, folder_name: str, num_perm: int) -> str | None:
+    """None if every row of the cache file is valid, else why not (one line)."""
+    try:
+        fh, pf = _open_cache_file(path)
+        with fh:
+            for item in _valid_entries(folder_name, num_perm, pf.iter_batches(batch_size=8192)):
+                if isinstance(item, int):
+                    return f"{item} entr{'y' if item == 1 else 'ies'} with a wrong checksum or length"
+    except Exception as exc:  # noqa: BLE001 - any failure to read it makes the file unusable
+        return f"unreadable: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+def quarantine_invalid_cache_files(folder: str, hasher: MinHasher) -> list[str]:
+    """Check every cache file before the run uses it; move each invalid one aside (to
+    NAME.corrupt, never read again, kept for inspection) with a warning, so its signatures
+    are recomputed and written anew instead of failing this and every later run.
+    Returns the paths of the files left to read."""
+    pattern = FileSystems.join(folder, "*.parquet")
+    paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    good = []
+    for path in paths:
+        problem = check_cache_file(path, _cache_name(hasher), hasher.num_perm)
+        if problem is None:
+            good.append(path)
+            continue
+        try:
+            FileSystems.rename([path], [path + CORRUPT_SUFFIX])
+            where = f"moved to {path + CORRUPT_SUFFIX}"
+        except Exception:  # noqa: BLE001 - e.g. a concurrent run moved it first
+            where = "left in place, not read"
+        log.warning("signature cache file %s is invalid (%s); %s, its signatures are recomputed",
+                    path, problem, where)
+    return good
+
+
+class _ReadCacheFile(beam.DoFn):
+    """cache file path -> (text key, signature bytes) of its valid rows. Checked again while
+    read (the file may have been moved or replaced since the check at construction); what
+    cannot be read counts as rejected and is recomputed, never a failure of the run."""
+
+    def __init__(self, folder_name: str, num_perm: int):
+        self.folder_name, self.num_perm = folder_name, num_perm
+
+    def process(self, path: str):
+        try:
+            fh, pf = _open_cache_file(path)
+            with fh:
+                for item in _valid_entries(self.folder_name, self.num_perm,
+                                           pf.iter_batches(batch_size=8192)):
+                    if isinstance(item, int):
+                        counters.inc(SIG_CACHE_REJECTED, item)
+                    else:
+                        yield item
+        except Exception:  # noqa: BLE001 - the rows read so far were valid; the rest recompute
+            counters.inc(SIG_CACHE_REJECTED)
 
 
 def _attach_cached(item):
@@ -61,22 +179,24 @@ def _attach_cached(item):
 class SignatureCache(beam.PTransform):
     """docs -> (doc, cached signature bytes or None), joining on the text's content key.
 
-    The cache is a folder of Parquet files (key, sig) read at pipeline construction: files
-    appear only by Beam's finalize rename, so a half-written file is never read (temp files
-    sit in beam-temp-* sub-folders the `*.parquet` glob does not match).
+    The cache is a folder of Parquet files (key, sig, check) checked at pipeline construction
+    (`quarantine_invalid_cache_files`) and read row by row with their checksums verified.
+    Files appear only by Beam's finalize rename, so a half-written file is never read (temp
+    files sit in beam-temp-* sub-folders the `*.parquet` glob does not match).
     """
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, hasher: MinHasher):
         super().__init__()
         self.folder = folder
+        self.hasher = hasher
 
     def expand(self, docs):
-        pattern = FileSystems.join(self.folder, "*.parquet")
-        has_files = bool(FileSystems.match([pattern])[0].metadata_list)
-        if has_files:
+        files = quarantine_invalid_cache_files(self.folder, self.hasher)
+        if files:
             cached = (docs.pipeline
-                      | "ReadSigCache" >> beam.io.ReadFromParquet(pattern)
-                      | "KeySigCache" >> beam.Map(lambda r: (r["key"], r["sig"])))
+                      | "SigCacheFiles" >> beam.Create(files)
+                      | "ReadSigCache" >> beam.ParDo(_ReadCacheFile(_cache_name(self.hasher),
+                                                                    self.hasher.num_perm)))
         else:
             cached = docs.pipeline | "EmptySigCache" >> beam.Create([])
         keyed = docs | "KeyByText" >> beam.Map(lambda d: (text_key(d["_norm"]), d))
@@ -98,6 +218,7 @@ class _Sign(beam.DoFn):
                  caching: bool = False, progress_dir: str | None = None):
         self.hasher, self.bands, self.rows, self.verify = hasher, bands, rows, verify
         self.caching, self.progress_dir = caching, progress_dir
+        self.cache_name = _cache_name(hasher)
         self.progress = ProgressWriter(None, "minhash")  # replaced in setup()
 
     def setup(self):
@@ -110,14 +231,16 @@ class _Sign(beam.DoFn):
         doc, cached = item
         hashes = None
         if cached is not None:
-            sig = np.frombuffer(cached, dtype=np.uint32)
+            sig = np.frombuffer(cached, dtype=SIGNATURE)
             counters.inc(SIG_CACHE_HITS)
         else:
             hashes = self.hasher.shingle_hashes(doc["_norm"])
             sig = self.hasher.signature_of_hashes(hashes)
             if self.caching:
                 counters.inc(SIG_CACHE_MISSES)
-                yield beam.pvalue.TaggedOutput(NEW_SIGNATURES, {"key": text_key(doc["_norm"]), "sig": sig.tobytes()})
+                key, sig_bytes = text_key(doc["_norm"]), sig.tobytes()
+                yield beam.pvalue.TaggedOutput(NEW_SIGNATURES, {
+                    "key": key, "sig": sig_bytes, "check": entry_checksum(self.cache_name, key, sig_bytes)})
         if self.verify == "exact":
             payload = hashes if hashes is not None else self.hasher.shingle_hashes(doc["_norm"])
         else:
@@ -156,9 +279,10 @@ def _similarity(item, exact: bool):
     if not grouped["sig"]:
         return
     measure = jaccard_of_hashes if exact else jaccard_estimate
-    payload_b = np.frombuffer(grouped["sig"][0], dtype=np.uint32)
+    dtype = EXACT_PAYLOAD if exact else SIGNATURE
+    payload_b = np.frombuffer(grouped["sig"][0], dtype=dtype)
     for a, payload_a in grouped["half"]:
-        yield a, b, float(measure(np.frombuffer(payload_a, dtype=np.uint32), payload_b))
+        yield a, b, float(measure(np.frombuffer(payload_a, dtype=dtype), payload_b))
 
 
 class PairSimilarity(beam.PTransform):
@@ -229,7 +353,7 @@ class NearDedup(beam.PTransform):
         progress_dir = runtime.curate_progress_dir if runtime else None
         if cache_dir:
             folder = cache_folder(cache_dir, self.hasher)
-            to_sign = docs | "SignatureCache" >> SignatureCache(folder)
+            to_sign = docs | "SignatureCache" >> SignatureCache(folder, self.hasher)
         else:
             to_sign = docs | "NoSignatureCache" >> beam.Map(lambda d: (d, None))
         c = self.config

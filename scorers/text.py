@@ -16,6 +16,10 @@ _HSPACE = re.compile(r"[^\S\n]+")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 # Word tokens for shingling: Unicode letters/digits/underscore runs.
 _WORD = re.compile(r"\w+")
+_SPACE = re.compile(r"\s")
+# characters lower-cased and tokenised at a time by `word_token_chunks` (bounds the memory
+# one very large document takes while it is shingled)
+TOKEN_CHUNK_CHARS = 1 << 20
 
 
 def normalise_text(text: str) -> str:
@@ -48,6 +52,26 @@ def content_id(text: str) -> str:
 def word_tokens(text: str) -> list[str]:
     """Lower-cased word tokens (punctuation and whitespace dropped), used for shingling."""
     return _WORD.findall(text.lower())
+
+
+def word_token_chunks(text: str, chunk_chars: int = TOKEN_CHUNK_CHARS):
+    """`word_tokens(text)` in consecutive lists (their concatenation is `word_tokens(text)`).
+
+    A very large text is lower-cased and tokenised a piece at a time instead of as one copy
+    and one list of every word. Pieces are cut just before a whitespace character: no word
+    spans a cut, and lower-casing (context-sensitive only for the Greek final sigma, whose
+    context ends at whitespace) gives the same result piece by piece.
+    """
+    start, n = 0, len(text)
+    while start < n:
+        end = start + chunk_chars
+        if end < n:
+            cut = _SPACE.search(text, end)
+            end = cut.start() if cut else n
+        else:
+            end = n
+        yield _WORD.findall(text[start:end].lower())
+        start = end
 
 
 def estimate_tokens(text: str) -> int:

@@ -5,6 +5,8 @@ Texts are built from distinct words, so their word-bigram Jaccard is known exact
 40 words has 39 bigrams, and every word substituted in the middle changes 2 of them
 (k substitutions: Jaccard (39 - 2k) / (39 + 2k)).
 """
+import os
+
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
@@ -125,3 +127,99 @@ def test_signature_cache_is_filled_then_read(tmp_path):
     assert first.get(SIG_CACHE_MISSES) == 3 and first.get(SIG_CACHE_HITS, 0) == 0
     second = run_once()  # same decisions from cached signatures
     assert second.get(SIG_CACHE_HITS) == 3 and second.get(SIG_CACHE_MISSES, 0) == 0
+
+
+def _cache_files(folder, suffix=".parquet"):
+    return sorted(p for p in folder.rglob(f"*{suffix}") if "beam-temp" not in str(p))
+
+
+def _run_cached(tmp_path, docs, survivors, **settings):
+    p = fnapi_pipeline([f"--curate_cache_dir={tmp_path}"])
+    out = p | beam.Create(docs) | near_dedup(**settings)
+    assert_that(out["documents"] | beam.Map(lambda d: d["id"]), equal_to(survivors))
+    return run_counting(p)
+
+
+def test_old_scheme_signatures_are_never_read(tmp_path):
+    """Signatures from 32-bit shingle hashes (cache format v1) live in another folder."""
+    from curate.pipelines.near_dedup import cache_folder
+    from curate.scorers.minhash import MinHasher
+
+    folder = cache_folder(str(tmp_path), MinHasher(128, 2, 42))
+    assert "minhash-v2-p128-s2-seed42" in folder and "minhash-v1" not in folder
+
+
+def test_a_corrupt_cache_file_is_moved_aside_with_a_warning_and_rebuilt(tmp_path, caplog):
+    """A corrupt signature-cache file failed every later run in the workspace (the reliability
+    issue's item 6)."""
+    first = _run_cached(tmp_path, [D3, D2, D1], ["d1", "d3"], threshold=0.85)
+    assert first.get(SIG_CACHE_MISSES) == 3
+    (good,) = _cache_files(tmp_path)
+    good.write_bytes(good.read_bytes()[:-40])  # truncated: the Parquet footer is gone
+    garbage = good.parent / "sigs-garbage.parquet"
+    garbage.write_bytes(b"not parquet at all")
+    with caplog.at_level("WARNING", logger="curate.pipelines.near_dedup"):
+        second = _run_cached(tmp_path, [D3, D2, D1], ["d1", "d3"], threshold=0.85)
+    assert second.get(SIG_CACHE_HITS, 0) == 0 and second.get(SIG_CACHE_MISSES) == 3  # rebuilt
+    warned = [r.getMessage() for r in caplog.records if "signature cache file" in r.getMessage()]
+    assert len(warned) == 2 and all("recomputed" in w for w in warned)
+    assert {p.name for p in _cache_files(tmp_path, ".corrupt")} == {
+        good.name + ".corrupt", "sigs-garbage.parquet.corrupt"}
+    third = _run_cached(tmp_path, [D3, D2, D1], ["d1", "d3"], threshold=0.85)
+    assert third.get(SIG_CACHE_HITS) == 3 and third.get(SIG_CACHE_MISSES, 0) == 0
+
+
+def _write_cache(path, rows):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.pipelines.near_dedup import _cache_schema
+
+    pq.write_table(pa.Table.from_pylist(rows, schema=_cache_schema()), path)
+
+
+def test_poisoned_signatures_of_the_right_length_are_rejected_by_their_checksum(tmp_path, caplog):
+    """A signature replaced by another text's (right length, wrong content) silently changed
+    dedup decisions (the reliability issue's item 6). With verify=minhash the cached signature
+    decides alone, so a poisoned entry for d3 that copies d1's signature would remove d3."""
+    from curate.pipelines.near_dedup import cache_folder, entry_checksum, text_key
+
+    stage = near_dedup(verify="minhash", threshold=0.85)
+    folder = cache_folder(str(tmp_path), stage.hasher)
+    name = folder.rsplit("/", 1)[1]
+    key_d3 = text_key(D3["_norm"])
+    real_d3 = stage.hasher.signature(D3["_norm"]).tobytes()
+    poison = stage.hasher.signature(D1["_norm"]).tobytes()
+    assert len(poison) == len(real_d3)
+    os.makedirs(folder)
+    # the bytes of d3's signature replaced after its checksum was written
+    _write_cache(f"{folder}/sigs-poisoned.parquet",
+                 [{"key": key_d3, "sig": poison, "check": entry_checksum(name, key_d3, real_d3)}])
+    with caplog.at_level("WARNING", logger="curate.pipelines.near_dedup"):
+        found = _run_cached(tmp_path, [D3, D1, UNRELATED], ["d0", "d1", "d3"], verify="minhash",
+                            threshold=0.85)
+    assert found.get(SIG_CACHE_HITS, 0) == 0 and found.get(SIG_CACHE_MISSES) == 3
+    assert any("1 entry with a wrong checksum" in r.getMessage() for r in caplog.records)
+    # control: the same entry with a checksum that matches is trusted (that is what a cache
+    # is for), and it does change the decision; so the checksum is what caught it above
+    for path in _cache_files(tmp_path):
+        path.unlink()
+    _write_cache(f"{folder}/sigs-trusted.parquet",
+                 [{"key": key_d3, "sig": poison, "check": entry_checksum(name, key_d3, poison)}])
+    trusted = _run_cached(tmp_path, [D3, D1, UNRELATED], ["d0", "d1"], verify="minhash",
+                          threshold=0.85)
+    assert trusted.get(SIG_CACHE_HITS) == 1
+
+
+def test_documents_whose_32_bit_shingle_hashes_collide_are_not_near_duplicates():
+    """1M short documents lost 5 to unrelated ones (Jaccard 1.0) through 32-bit shingle-hash
+    collisions (the reliability issue's item 5): here two one-word texts whose old 32-bit
+    hashes are equal, through the stage with exact verification."""
+    from tests.scorers.test_minhash import _colliding_under_32_bits
+
+    a, b = _colliding_under_32_bits()
+    p = fnapi_pipeline()
+    out = p | beam.Create([document("c1", a), document("c2", b)]) | near_dedup()
+    assert_that(out["documents"] | beam.Map(lambda d: d["id"]), equal_to(["c1", "c2"]))
+    assert_that(out["dedup"], equal_to([]), label="NoDedupRows")
+    assert run_counting(p).get("removed.near", 0) == 0
