@@ -5,7 +5,8 @@
 values end in ``_``). It maps observations onto N = params, D = samples_seen, U_D =
 unique_samples, y = metric, fits with the law's own ``fit`` (:mod:`laws.fitting`: Huber on
 log-loss, VarPro / multi-start L-BFGS), and attaches the law-file sections: fit diagnostics
-(R^2, RMSE, leave-one-out and hold-out-the-largest-compute relative errors) and bootstrap
+(R^2, RMSE, cross-validated -- leave-one-out up to 100 rows, 10-fold above -- and
+hold-out-the-largest-compute relative errors) and bootstrap
 draws (whole runs resampled when observations carry run ids, :mod:`laws.bootstrap`).
 """
 from __future__ import annotations
@@ -18,10 +19,9 @@ from curate.laws import data_constrained as dc
 from curate.laws.bootstrap import bootstrap_draws, percentile_intervals
 from curate.laws.bounds import bound_warnings, flag_at_bounds
 from curate.laws.fitting import model_for, search_bounds
-from curate.laws.diagnostics import goodness_of_fit, holdout_largest, leave_one_out
+from curate.laws.diagnostics import cross_validate, goodness_of_fit, holdout_largest
 from curate.laws.observations import Observations, require_points
 
-LOO_MAX_ROWS = 60  # leave-one-out refits beyond this many rows cost more than they tell
 KINDS = ("data-constrained", "chinchilla")
 
 
@@ -34,7 +34,8 @@ class LMFit:
     fix : {name: value} held fixed (names E, A, B, alpha, beta[, R_D_star, R_N_star]).
     unit : what samples are (recorded in the law; "tokens" by default).
     n_bootstrap, level, seed : bootstrap refits for intervals (0 = none).
-    diagnostics : leave-one-out (up to 60 rows) and hold-out-largest refits.
+    diagnostics : cross-validation (leave-one-out up to laws.diagnostics.LOO_MAX_ROWS rows,
+        k-fold above) and hold-out-largest refits.
     huber_delta : Huber threshold on log residuals (default 1e-3).
     bounds : {name: (lo, hi)} search ranges for free parameters (None for an open side).
 
@@ -103,16 +104,18 @@ class LMFit:
             "n_obs": len(obs),
             "samples_range": [float(D.min()), float(D.max())],
             "params_range": [float(N.min()), float(N.max())],
-            "loo_error": None, "holdout_largest_error": None,
+            "cv_error": None, "cv_method": None, "loo_error": None, "holdout_largest_error": None,
             "method": str(getattr(law, "method_", "")),
         }
         if self.diagnostics:
             def fit_predict(train, test):
                 return predict(fit_rows(train), test)
 
-            if len(obs) <= LOO_MAX_ROWS:
-                loo = leave_one_out(fit_predict, len(obs))["predictions"]
-                fit_info["loo_error"] = _rel_rmse(loo, y)
+            cv = cross_validate(fit_predict, len(obs))
+            fit_info["cv_error"] = _rel_rmse(cv["predictions"], y)
+            fit_info["cv_method"] = cv["method"]
+            if cv["method"] == "leave-one-out":
+                fit_info["loo_error"] = fit_info["cv_error"]
             # hold out the largest-compute runs (6 N D), a tenth of the rows (at least one)
             k = max(1, len(obs) // 10)
             if len(obs) - k > len(free):

@@ -643,7 +643,9 @@ def _heldout_relative_error(fit: dict) -> tuple[float, str] | None:
     for row in selection.get("candidates") or []:
         if row.get("chosen") and row.get("heldout_runs_error") is not None:
             return float(row["heldout_runs_error"]), "held-out-runs"
-    for key, label in (("holdout_largest_error", "hold-out-largest"), ("loo_error", "leave-one-out")):
+    cv_label = (fit or {}).get("cv_method") or "leave-one-out"
+    for key, label in (("holdout_largest_error", "hold-out-largest"), ("cv_error", cv_label),
+                       ("loo_error", "leave-one-out")):  # loo_error: law files before cv_error
         if (fit or {}).get(key) is not None:
             return float(fit[key]), label
     return None

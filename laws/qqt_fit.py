@@ -41,8 +41,9 @@ the Jacobian against finite differences.
 Uncertainty: bootstrap stratified by pool / mixture label (rows, or whole runs when a
 label has several run ids), refitting from the full-data optimum; percentile intervals for
 parameters and predictions. Diagnostics: R^2 on the
-metric, RMSE, leave-one-out and hold-out-the-largest extrapolation errors (relative RMS error
-of the refit's predictions; "largest" = the row with the most samples seen of every pool or
+metric, RMSE, cross-validated (leave-one-out up to 100 rows, 10-fold above:
+:func:`laws.diagnostics.cross_validate`) and hold-out-the-largest extrapolation errors (relative
+RMS error of the refit's predictions; "largest" = the row with the most samples seen of every pool or
 mixture that has >= 3 rows, all held out together).
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ import numpy as np
 
 from curate.laws.bootstrap import percentile_intervals, prediction_band
 from curate.laws.bounds import bound_warnings, flag_at_bounds
-from curate.laws.diagnostics import goodness_of_fit, leave_one_out
+from curate.laws.diagnostics import cross_validate, goodness_of_fit
 from curate.laws.fitting import huber
 from curate.laws.observations import MAX_COUNT, MAX_EPOCHS, Observations, require_points
 from curate.laws.qqt import QQTLaw, a_name, b_name, tau_name
@@ -193,7 +194,8 @@ class QQTFit:
     huber_delta : Huber threshold on log-residuals.
     n_starts : how many of the best grid starts are optimised locally.
     n_bootstrap, level, seed : bootstrap refits for intervals (0 = none).
-    diagnostics : compute leave-one-out and hold-out-largest errors (refits; costs time).
+    diagnostics : compute cross-validated (leave-one-out, or k-fold above
+        laws.diagnostics.LOO_MAX_ROWS rows) and hold-out-largest errors (refits; costs time).
     unit : what samples are, recorded in the law.
     gamma : how a half-life stretches with the gap between repetitions (tau'_i = tau_i
         (P_i / G_i)^gamma, :mod:`laws.qqt`). "auto" (default): fitted, one value shared by all
@@ -204,7 +206,9 @@ class QQTFit:
         fit section's ``gamma`` entry (value, fitted, bootstrap interval).
 
     Fitted attributes: law_ (QQTLaw), params_, objective_, n_obs_, free_, fixed_, pool_sizes_,
-    predictions_, r2_, rmse_, loo_error_, holdout_largest_error_, draws_, intervals_, fit_time_,
+    predictions_, r2_, rmse_, cv_error_, cv_method_ ("leave-one-out" or "10-fold"), loo_error_
+    (cv_error_ when it was leave-one-out, else None), holdout_largest_error_, draws_, intervals_,
+    fit_time_,
     bounds_ (the optimiser's box per free parameter, natural units), at_bound_ (parameters at
     that box: :func:`laws.bounds.flag_at_bounds`), max_epochs_, max_epochs_by_pool_ (the
     epoch range of the observations: :func:`epoch_range`), gaps_ (the measured gap of every
@@ -290,7 +294,7 @@ class QQTFit:
         self.n_obs_ = len(obs)
         self.predictions_ = self._predict_design(design, self.params_)
         self._set_goodness(self._y, self.predictions_)
-        self.loo_error_ = self.holdout_largest_error_ = None
+        self.loo_error_ = self.holdout_largest_error_ = self.cv_error_ = self.cv_method_ = None
         if self.diagnostics:
             self._set_extrapolation_errors(obs, design, x)
         self.draws_, self.intervals_ = [], {}
@@ -471,13 +475,15 @@ class QQTFit:
         return fit_predict
 
     def _set_extrapolation_errors(self, obs, design, x_full):
-        """RMSE of relative errors: leave-one-out and holding out the largest samples_seen."""
+        """RMSE of relative errors: cross-validated (leave-one-out, k-fold on many rows) and
+        holding out the largest samples_seen."""
         y = np.asarray(obs.metric, dtype=float)
         fit_predict = self._refit_predict(design, y, x_full)
         n = len(obs)
-        loo = leave_one_out(fit_predict, n)["predictions"]
-        self.loo_predictions_ = loo
-        self.loo_error_ = float(np.sqrt(np.mean((loo / y - 1) ** 2)))
+        cv = cross_validate(fit_predict, n)
+        self.cv_predictions_, self.cv_method_ = cv["predictions"], cv["method"]
+        self.cv_error_ = float(np.sqrt(np.mean((cv["predictions"] / y - 1) ** 2)))
+        self.loo_error_ = self.cv_error_ if cv["method"] == "leave-one-out" else None
         # hold out the rows at the largest samples_seen (one per pool/mixture where possible)
         held = _largest_per_pool(obs)
         train = np.setdiff1d(np.arange(n), held)
@@ -547,6 +553,7 @@ class QQTFit:
             "samples_range": [float(np.min(obs.samples_seen)), float(np.max(obs.samples_seen))],
             "params_range": None if obs.params is None else
             [float(np.min(obs.params)), float(np.max(obs.params))],
+            "cv_error": self.cv_error_, "cv_method": self.cv_method_,
             "loo_error": self.loo_error_, "holdout_largest_error": self.holdout_largest_error_,
             "method": f"multi-start least squares (TRF, analytic Jacobian, Huber on log "
                       f"error), best {self.n_starts} of a start grid",
@@ -605,9 +612,10 @@ def compare_variants(obs: Observations, chosen: str | None = None,
 
     The table has one row per candidate: its held-out errors (`heldout`: runs not fitted on,
     see :func:`heldout_error`; hold-out-the-largest: refit without the runs with the most
-    samples, i.e. extrapolation to a larger budget; leave-one-out), objective and parameter
-    count. The fit returned is `chosen`'s, or with `chosen=None` the candidate with the smallest
-    held-out error (the held-out runs when given, then hold-out-largest, then leave-one-out;
+    samples, i.e. extrapolation to a larger budget; cross-validated: leave-one-out, or k-fold on
+    many rows), objective and parameter count. The fit returned is `chosen`'s, or with
+    `chosen=None` the candidate with the smallest held-out error (the held-out runs when given,
+    then hold-out-largest, then cross-validated;
     ties keep the candidates' order). Only the returned fit gets the bootstrap (`n_bootstrap`
     in `options`); the others are fitted for the comparison alone, with diagnostics on.
     """
@@ -622,16 +630,25 @@ def compare_variants(obs: Observations, chosen: str | None = None,
     def key(v):
         f = fits[v]
         return tuple(math.inf if x is None or not math.isfinite(x) else x
-                     for x in (held[v], f.holdout_largest_error_, f.loo_error_)) + (candidates.index(v),)
+                     for x in (held[v], f.holdout_largest_error_, f.cv_error_)) + (candidates.index(v),)
 
     best = chosen or min(candidates, key=key)
     table = [{"variant": v, "heldout_runs_error": held[v],
               "holdout_largest_error": fits[v].holdout_largest_error_,
+              "cv_error": fits[v].cv_error_, "cv_method": fits[v].cv_method_,
               "loo_error": fits[v].loo_error_, "objective": fits[v].objective_,
               "free_parameters": len(fits[v].free_), "chosen": v == best} for v in candidates]
-    result = fits[best] if not boot else QQTFit(variant=best, n_bootstrap=boot, **options).fit(obs)
-    by = ("held-out runs, then hold-out-largest, then leave-one-out relative error"
-          if heldout is not None else "hold-out-largest, then leave-one-out relative error")
+    result = fits[best]
+    if boot:  # the same fit again with the bootstrap; its diagnostics are the ones just made
+        diag = {k: result.law_.fit_info[k] for k in
+                ("cv_error", "cv_method", "loo_error", "holdout_largest_error")}
+        result = QQTFit(variant=best, n_bootstrap=boot, **{**options, "diagnostics": False}).fit(obs)
+        result.law_.fit_info.update(diag)
+        for key, value in diag.items():
+            setattr(result, key + "_", value)
+    cv = fits[candidates[0]].cv_method_ or "leave-one-out"
+    by = (f"held-out runs, then hold-out-largest, then {cv} relative error"
+          if heldout is not None else f"hold-out-largest, then {cv} relative error")
     result.law_.fit_info["model_selection"] = {
         "by": by if chosen is None else f"variant {chosen!r} as asked; the others fitted for comparison",
         "heldout_runs": 0 if heldout is None else len(heldout),

@@ -80,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--huber-delta", type=float, default=None,
                         help="Huber threshold on log residuals (default 0.01 qqt, 1e-3 LM laws)")
     parser.add_argument("--no-cv", action="store_true",
-                        help="skip leave-one-out and hold-out-largest refits")
+                        help="skip cross-validation (leave-one-out up to 100 rows, 10-fold above) "
+                             "and hold-out-largest refits")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="LAW.json",
                         help="where to write the law file")
     parser.add_argument("--json", action="store_true", help="print the law file JSON")
@@ -255,8 +256,10 @@ def render_table(data: dict) -> str:
     fit = data.get("fit") or {}
     if fit:
         parts = []
+        cv_key = "cv_error" if "cv_error" in fit else "loo_error"  # older law files: loo only
+        cv_label = _cv_label(fit.get("cv_method") or "leave-one-out")
         for key, label in (("n_obs", "observations"), ("objective", "Huber objective"),
-                           ("r2", "R^2"), ("rmse", "RMSE"), ("loo_error", "LOO rel. error"),
+                           ("r2", "R^2"), ("rmse", "RMSE"), (cv_key, f"{cv_label} rel. error"),
                            ("holdout_largest_error", "hold-out-largest rel. error")):
             if fit.get(key) is not None:
                 parts.append(f"{label} {_num(fit[key])}")
@@ -266,13 +269,16 @@ def render_table(data: dict) -> str:
         selection = fit.get("model_selection") or {}
         if selection.get("candidates"):
             lines.append(f"  forms compared ({selection['by']}):")
+            rows = selection["candidates"]
+            method = next((r["cv_method"] for r in rows if r.get("cv_method")), "leave-one-out")
             lines.append(f"    {'variant':<11} {'held-out runs':>13} {'hold-out-largest':>16} "
-                         f"{'leave-one-out':>14} {'parameters':>10}")
-            for row in selection["candidates"]:
+                         f"{_cv_label(method):>14} {'parameters':>10}")
+            for row in rows:
                 mark = "  <- used" if row["chosen"] else ""
+                cv = row.get("cv_error", row.get("loo_error"))
                 lines.append(f"    {row['variant']:<11} {_num(row.get('heldout_runs_error')):>13} "
                              f"{_num(row['holdout_largest_error']):>16} "
-                             f"{_num(row['loo_error']):>14} {row['free_parameters']:>10}{mark}")
+                             f"{_num(cv):>14} {row['free_parameters']:>10}{mark}")
         if fit.get("max_epochs") is not None:
             by_pool = fit.get("max_epochs_by_pool") or {}
             per = ", ".join(f"{p} {_num(v)}" for p, v in by_pool.items())
@@ -281,6 +287,11 @@ def render_table(data: dict) -> str:
     if boot:
         lines.append(f"  bootstrap: {len(boot.get('draws', []))} refits")
     return "\n".join(lines)
+
+
+def _cv_label(method: str) -> str:
+    """"leave-one-out" stays; "10-fold" -> "10-fold CV"."""
+    return method if method == "leave-one-out" else f"{method} CV"
 
 
 def _bound_note(flag: dict) -> str:

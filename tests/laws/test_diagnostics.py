@@ -69,3 +69,40 @@ def test_holdout_validation_and_ties():
         holdout_largest(fp, [1, 2, 3], k=3)
     with pytest.raises(ValueError, match="at least 2"):
         leave_one_out(fp, 1)
+
+
+def _recording_fit_predict():
+    """A fit_predict that predicts each test row's own index and records every call."""
+    calls = []
+
+    def fp(train, test):
+        calls.append((np.asarray(train), np.asarray(test)))
+        assert not set(train.tolist()) & set(test.tolist())  # never trained on a test row
+        return test.astype(float)
+    return fp, calls
+
+
+def test_cross_validation_is_leave_one_out_up_to_the_limit_and_k_fold_above():
+    from curate.laws.diagnostics import CV_FOLDS, LOO_MAX_ROWS, cross_validate
+
+    fp, calls = _recording_fit_predict()
+    small = cross_validate(fp, LOO_MAX_ROWS)
+    assert small["method"] == "leave-one-out" and len(calls) == LOO_MAX_ROWS
+    calls.clear()
+    n = 100_000  # issue 17: leave-one-out here was 100,000 refits
+    big = cross_validate(fp, n)
+    assert big["method"] == f"{CV_FOLDS}-fold" and big["folds"] == CV_FOLDS
+    assert len(calls) == CV_FOLDS
+    np.testing.assert_array_equal(big["predictions"], np.arange(n))  # every row predicted once
+    # interleaved folds: rows sorted by pool or size spread over every fold
+    assert calls[3][1][:3].tolist() == [3, 3 + CV_FOLDS, 3 + 2 * CV_FOLDS]
+
+
+def test_k_fold_on_noise_free_data_is_exact():
+    from curate.laws.diagnostics import k_fold
+
+    N, D, y = _data(n=30)
+    res = k_fold(_chinchilla_fit_predict(N, D, y), len(y), folds=5, y=y)
+    assert res["mean_abs_rel_error"] < 1e-5
+    with pytest.raises(ValueError, match="folds"):
+        k_fold(_chinchilla_fit_predict(N, D, y), 3, folds=5)

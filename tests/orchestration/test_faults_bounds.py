@@ -38,3 +38,44 @@ def test_fit_rejects_a_mixture_row_passing_a_tiny_pool_too_often(tmp_path, capsy
     code = main(["fit", str(obs), "--pool-size", "p1=1", "--no-cv", "-o", str(tmp_path / "l.json")])
     err = _one_line_error(capsys, code)
     assert "row 5: 5e+08 passes over pool 'p1' (size 1)" in err
+
+
+def _many_rows_csv(path, rows_per_pool: int):
+    """Single-pool runs of two pools at many (samples, subset size) points, on a known law."""
+    import numpy as np
+
+    from curate.laws.qqt import QQTLaw
+
+    law = QQTLaw(0.025, 0.1, ["p0", "p1"], b=[-0.16, -0.1], tau=[6.0, 4.0], sizes=[1e6, 1e6])
+    rng = np.random.default_rng(0)
+    lines = ["pool,samples_seen,unique_samples,metric"]
+    for pool in law.pools:
+        U = np.round(np.exp(rng.uniform(np.log(2e5), np.log(1e6), rows_per_pool)))
+        n = U * np.exp(rng.uniform(0, np.log(16), rows_per_pool))
+        y = [law.predict(float(a), pool=pool, size=float(u)) for a, u in zip(n, U)]
+        y = np.asarray(y) * np.exp(rng.normal(0, 0.005, rows_per_pool))
+        lines += [f"{pool},{a!r},{u!r},{m!r}" for a, u, m in zip(n.tolist(), U.tolist(), y.tolist())]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_fit_on_many_rows_cross_validates_k_fold_and_says_so(tmp_path, capsys):
+    """Leave-one-out refits once per row (100k rows: hours); above 100 rows it is 10-fold."""
+    obs = tmp_path / "obs.csv"
+    _many_rows_csv(obs, 100)
+    out = tmp_path / "law.json"
+    assert main(["fit", str(obs), "--variant", "utility", "--fix", "gamma=1", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    fit = json.loads(out.read_text())["fit"]
+    assert fit["cv_method"] == "10-fold" and fit["loo_error"] is None
+    assert 0 < fit["cv_error"] < 0.05
+    assert "10-fold CV rel. error" in printed
+
+
+def test_fit_on_few_rows_still_leaves_one_out(tmp_path, capsys):
+    obs = tmp_path / "obs.csv"
+    _many_rows_csv(obs, 20)
+    out = tmp_path / "law.json"
+    assert main(["fit", str(obs), "--variant", "utility", "--fix", "gamma=1", "-o", str(out)]) == 0
+    fit = json.loads(out.read_text())["fit"]
+    assert fit["cv_method"] == "leave-one-out" and fit["loo_error"] == fit["cv_error"]
+    assert "leave-one-out rel. error" in capsys.readouterr().out
