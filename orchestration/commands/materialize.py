@@ -68,7 +68,7 @@ def _summary(manifest: dict, output: str) -> str:
     unit = manifest["unit"]
     pools = "; ".join(f"{p['pool']} {p['unique_docs']} docs x {p['plan_epochs']:.2f} epochs -> "
                       f"{p['docs_written']} rows, {p['units_written']:,} {unit} ({p['relative_difference']:+.2%})"
-                      for p in manifest["pools"])
+                      for p in manifest["pools"] if p["plan_samples"] > 0)
     t, s, sp = manifest["total"], manifest["shards"], manifest["spacing"]
     ok = "yes" if manifest["reconciliation"]["holds"] else "NO"
     return (f"{pools}\n{manifest['reconciliation']['rows_written']:,} rows, {t['units_written']:,} {unit} "
