@@ -614,6 +614,9 @@ def plan_claim(plan: dict, fit: dict, replay: dict | None = None) -> dict:
         return {"recommended": "plan", "predicted_gain": gain, "best_baseline": best_key,
                 "error_bar": None, "error_source": None, "validated": None,
                 "why": f"the plan is a baseline itself ({name}): nothing to claim over it"}
+    measured = _measured_fallback(plan, replay, feasible)
+    if measured is not None:
+        return measured
     bar, source = None, None
     if replay and replay.get("difference_error") is not None:
         bar, source = float(replay["difference_error"]), "replay (trained at reduced scale)"
@@ -636,6 +639,43 @@ def plan_claim(plan: dict, fit: dict, replay: dict | None = None) -> dict:
     return {**out, "recommended": simplest, "validated": source.startswith("replay"),
             "why": f"predicted gain {gain:.4g} is within the error bar {bar:.4g} ({source}): the "
                    f"law cannot tell the plan from {feasible[simplest]['name']}, the simpler choice"}
+
+
+def _replays_this_plan(plan: dict, replay: dict) -> bool:
+    rp = replay.get("plan") if isinstance(replay.get("plan"), dict) else {}
+    try:
+        same_budget = math.isclose(float(rp.get("budget")), float(plan.get("budget")), rel_tol=1e-9)
+    except (TypeError, ValueError):
+        return False
+    return same_budget and rp.get("mixture") in (None, plan.get("mixture"))
+
+
+def _measured_fallback(plan: dict, replay: dict | None, feasible: dict) -> dict | None:
+    """A replay that trained this plan and measured it losing to a feasible baseline (mean
+    beyond one seed s.d.) decides: what was trained outranks what was predicted. The
+    recommendation is that baseline, with the measured numbers as the reason."""
+    if not replay or replay.get("verdict") != "loses" or not _replays_this_plan(plan, replay):
+        return None
+    rows = {r.get("key"): r for r in replay.get("candidates") or [] if r.get("mean") is not None}
+    plan_row = rows.get("plan")
+    trained = [k for k in feasible if k in rows and rows[k].get("feasible", True)]
+    if plan_row is None or not trained:
+        return None
+    best = min(trained, key=lambda k: (rows[k]["mean"], k))
+    diff = float(plan_row["mean"]) - float(rows[best]["mean"])
+    spread = max(float(plan_row.get("sd") or 0.0), float(rows[best].get("sd") or 0.0))
+    if diff <= spread:
+        return None
+    gain = float(feasible[best]["loss"]) - float(plan["predicted"])
+    k = replay.get("scale_k")
+    scale = f"1/{float(k):g} scale" if k else "reduced scale"
+    return {"recommended": best, "predicted_gain": gain, "best_baseline": best,
+            "error_bar": replay.get("difference_error"), "error_source": "replay (trained at reduced scale)",
+            "validated": True, "measured_difference": diff,
+            "why": f"the replay trained the plan and its baselines at {scale}: the plan measured "
+                   f"{float(plan_row['mean']):.4f}, {feasible[best]['name']} {float(rows[best]['mean']):.4f} "
+                   f"(plan worse by {diff:.4f}, seed s.d. {spread:.4f}) although the law predicted the "
+                   f"plan {abs(gain):.4g} {'better' if gain > 0 else 'worse'}: use {feasible[best]['name']}"}
 
 
 def _heldout_relative_error(fit: dict) -> tuple[float, str] | None:

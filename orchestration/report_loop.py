@@ -226,7 +226,8 @@ def _cross_checks(data: LoopData) -> None:
                              "validate that plan")
             else:
                 claim = p.get("claim") or {}
-                if claim and not str(claim.get("error_source") or "").startswith("replay"):
+                compared = claim.get("predicted_gain") not in (None, 0, 0.0)  # a baseline itself: nothing
+                if compared and not str(claim.get("error_source") or "").startswith("replay"):
                     notes.append(f"the plan's claim does not rest on replay {name} (its error bar: "
                                  f"{claim.get('error_source') or 'none'}); re-plan with "
                                  f"`curate plan --replay {name}` to use the measured error")
