@@ -7,6 +7,7 @@ dead letters too, after the records that could be read.
 from __future__ import annotations
 
 import json
+import re
 from typing import Iterator
 
 import apache_beam as beam
@@ -215,19 +216,76 @@ def _file_size(path: str) -> int | None:
         return None
 
 
-def _unique_ids(item):
-    """Same id from several records: the first by (source, shard, position) keeps it, the
-    k-th later one becomes `id#k` (deterministic; nothing is dropped for an id clash)."""
-    doc_id, docs = item
-    docs = sorted(docs, key=lambda d: d["_order"])
-    yield docs[0]
-    for k, doc in enumerate(docs[1:], start=1):
+# Renaming duplicate ids, collision-free by construction. The later copies of id X become
+# X#(m+1), X#(m+2), ... where m is the largest k of any input id of the form X#k (0 if none):
+#  - no input id equals one: an input id "X#j" has j <= m < the new suffix (as numbers; a new
+#    suffix has no leading zero);
+#  - no two new ids are equal: "Y#a" == "X#b" with a, b digits only means Y == X (the last
+#    '#' is at the same place), and the copies of one X get distinct suffixes.
+# m comes from a per-key max (a combiner: no id's group is ever held whole), so this costs one
+# small record per id ending in "#<digits>" and one join over the duplicated ids only.
+_LAST_SUFFIX = re.compile(r"#([0-9]+)\Z")
+_EXTRA = "extra_copies"
+_SUFFIXED = "suffixed_ids"
+
+
+def split_suffix(doc_id: str) -> tuple[str, tuple[int, str]] | None:
+    """("X", k) for an id "X#k" (k ASCII digits), else None. k is kept as (number of digits,
+    digits) without leading zeros: ordered like the number, and no int() of a hostile
+    thousands-of-digits suffix (Python refuses to parse those)."""
+    m = _LAST_SUFFIX.search(doc_id)
+    if m is None:
+        return None
+    digits = m.group(1).lstrip("0")
+    return doc_id[: m.start()], (len(digits), digits)
+
+
+def _suffixes_above(largest: tuple[int, str] | None, count: int) -> list[str]:
+    """`count` decimal suffixes, each larger than the number `largest` (None: 0)."""
+    length, digits = largest or (0, "")
+    if length <= 18:
+        base = int(digits or "0")
+        return [str(base + i) for i in range(1, count + 1)]
+    # 10**length + i, written without int(): above any number of `length` digits
+    return ["1" + str(i).zfill(length) for i in range(1, count + 1)]
+
+
+class _SplitById(beam.DoFn):
+    """(id, docs) -> the first doc by `_order`, which keeps the id; tagged `extra_copies`,
+    (id, its later copies in `_order`) when there are any; tagged `suffixed_ids`, (X, k) when
+    the id is "X#k"."""
+
+    def process(self, item):
+        doc_id, docs = item
+        docs = sorted(docs, key=lambda d: d["_order"])
+        yield docs[0]
+        if len(docs) > 1:
+            yield beam.pvalue.TaggedOutput(_EXTRA, (doc_id, docs[1:]))
+        suffixed = split_suffix(doc_id)
+        if suffixed is not None:
+            yield beam.pvalue.TaggedOutput(_SUFFIXED, suffixed)
+
+
+def _renamed(item):
+    """(X, {"extra": [later copies of X], "max_k": [largest k of the ids X#k]}) -> the later
+    copies renamed X#(m+1), X#(m+2), ... (nothing for an X without copies)."""
+    doc_id, grouped = item
+    extras = list(grouped["extra"])
+    if not extras:
+        return
+    (copies,) = extras  # one group per id upstream
+    largest = max(grouped["max_k"], default=None)
+    for doc, suffix in zip(copies, _suffixes_above(largest, len(copies))):
         counters.inc(counters.RENAMED_IDS)
-        yield {**doc, "id": f"{doc_id}#{k}"}
+        yield {**doc, "id": f"{doc_id}#{suffix}"}
 
 
 class IngestAndValidate(beam.PTransform):
     """InputFiles -> {"documents": ..., "dead_letter": ...} with unique ids.
+
+    Records sharing an id: the first by `_order` keeps it, the later ones become `id#k` with k
+    above every `id#j` in the input, so a renamed id never equals an input id nor another
+    renamed one (ids `dup`, `dup`, `dup#1` give `dup`, `dup#2`, `dup#1`; see `_renamed`).
 
     A document is {id, text, source, _order}: `_order` = (source, shard, position), for
     deterministic tie-breaking; it is never written.
@@ -252,10 +310,17 @@ class IngestAndValidate(beam.PTransform):
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadRecords" >> beam.ParDo(read).with_outputs(DEAD, main="documents")
         )
-        documents = (
+        by_id = (
             parsed.documents
             | "KeyById" >> beam.Map(lambda d: (d["id"], d))
             | "GroupById" >> beam.GroupByKey()
-            | "MakeIdsUnique" >> beam.FlatMap(_unique_ids)
+            | "SplitById" >> beam.ParDo(_SplitById()).with_outputs(_EXTRA, _SUFFIXED, main="first")
         )
+        max_k = by_id[_SUFFIXED] | "LargestSuffix" >> beam.CombinePerKey(max)
+        renamed = (
+            {"extra": by_id[_EXTRA], "max_k": max_k}
+            | "JoinLargestSuffix" >> beam.CoGroupByKey()
+            | "RenameCopies" >> beam.FlatMap(_renamed)
+        )
+        documents = (by_id.first, renamed) | "UniqueIds" >> beam.Flatten()
         return {"documents": documents, "dead_letter": parsed[DEAD]}

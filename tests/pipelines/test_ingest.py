@@ -162,3 +162,42 @@ def test_a_parquet_value_that_cannot_be_converted_costs_its_row_not_the_batch(tm
     assert [(d["row"], d["reason"]) for d in dead if d["reason"] == "malformed_row"] == [(2, "malformed_row")]
     assert len(docs) + len(dead) == 5  # every row accounted for, the others as any row would be
     assert {d["row"] for d in dead} | {int(d["_order"][2]) for d in docs} == set(range(5))
+
+
+def _check_ingested_ids(tmp_path, ids, expected: dict, renamed: int):
+    """Run IngestAndValidate over one JSONL file with these ids (text n for the n-th record);
+    its documents must be exactly `expected` ({final id: text}), ids unique."""
+    import apache_beam as beam
+    from apache_beam.testing.util import BeamAssertException, assert_that
+
+    from curate.pipelines.ingest import IngestAndValidate
+    from curate.pipelines.inputs import InputFile
+    from tests.pipelines.stage_helpers import fnapi_pipeline, run_counting
+
+    def check(actual):
+        if len(actual) != len(ids) or dict(actual) != expected:  # every record, ids unique
+            raise BeamAssertException(f"documents {sorted(actual)} != {sorted(expected.items())}")
+
+    path = tmp_path / "ids.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": f"text {n}"}) + "\n" for n, i in enumerate(ids)))
+    p = fnapi_pipeline()
+    out = p | IngestAndValidate([InputFile(source=str(path), path=str(path), kind="jsonl")])
+    assert_that(out["documents"] | beam.Map(lambda d: (d["id"], d["text"])), check)
+    assert run_counting(p).get("renamed_duplicate_ids", 0) == renamed
+
+
+def test_renamed_duplicate_ids_never_collide_with_input_ids(tmp_path):
+    """Ids dup, dup, dup#1 gave dup#1 twice (the reliability issue's item 3): a renamed copy
+    takes a suffix above every dup#k in the input."""
+    _check_ingested_ids(tmp_path, ["dup", "dup", "dup#1"],
+                        {"dup": "text 0", "dup#2": "text 1", "dup#1": "text 2"}, renamed=1)
+    huge = "h#" + "9" * 5000  # a suffix too long for int()
+    _check_ingested_ids(tmp_path, [
+        "dup#1", "dup", "dup#01", "dup", "dup#1", "dup#3", "dup", "7", 7, "a#b", "a#b", huge, "h", "h"], {
+        "dup#1": "text 0", "dup": "text 1", "dup#01": "text 2", "dup#4": "text 3",
+        "dup#1#1": "text 4",  # dup#1's own copy
+        "dup#3": "text 5", "dup#5": "text 6",
+        "7": "text 7", "7#1": "text 8",  # int 7 is id "7"
+        "a#b": "text 9", "a#b#1": "text 10",
+        huge: "text 11", "h": "text 12", "h#1" + "0" * 4999 + "1": "text 13",  # 10**5000 + 1
+    }, renamed=6)
