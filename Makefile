@@ -8,12 +8,14 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO    ?= demo-output
 PROBE_BUDGET ?= 5m
-PLAN_BUDGET  ?= 2e8
+# The large budget lies past where the best pool alone would exceed its measured epochs, so the
+# plan there is a mixture and its replay tests a real choice between pools.
+PLAN_BUDGET  ?= 6e8
 SMALL_BUDGET ?= 1e7
 # Pools cut at quality scores (not equal counts), so prose, speeches and tweets land in
 # different pools: news >= 0.85, House of Commons and the best speeches, other speeches, tweets.
 POOL_CUTS    ?= [0.85, 0.7, 0.4]
-SWEEP        ?= 1e6:1e9:13
+SWEEP        ?= 1e6:6e8:12
 REPLAY_BUDGET ?= 90s
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
