@@ -14,29 +14,41 @@ def diff_runs(run_a: str | Path, run_b: str | Path) -> dict:
     """Pool sizes, transitions and a summary for two run directories (plain, JSON-able dict)."""
     import duckdb
 
-    from curate.pools.rundir import RunDir
+    from curate.pools.rundir import RunDir, RunDirError
 
-    runs = {"a": RunDir(run_a), "b": RunDir(run_b)}
+    runs = {"a": RunDir(run_a), "b": RunDir(run_b)}  # refuses a run that is not published whole
     con = duckdb.connect()
     try:
-        for name, run in runs.items():
-            con.execute(f"CREATE TEMP VIEW docs_{name} AS {run.select('docs', 'id, pool::BIGINT AS pool')}")
-        for name in ("a", "b"):
-            dup_ids = con.execute(f"SELECT count(*) - count(DISTINCT id) FROM docs_{name}").fetchone()[0]
-            if dup_ids:
-                raise ValueError(f"run {runs[name].root} has {dup_ids} repeated document ids in its pools")
-        sizes = con.execute(
-            "SELECT coalesce(a.pool, b.pool) AS pool, coalesce(a.n, 0), coalesce(b.n, 0) FROM "
-            "(SELECT pool, count(*) AS n FROM docs_a GROUP BY pool) a FULL OUTER JOIN "
-            "(SELECT pool, count(*) AS n FROM docs_b GROUP BY pool) b ON a.pool = b.pool ORDER BY 1"
-        ).fetchall()
-        pairs = con.execute(
-            "SELECT a.pool, b.pool, count(*) FROM docs_a a FULL OUTER JOIN docs_b b ON a.id = b.id "
-            "GROUP BY ALL ORDER BY 1 NULLS LAST, 2 NULLS LAST"
-        ).fetchall()
-        removed_fate = _removed_fate(con, runs["b"])
+        return _diff(con, runs)
+    except duckdb.Error as exc:
+        damage = next((p for p in (run.problem(deep=True) for run in runs.values()) if p), None)
+        raise RunDirError(damage or f"cannot compare the runs: {str(exc).strip().splitlines()[0]}") from None
     finally:
         con.close()
+
+
+def _diff(con, runs: dict) -> dict:
+    from curate.pools.rundir import RunDirError, published_marker
+
+    for name, run in runs.items():
+        con.execute(f"CREATE TEMP VIEW docs_{name} AS {run.select('docs', 'id, pool::BIGINT AS pool')}")
+    for name in ("a", "b"):
+        dup_ids = con.execute(f"SELECT count(*) - count(DISTINCT id) FROM docs_{name}").fetchone()[0]
+        if dup_ids:
+            raise ValueError(f"run {runs[name].root} has {dup_ids} repeated document ids in its pools")
+    sizes = con.execute(
+        "SELECT coalesce(a.pool, b.pool) AS pool, coalesce(a.n, 0), coalesce(b.n, 0) FROM "
+        "(SELECT pool, count(*) AS n FROM docs_a GROUP BY pool) a FULL OUTER JOIN "
+        "(SELECT pool, count(*) AS n FROM docs_b GROUP BY pool) b ON a.pool = b.pool ORDER BY 1"
+    ).fetchall()
+    pairs = con.execute(
+        "SELECT a.pool, b.pool, count(*) FROM docs_a a FULL OUTER JOIN docs_b b ON a.id = b.id "
+        "GROUP BY ALL ORDER BY 1 NULLS LAST, 2 NULLS LAST"
+    ).fetchall()
+    removed_fate = _removed_fate(con, runs["b"])
+    for run in runs.values():  # replaced while being read (a --force publish): rows may mix two runs
+        if published_marker(run.root) != run.marker:
+            raise RunDirError(f"{run.path} was replaced while being compared; run curate diff again")
 
     pools = [int(p) for p, _, _ in sizes]
     labels = pools + [None]

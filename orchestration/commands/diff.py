@@ -1,6 +1,8 @@
 """curate diff: how pool sizes and pool memberships changed between two runs.
 
-RUN_A and RUN_B are run ids from the catalog (or unique prefixes) or run directories. Prints the
+RUN_A and RUN_B are run ids from the catalog (or unique prefixes) or run directories; either must
+be a published, whole run (a directory being replaced or killed while publishing is refused, as
+is a registered run that `curate runs` shows as not whole). Prints the
 pool sizes side by side and a transition matrix of document ids: rows are the pool in RUN_A,
 columns the pool in RUN_B, "absent" counts documents added or removed.
 """
@@ -40,15 +42,20 @@ def _run_dir(ref: str, workspace) -> str:
     """A catalog run (id/prefix) or, failing that, a run directory given directly."""
     import os
 
-    from curate.pools.catalog import Catalog, CatalogError
+    from curate.pools.catalog import Catalog, CatalogError, run_health
 
     catalog = Catalog(workspace)
     if catalog.path.is_file():
         try:
-            return catalog.resolve_run(ref)["output_dir"]
+            found = catalog.resolve_run(ref)
         except CatalogError:
             if not os.path.isdir(ref):
                 raise
+        else:
+            _, problem, files = run_health(found)
+            if files is None:  # the same runs `curate query` leaves out
+                raise CatalogError(f"run {found['id']} cannot be compared: {problem}")
+            return found["output_dir"]
     if os.path.isdir(ref):
         return ref  # RunDir says why when it is not a finished run
     raise ValueError(f"{ref!r} is neither a registered run nor a run directory")

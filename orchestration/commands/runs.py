@@ -1,6 +1,14 @@
-"""curate runs: list the runs registered in the workspace catalog.
+"""curate runs: list the runs registered in the workspace catalog, and whether each is whole.
 
-One line per run: id, time, status, input records, kept documents, output directory.
+One line per run: id, time, status, input records, kept documents, output directory. The status
+is the live one: the registered status (complete) while the directory holds the run that was
+registered, published and readable; otherwise `missing`, `unpublished` (being replaced, or
+killed while publishing), `stale` (another run was published there: `curate register DIR`) or
+`corrupt` (a malformed manifest or an unreadable file, named in a warning). Such a run is left
+out of `curate query` until it is whole again or unregistered (`curate unregister RUN`).
+
+--check also decodes every data file and compares row counts with the manifest, prints one
+line per run and exits 1 when any registered run is not whole.
 """
 from __future__ import annotations
 
@@ -10,7 +18,9 @@ HELP = __doc__
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the runs (with config, counts) as JSON")
+    parser.add_argument("--json", action="store_true", help="print the runs (with config, counts, problem) as JSON")
+    parser.add_argument("--check", action="store_true",
+                        help="verify every run's markers and files (decoding them); exit 1 if any is not whole")
     parser.add_argument("--workspace", default=None, metavar="DIR",
                         help="workspace holding catalog.duckdb (default: $CURATE_WORKSPACE or ./curate-workspace)")
 
@@ -20,23 +30,33 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from curate.orchestration.tabular import jsonable, write_rows
-    from curate.pools.catalog import Catalog
+    from curate.pools.catalog import QUARANTINED, Catalog
 
     catalog = Catalog(args.workspace)
-    runs = catalog.runs()
+    runs = catalog.runs(check=args.check)
+    bad = [r for r in runs if r["status"] in QUARANTINED]
+    code = 1 if args.check and bad else 0
     if args.json:
         json.dump(jsonable(runs), sys.stdout)
         print()
-        return 0
+        return code
     if not runs:
         print(f"no runs registered in {catalog.path}")
         return 0
+    if args.check:  # one line per run, the problem in full (it names the file)
+        for r in runs:
+            print(f"{r['id']}: {r['status']}" + (f": {r['problem']}" if r["problem"] else ""))
+        print(f"{len(runs) - len(bad)} of {len(runs)} runs whole")
+        return code
     rows = []
     for r in runs:
-        counts = r.get("counts") or {}
+        counts = r.get("counts") if isinstance(r.get("counts"), dict) else {}
         rows.append((r["id"], r["time"].isoformat(sep=" ") if r["time"] else None, r["status"],
                      _count(counts, INPUT_KEYS), _count(counts, KEPT_KEYS), r["output_dir"]))
     write_rows(sys.stdout, ["id", "time", "status", "input", "kept", "output_dir"], rows, "table")
+    for r in bad:
+        print(f"curate runs: warning: run {r['id']} is {r['status']} and left out of queries: {r['problem']}",
+              file=sys.stderr)
     return 0
 
 

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _fmt(value, digits=3):
-    return "-" if value is None else f"{value:.{digits}f}"
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
 def _table(rows: list[dict]) -> str:
@@ -44,25 +44,35 @@ def _table(rows: list[dict]) -> str:
 
 
 def _summary_lines(manifest: dict) -> list[str]:
-    removed = manifest.get("counts", {}).get("removed", {})
+    removed = _removed(manifest)
     parts = [f"{k} {v}" for k, v in removed.items()]
     sem = manifest.get("semantic_dedup")
     if sem:
-        clusters = sem.get("clusters") or {}
+        clusters = sem.get("clusters") if isinstance(sem.get("clusters"), dict) else {}
+        threshold = sem.get("similarity_threshold")
+        threshold = f"{threshold:g}" if isinstance(threshold, (int, float)) else "?"
         parts = [p for p in parts if not p.startswith("semantic ")]
-        parts.append(f"semantic {sem['removed']} (cosine > {sem['similarity_threshold']:g}, ranking "
-                     f"{sem['ranking']}, {clusters.get('n_leaves', '?')} clusters)")
+        parts.append(f"semantic {sem.get('removed', '?')} (cosine > {threshold}, ranking "
+                     f"{sem.get('ranking', '?')}, {clusters.get('n_leaves', '?')} clusters)")
     lines = ["removed: " + (", ".join(parts) or "none")]
     es = manifest.get("embedding_scores")
     if es:
-        weights = " + ".join(f"{w:g} {k}" for k, w in es.get("weights", {}).items() if w)
+        weights = es.get("weights") if isinstance(es.get("weights"), dict) else {}
+        weights = " + ".join(f"{w:g} {k}" for k, w in weights.items() if isinstance(w, (int, float)) and w)
         lines.append(f"pool score = ({weights}) / sum |w|; reference {es.get('reference')} "
                      f"({es.get('n_reference')} texts vs {es.get('n_negatives')} corpus docs, "
                      f"training AUC {_fmt(es.get('training_auc'))})")
     emb = manifest.get("embeddings")
     if emb and emb.get("dir"):
-        lines.append(f"embeddings: {emb['rows_written']} x {emb['model']} ({emb['dtype']}) in {emb['dir']}")
+        lines.append(f"embeddings: {emb.get('rows_written', '?')} x {emb.get('model', '?')} "
+                     f"({emb.get('dtype', '?')}) in {emb['dir']}")
     return lines
+
+
+def _removed(manifest: dict) -> dict:
+    """counts.removed by method (RunDir checked the types: a count or an object of counts)."""
+    removed = manifest["counts"].get("removed", {})
+    return removed if isinstance(removed, dict) else {"all": removed}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         for r in rows:
             r["source_share"] = json.loads(r["source_share"] or "{}")
         print(json.dumps({"run": args.run_dir, "pools": rows,
-                          "removed": manifest.get("counts", {}).get("removed", {}),
+                          "removed": _removed(manifest),
                           **{k: manifest.get(k) for k in ("embeddings", "semantic_dedup", "embedding_scores")}},
                          indent=2))
     else:
