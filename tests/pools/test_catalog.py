@@ -223,3 +223,25 @@ def test_a_failed_write_rolls_back_everything(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert [r["id"] for r in cat.runs()] == ["a"]
     assert cat.query("SELECT count(*) FROM docs").rows == [(10,)]
+
+
+def test_a_catalog_from_before_manifest_hashes_still_serves_and_upgrades(tmp_path):
+    """Catalogs written before the runs table recorded the manifest's SHA-256 keep working:
+    their runs are served while published, and the next write adds the column."""
+    make_run(tmp_path / "r", n=20, seed=1)
+    cat = Catalog(tmp_path / "ws")
+    cat.register_run(tmp_path / "r")
+    con = duckdb.connect(str(cat.path))
+    try:  # the old schema: the same table without manifest_sha256
+        con.execute("DROP VIEW IF EXISTS pools")
+        for view in ("docs", "pool_stats", "duplicates", "dead_letter", "filtered", "embeddings"):
+            con.execute(f"DROP VIEW IF EXISTS {view}")
+        con.execute("ALTER TABLE runs DROP COLUMN manifest_sha256")
+    finally:
+        con.close()
+    assert cat.runs()[0]["manifest_sha256"] is None and cat.runs()[0]["status"] == "complete"
+    assert cat.query("SELECT count(*) FROM docs").rows == [(20,)]
+    make_run(tmp_path / "r2", n=10, seed=2)
+    cat.register_run(tmp_path / "r2")
+    assert {r["id"]: r["manifest_sha256"] is not None for r in cat.runs()} == {"r": False, "r2": True}
+    assert cat.query("SELECT count(*) FROM docs").rows == [(30,)]

@@ -87,3 +87,60 @@ def test_catalog_views_hide_a_run_while_it_is_not_published(tmp_path):
     assert catalog.query("SELECT count(*) FROM docs").rows == [(0,)]
     publish_manifest(tmp_path / "r", manifest)
     assert catalog.query("SELECT count(*) FROM docs").rows == [(len(docs),)]
+
+
+def test_readers_of_plan_and_probe_refuse_the_same_way(tmp_path):
+    """plan --pools-from and probe/validate (load_pools) go through RunDir too."""
+    from curate.orchestration.commands.plan import read_run_pools
+    from curate.probe.errors import ProbeError
+    from curate.probe.run_pools import load_pools
+
+    make_run(tmp_path / "r", n=20, k=2, seed=1)
+    assert set(read_run_pools(tmp_path / "r", "docs")) == {"pool0", "pool1"}
+    (tmp_path / "r" / rundir.SUCCESS).unlink()
+    with pytest.raises(RunDirError, match="marker is missing or does not match") as plan_err:
+        read_run_pools(tmp_path / "r", "docs")
+    with pytest.raises(ProbeError) as probe_err:
+        load_pools(tmp_path / "r")
+    assert str(probe_err.value) == str(plan_err.value)
+
+
+@pytest.mark.parametrize("manifest, why", [
+    ({"counts": {"kept": 3, "removed": {"exact": 1}}, "config": {}, "inputs": [{}]}, None),
+    ([1, 2], "the manifest is a list, not an object"),
+    ({"config": {}}, "it has no counts"),
+    ({"counts": [1, 2]}, "counts is a list, not an object of counts"),
+    ({"counts": {"kept": True}}, "counts.kept is True, not a count"),
+    ({"counts": {"kept": 1.5}}, "counts.kept is 1.5, not a count"),
+    ({"counts": {"dead_letter": {"bad_json": None}}}, "counts.dead_letter.bad_json is None, not a count"),
+    ({"counts": {}, "config": "pools: 3"}, "config is a string, not an object"),
+    ({"counts": {}, "inputs": ["a.jsonl"]}, "inputs holds an entry that is not an object"),
+    ({"counts": {}, "semantic_dedup": None}, None),
+])
+def test_manifest_types_are_checked(manifest, why):
+    problem = rundir.manifest_problem(manifest)
+    assert problem == why if why is None else problem.startswith(why)
+
+
+def test_file_problems_name_what_is_wrong(tmp_path):
+    make_run(tmp_path / "r", n=200, k=1, seed=3, n_dead=3)
+    run = RunDir(tmp_path / "r")
+    assert run.problem() is None and run.problem(deep=True) is None
+    pool_file = run.files.pools[0]
+    original = open(pool_file, "rb").read()
+    with open(pool_file, "r+b") as fh:  # damage inside the pages, footer intact: only deep sees it
+        fh.seek(8)
+        fh.write(b"\xab" * (len(original) // 3))
+    assert rundir.file_problem(pool_file) is None
+    assert rundir.file_problem(pool_file, deep=True).startswith("unreadable: ")
+    assert run.problem(deep=True).startswith(f"{pool_file}: unreadable: ")
+    open(pool_file, "wb").write(original[: len(original) // 2])
+    assert rundir.file_problem(pool_file) == "not a Parquet file (truncated or overwritten)"
+    dead = run.files.dead_letter[0]
+    open(dead, "wb").write(b"plain text, not gzip")
+    assert rundir.file_problem(dead) == "not a gzip file"
+    jsonl = tmp_path / "x.jsonl"
+    jsonl.write_text('{"a": 1}\n[2]\n')
+    assert rundir.file_problem(jsonl) is None  # quick: JSON lines are only parsed by deep
+    assert rundir.file_problem(jsonl, deep=True) == "unreadable: line 2 is not a JSON object"
+    assert rundir.file_problem(tmp_path / "gone.parquet") == "No such file or directory"
