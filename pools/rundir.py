@@ -195,6 +195,9 @@ def file_problem(path: str | os.PathLike, *, deep: bool = False) -> str | None:
     path = str(path)
     try:
         size = os.path.getsize(path)
+    except OSError as exc:
+        return exc.strerror or "cannot be read"
+    try:
         if path.endswith(".parquet"):
             with open(path, "rb") as fh:
                 head = fh.read(4)
@@ -216,8 +219,6 @@ def file_problem(path: str | os.PathLike, *, deep: bool = False) -> str | None:
                 _read_json_lines(path)
         elif deep:
             _read_json_lines(path)
-    except OSError as exc:
-        return exc.strerror or str(exc).splitlines()[0]
     except Exception as exc:  # noqa: BLE001 - pyarrow/gzip/json raise many types on damaged bytes
         text = str(exc).strip().splitlines()
         return f"unreadable: {text[0] if text else type(exc).__name__}"
