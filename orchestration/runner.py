@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 
 from curate.orchestration.errors import CurateError
-from curate.orchestration.fingerprint import run_fingerprint
+from curate.orchestration.fingerprint import input_fingerprints, run_fingerprint
 from curate.orchestration.manifest import build_manifest, check_written, reconcile, summarise_counts
 from curate.orchestration.run_lock import RunLock
 from curate.orchestration.worker_logs import quiet_worker_stderr
@@ -96,13 +96,13 @@ def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[st
     progress: a callable(progress_dir, stream) -> context manager reporting while the pipeline runs.
     """
     from curate.pipelines import fsutil, publish
-    from curate.pipelines.inputs import expand_inputs, fingerprint
+    from curate.pipelines.inputs import expand_inputs
 
     options = pipeline_options(_quiet_worker_args(list(beam_args)))
     files = expand_inputs(inputs)
     if "://" not in output and os.path.exists(output) and not os.path.isdir(output):
         raise CurateError(f"--output {output} exists and is not a directory")
-    input_fps = [{"source": f.source, "kind": f.kind, **fingerprint(f.path)} for f in files]
+    input_fps = input_fingerprints(files, cache_dir)  # whole-content hashes (size+mtime: a hint)
     check_quality_reference(config)
     fp = run_fingerprint(config, input_fps)
 

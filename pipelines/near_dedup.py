@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import hashlib
-import logging
+import sys
 import uuid
 from dataclasses import replace
 
@@ -45,7 +45,11 @@ CORRUPT_SUFFIX = ".corrupt"
 EXACT_PAYLOAD = np.uint64
 SIGNATURE = np.uint32
 
-log = logging.getLogger(__name__)
+
+
+def _warn(message: str) -> None:
+    # stderr, not logging: `curate run` holds the root logger at ERROR to silence Beam
+    print(f"curate run: warning: {message}", file=sys.stderr)
 
 
 def text_key(text: str) -> bytes:
@@ -141,8 +145,8 @@ def quarantine_invalid_cache_files(folder: str, hasher: MinHasher) -> list[str]:
             where = f"moved to {path + CORRUPT_SUFFIX}"
         except Exception:  # noqa: BLE001 - e.g. a concurrent run moved it first
             where = "left in place, not read"
-        log.warning("signature cache file %s is invalid (%s); %s, its signatures are recomputed",
-                    path, problem, where)
+        _warn(f"signature cache file {path} is invalid ({problem}); {where}, its signatures "
+              "are recomputed")
     return good
 
 
