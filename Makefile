@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README.md):
-#   make demo   sample corpus -> pools -> stats -> probe -> fit -> plan (+ sweep) -> replay at two
-#               budgets -> plan checked against its replay -> one report of the whole loop
+#   make demo   sample corpus -> pools -> stats -> probe -> fit -> plan (+ sweep) -> training set of
+#               the small plan -> replay at two budgets -> plan checked against its replay -> one
+#               report of the whole loop
 #   make test   the test suite (what CI runs)
 PY      ?= python3
 VENV    := .venv
@@ -43,6 +44,7 @@ demo: $(STAMP)
 	$(BIN)/curate fit $(DEMO)/observations.parquet --law qqt --bootstrap 100 \
 	    -o $(DEMO)/law.json --plot $(DEMO)/fit.png --workspace $(DEMO)/workspace
 	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(SMALL_BUDGET) -o $(DEMO)/plan-small.json
+	$(BIN)/curate materialize $(DEMO)/plan-small.json --run $(DEMO)/run --output $(DEMO)/train-small --quiet
 	@echo "(the plan at $(PLAN_BUDGET) is printed once its replay is in)"
 	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(PLAN_BUDGET) --sweep $(SWEEP) -o $(DEMO)/plan.json > /dev/null
 	$(BIN)/curate validate $(DEMO)/plan-small.json --run $(DEMO)/run --observations $(DEMO)/observations.parquet \
@@ -55,7 +57,7 @@ demo: $(STAMP)
 	$(BIN)/curate report $(DEMO)/run --observations $(DEMO)/observations.parquet --law $(DEMO)/law.json \
 	    --plan $(DEMO)/plan.json --replay $(DEMO)/replay-small.json --replay $(DEMO)/replay.json \
 	    -o $(DEMO)/report.html
-	@echo "demo outputs in $(DEMO)/: pools, stats, observations, law.json, plan.json (+ sweep, plan.png), replay*.json, report.html"
+	@echo "demo outputs in $(DEMO)/: pools, stats, observations, law.json, plan.json (+ sweep, plan.png), replay*.json, report.html, train-small/ (the small plan as a training set)"
 
 # Headless Chromium renders `curate report` in the report tests (Debian package; needs root).
 # Where it cannot be installed those tests skip and say why.
