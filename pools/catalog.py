@@ -367,7 +367,7 @@ class Catalog:
         """A read-only connection for untrusted SQL (see module docstring). Caller closes it."""
         return self._sandbox(run, {})[0]
 
-    def _sandbox(self, run: str | None, quarantined: dict[str, str]):
+    def _sandbox(self, run: str | None, quarantined: dict[str, str], limits=None):
         """(connection, {run id: (output_dir, manifest sha256) served}, warnings)."""
         if not self.path.is_file():
             raise CatalogError(
@@ -395,17 +395,21 @@ class Catalog:
             allowed = sorted({f for _, scan in scans for f in scan.all_files()})
             con.execute(f"SET allowed_paths = {sql_list(allowed)}")
             con.execute("SET enable_external_access = false")
+            for statement in limits.settings() if limits is not None else ():  # sql_guard.QueryLimits
+                con.execute(statement)
             con.execute("SET lock_configuration = true")
         except BaseException:
             con.close()
             raise
         return con, served, warnings
 
-    def query(self, sql: str, *, run: str | None = None, max_rows: int | None = None) -> QueryResult:
+    def query(self, sql: str, *, run: str | None = None, max_rows: int | None = None,
+              limits=None) -> QueryResult:
         """Run one read-only SELECT (checked by pools.sql_guard) in the sandbox.
 
         Served only over whole runs (`run_health`); the runs left out are in `warnings`. A run
         replaced while the query read it, or found damaged by it, means another attempt.
+        `limits`: a `pools.sql_guard.QueryLimits` (time and memory) for each attempt.
         """
         import duckdb
 
@@ -413,15 +417,19 @@ class Catalog:
 
         quarantined: dict[str, str] = {}  # run id -> damage found by a failed attempt
         for _ in range(QUERY_ATTEMPTS):
-            con, served, warnings = self._sandbox(run, quarantined)
+            con, served, warnings = self._sandbox(run, quarantined, limits)
             try:
                 check_query(sql, con)
                 try:
-                    rel = con.execute(sql)
-                    rows = rel.fetchmany(max_rows) if max_rows is not None else rel.fetchall()
+                    with limits.enforce(con) if limits is not None else contextlib.nullcontext():
+                        rel = con.execute(sql)
+                        rows = rel.fetchmany(max_rows) if max_rows is not None else rel.fetchall()
                 except duckdb.PermissionException as exc:
                     raise QueryRefused(f"refused: {_first_line(exc)}") from None
                 except duckdb.Error as exc:
+                    hit = limits.error_for(exc) if limits is not None else None
+                    if hit is not None:
+                        raise hit from None
                     damaged = _damaged_runs(served) if _may_be_damage(exc) else {}
                     if not damaged:
                         raise CatalogError(f"query failed: {_first_line(exc)}") from None

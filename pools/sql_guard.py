@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from contextlib import contextmanager
 from typing import Iterator
 
 # Table functions that only read DuckDB's own metadata or generate values: safe to allow.
@@ -155,3 +157,80 @@ def _pragma_name(sql: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Resource limits: a checked SELECT can still run for ever (range(1e12), cross joins, recursive
+# CTEs) or fill memory and the temp directory; these bound it.
+# ---------------------------------------------------------------------------------------------
+
+#: Default wall-clock limit of one `curate query` (seconds).
+DEFAULT_TIMEOUT_S = 120.0
+#: Default DuckDB memory limit of one `curate query`; spilling to disk is capped at the same size
+#: (DuckDB's own default lets a sort spill up to 90% of the free disk).
+DEFAULT_MEMORY_LIMIT = "2GB"
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
+class QueryLimitHit(ValueError):
+    """The query ran past its time or memory limit (one line, naming the flag to change)."""
+
+
+class QueryLimits:
+    """Time and memory limits for one query on a sandboxed DuckDB connection.
+
+    `timeout_s`: seconds before the query is interrupted (`connection.interrupt()` from a timer
+    thread); None or 0 means no limit. `memory_limit`: a DuckDB size ("2GB", "512MB"), set as
+    both `memory_limit` and `max_temp_directory_size` (:meth:`settings`, to be executed before
+    the connection's configuration is locked). Use :meth:`enforce` around execute and fetch, and
+    :meth:`error_for` to turn DuckDB's interrupt / out-of-memory errors into one line.
+    """
+
+    def __init__(self, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                 memory_limit: str = DEFAULT_MEMORY_LIMIT):
+        if timeout_s is not None and not (timeout_s >= 0 and timeout_s != float("inf")):
+            raise ValueError(f"--timeout must be a number of seconds >= 0, got {timeout_s!r}")
+        if not _SIZE.match(str(memory_limit)) or float(_SIZE.match(str(memory_limit)).group(1)) <= 0:
+            raise ValueError(f"--memory-limit must be a size such as 2GB or 512MB, got {memory_limit!r}")
+        self.timeout_s = timeout_s or None
+        self.memory_limit = "".join(str(memory_limit).split())
+        self._fired = threading.Event()
+
+    def settings(self) -> list[str]:
+        """SET statements (the size is checked above, so it is safe to quote inline)."""
+        return [f"SET memory_limit = '{self.memory_limit}'",
+                f"SET max_temp_directory_size = '{self.memory_limit}'"]
+
+    @contextmanager
+    def enforce(self, connection) -> Iterator[None]:
+        """Interrupt the connection's running query once the timeout has passed."""
+        self._fired.clear()
+        if self.timeout_s is None:
+            yield
+            return
+
+        def stop():
+            self._fired.set()
+            connection.interrupt()
+
+        timer = threading.Timer(self.timeout_s, stop)
+        timer.daemon = True  # never keeps the process alive
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def error_for(self, exc: BaseException) -> QueryLimitHit | None:
+        """The one-line error for a DuckDB error caused by a limit, else None."""
+        import duckdb
+
+        if isinstance(exc, duckdb.InterruptException) and self._fired.is_set():
+            return QueryLimitHit(f"query stopped after {self.timeout_s:g} s (the --timeout limit); "
+                                 "narrow it (WHERE, LIMIT, aggregates) or pass a larger --timeout")
+        if isinstance(exc, duckdb.OutOfMemoryException) or (
+                isinstance(exc, duckdb.Error) and "max_temp_directory_size" in str(exc)):
+            return QueryLimitHit(f"query stopped: it needs more than {self.memory_limit} of memory "
+                                 "(the --memory-limit limit); narrow it or pass a larger --memory-limit")
+        return None

@@ -181,3 +181,39 @@ def test_register_refuses_a_non_run_directory(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(capsys, "register", str(tmp_path / "empty"), "--workspace", str(tmp_path / "ws"))
     assert code == 2 and "no manifest.json" in err
+
+
+def test_query_limits_stop_runaway_queries_with_one_line(workspace, capsys):
+    """Issue 17 item 7: range(1e12), cross joins and recursive CTEs ran until killed."""
+    ws, _ = workspace
+    code, out, err = run_cli(capsys, "query", "SELECT count(*) FROM range(1000000000000)",
+                             "--timeout", "0.5", "--workspace", ws)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "query stopped after 0.5 s (the --timeout limit)" in err
+    code, out, err = run_cli(capsys, "query", "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL "
+                             "SELECT i + 1 FROM r) SELECT count(*) FROM r", "--timeout", "1",
+                             "--memory-limit", "64MB", "--workspace", ws)
+    assert code == 2 and err.count("\n") == 1 and "query stopped" in err
+    code, out, err = run_cli(capsys, "query", "SELECT list(range) FROM range(100000000)",
+                             "--memory-limit", "64MB", "--workspace", ws)
+    assert code == 2 and err.count("\n") == 1 and "more than 64MB of memory" in err
+
+
+def test_query_refuses_a_result_too_large_to_print_unless_told_how_many(workspace, capsys):
+    from curate.orchestration.commands.query import ROW_LIMIT
+
+    ws, _ = workspace
+    cross = "SELECT a.range AS a, b.range AS b FROM range(100000) a, range(100000) b"
+    code, out, err = run_cli(capsys, "query", cross, "--workspace", ws)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"more than {ROW_LIMIT:,} rows" in err and "--max-rows" in err
+    code, out, _ = run_cli(capsys, "query", cross, "--max-rows", "3", "--format", "csv", "--workspace", ws)
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0] == "a,b" and len(lines) == 4  # the first 3 rows, any order
+
+
+def test_bad_limit_flags_are_one_line(workspace, capsys):
+    ws, _ = workspace
+    for flag, value in (("--timeout", "-3"), ("--memory-limit", "a lot")):
+        code, _, err = run_cli(capsys, "query", "SELECT 1", flag, value, "--workspace", ws)
+        assert code == 2 and err.count("\n") == 1 and flag in err

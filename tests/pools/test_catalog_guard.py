@@ -137,3 +137,53 @@ def test_the_sandbox_connection_refuses_on_its_own(catalog, sql):
     finally:
         con.close()
     assert not (base / "out.csv").exists() and not (base / "other.duckdb").exists()
+
+
+# -- resource limits (issue 17 item 7: range(1e12), cross joins and recursive CTEs ran until killed)
+
+def test_a_query_past_its_timeout_is_interrupted(catalog):
+    import time
+
+    from curate.pools.sql_guard import QueryLimitHit, QueryLimits
+
+    cat, _ = catalog
+    started = time.perf_counter()
+    with pytest.raises(QueryLimitHit, match=r"query stopped after 0.5 s \(the --timeout limit\)"):
+        cat.query("SELECT count(*) FROM range(1000000000000)", limits=QueryLimits(timeout_s=0.5))
+    assert time.perf_counter() - started < 15
+    # the same limits let an ordinary question through, and the connection is not left interrupted
+    assert cat.query("SELECT count(*) FROM docs", limits=QueryLimits(timeout_s=0.5)).rows == [(40,)]
+
+
+def test_a_query_past_its_memory_limit_stops_with_one_line(catalog):
+    from curate.pools.sql_guard import QueryLimitHit, QueryLimits
+
+    cat, _ = catalog
+    with pytest.raises(QueryLimitHit, match=r"needs more than 64MB of memory \(the --memory-limit"):
+        cat.query("SELECT list(range) FROM range(100000000)",
+                  limits=QueryLimits(timeout_s=60, memory_limit="64MB"))
+
+
+def test_the_limits_cannot_be_raised_from_inside_the_query(catalog):
+    from curate.pools.sql_guard import QueryLimits
+
+    cat, _ = catalog
+    rows = cat.query("SELECT current_setting('memory_limit'), current_setting('max_temp_directory_size')",
+                     limits=QueryLimits(memory_limit="64MB")).rows
+    assert all("MiB" in v or "MB" in v for v in rows[0]), rows  # DuckDB spells 64MB as 61.0 MiB
+    with pytest.raises(QueryRefused, match="SET"):
+        cat.query("SET memory_limit = '100GB'", limits=QueryLimits())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"timeout_s": -1}, "--timeout must be"),
+    ({"timeout_s": float("nan")}, "--timeout must be"),
+    ({"memory_limit": "lots"}, "--memory-limit must be a size"),
+    ({"memory_limit": "0GB"}, "--memory-limit must be a size"),
+    ({"memory_limit": "1GB'; SET x = '1"}, "--memory-limit must be a size"),
+])
+def test_bad_limits_are_refused(kwargs, message):
+    from curate.pools.sql_guard import QueryLimits
+
+    with pytest.raises(ValueError, match=message):
+        QueryLimits(**kwargs)
