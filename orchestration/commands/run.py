@@ -167,6 +167,11 @@ def run(args: argparse.Namespace) -> int:
                             text_field=args.text_field, max_text_bytes=args.max_text_bytes,
                             semantic_dedup=args.semantic_dedup, embedding_scores=args.embedding_scores,
                             quality_reference=args.quality_reference, embed_backend=args.embed_backend)
+    from curate.orchestration.dry_run import dry_run_report, dry_run_requested
+
+    if dry_run_requested(getattr(args, BEAM_ARGS, []) or []):  # before inputs are listed or the output touched
+        print(dry_run_report(args.input, args.output, config, getattr(args, BEAM_ARGS, []) or [], as_json=args.json))
+        return 0
     from curate.orchestration.progress import ProgressMonitor, choose_mode
     from curate.orchestration.runner import execute_job, warn
 
