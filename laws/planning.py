@@ -48,7 +48,8 @@ named otherwise), then `pool_sizes` overrides ({name: size}). Empty pools are le
 warning. Reading a run directory is file I/O and stays with the caller (the CLI reads
 RUN_DIR/stats.parquet, column :func:`size_column`); this module only sees the numbers.
 
-Plan-file format (JSON object): format, law (its name or path as given), kind, unit, metric,
+Plan-file format (JSON object): format, law (its name or path as given), kind, unit, size_unit
+(what the pools' `size` counts: docs, bytes, chars or tokens, :func:`size_unit`), metric,
 top_m_only, constraints {min_share, max_share, exclude, max_epochs, epoch_caps {pool: cap},
 epoch_cap_source ("fit data" | "--max-epochs" | null), measured_max_epochs}, quality ({pool: q}
 or null, data-constrained laws), conservative (the parameters replaced, or null), plan (the
@@ -78,6 +79,17 @@ def size_column(law) -> str:
     return "tokens" if law.kind != "qqt" or law.unit == "tokens" else "docs"
 
 
+def size_unit(law, run_column: str | None = None) -> str:
+    """What a plan's pool sizes count (plan-file `size_unit`, read by `curate materialize`): the
+    run stats column they were read from (`run_column`), else the law's own sizes: bytes for a
+    law fitted on `curate probe` output, else tokens or docs as the law's unit says."""
+    if run_column is not None:
+        return run_column
+    if ((getattr(law, "fit_info", None) or {}).get("token_unit")) == "bytes":
+        return "bytes"
+    return "tokens" if law.kind != "qqt" or law.unit == "tokens" else "docs"
+
+
 def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
               unit: str | None = None, params: float | None = None,
               pool_sizes: Mapping[str, float] | None = None,
@@ -88,7 +100,7 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
               law_name: str | None = None, quality: Mapping[str, float] | None = None,
               law_quality: Mapping[str, float] | None = None, tau_quantile: float | None = 0.1,
               saturation_eps: float = 1e-3, replay: dict | None = None,
-              observations=None) -> dict:
+              observations=None, run_column: str | None = None) -> dict:
     """The plan-file dict for `law` at `budget` and/or across a `sweep` ("LO:HI[:POINTS]").
 
     Raises ValueError (:class:`laws.planner_search.Infeasible` among them) with a one-line
@@ -101,7 +113,9 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
     from doubling the budget below which the plan is called saturated; replay: a `curate
     validate` result whose `difference_error` is the error bar of the plan's claim
     (:func:`plan_claim`); observations: the probe observations the law was fitted on, to refit
-    each probe seed alone and report how often their plans agree (:func:`seed_agreement`).
+    each probe seed alone and report how often their plans agree (:func:`seed_agreement`);
+    run_column: the run stats column `run_sizes` were read from (default :func:`size_column`),
+    recorded as the plan's `size_unit`.
     """
     if budget is None and sweep is None:
         raise ValueError("give --budget (or --sweep LO:HI[:POINTS])")
@@ -118,6 +132,7 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
                    max_share, list(exclude), max_epochs, dict(quality or {}), tau_quantile,
                    law_quality)
     result = _plan_dict(setup, budget, sweep, top_m, max_draws, law_name, saturation_eps, replay)
+    result["size_unit"] = size_unit(law, (run_column or size_column(law)) if run_sizes is not None else None)
     if observations is not None and result["plan"] is not None:
         agreement = seed_agreement(
             result["plan"], law, observations, budget, unit=unit, params=params,

@@ -1,8 +1,9 @@
 """Match a plan file (`curate-plan/1`) to a published run and turn it into per-pool targets.
 
 Beam-free. A plan counts pools in its law's unit and names them `poolK` (pool K of the run it
-was planned for). The unit is not in the plan file (`laws.planning.size_column` chose it from
-the law), so it is found by comparing the plan's pool sizes with what the run measures:
+was planned for). A plan file records what its sizes count (`size_unit`: docs, bytes, chars or
+tokens; `laws.planning.size_unit`), and that unit is used. Plan files written before it was
+recorded are read in the unit found by comparing their pool sizes with what the run measures:
 
 * a plan in `samples` counts documents;
 * a plan in `tokens` (or FLOPs, whose pools are drawn in tokens) counts UTF-8 bytes (laws
@@ -133,7 +134,12 @@ def match_plan(plan_path: str | Path, run_dir: str | Path, *, unit: str | None =
         return {n: measures[k][u] for n, k in run_names.items()}
 
     plan_unit = str(plan.get("unit"))
-    if unit is None:
+    recorded = plan.get("size_unit")
+    if unit is None and recorded is not None:
+        if recorded not in UNITS:
+            raise MaterializeError(f"plan size_unit {recorded!r} is not one of {', '.join(UNITS)}")
+        unit, source = recorded, "the plan's size_unit"
+    elif unit is None:
         uniques = {str(p["pool"]): float(p["unique"]) for p in pools}
 
         def rank(u: str):

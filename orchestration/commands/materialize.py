@@ -5,8 +5,8 @@ Example:
   curate materialize plan.json --run run/ --output train/                  # Parquet shards
   curate materialize plan.json --run run/ --output train/ --format tokens --tokenizer tok.json
 
-Per pool, the plan's `unique` units (documents, or bytes/characters/tokens: the unit the
-plan's sizes match in the run, or --unit) are taken in seeded hash order (--order score: best
+Per pool, the plan's `unique` units (documents, or bytes/characters/tokens: the plan's
+recorded size_unit; for older plan files the unit its sizes match in the run; or --unit) are taken in seeded hash order (--order score: best
 scored first); full epochs repeat them, a partial last epoch takes a fresh seeded permutation
 of them up to the planned total. Every copy gets a seeded shuffle key; shards hold equal
 counts of documents (within one), sorted by that key, and two copies of a document are at
@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, metavar="ROWS",
                         help="copies of a document at least this many rows apart in a shard (default 1000)")
     parser.add_argument("--unit", choices=("docs", "bytes", "chars", "tokens"),
-                        help="the unit of the plan's pool sizes (default: inferred by matching them to the run)")
+                        help="the unit of the plan's pool sizes (default: the plan's size_unit, else inferred by "
+                             "matching them to the run)")
     parser.add_argument("--size-tolerance", type=float, metavar="F",
                         help="largest relative difference allowed between the plan's pool sizes and the "
                              "run's (default 0.02)")

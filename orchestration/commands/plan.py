@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
                        law_name=str(args.law), quality=_pairs(args.quality, "--quality"),
                        law_quality=law_quality, tau_quantile=args.tau_quantile,
                        saturation_eps=args.saturation_eps, replay=_read_replay(args.replay),
-                       observations=_read_observations(args.observations))
+                       observations=_read_observations(args.observations),
+                       run_column=args.size_column or (size_column(law) if run_sizes is not None else None))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=2) + "\n")

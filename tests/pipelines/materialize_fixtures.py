@@ -47,8 +47,10 @@ def pool_bytes(run: Path) -> dict[str, int]:
     return out
 
 
-def write_plan(path: Path, unit: str, pools: dict[str, tuple[float, float, float]]) -> Path:
-    """A curate-plan/1 file; pools: {name: (size, unique, epochs)}."""
+def write_plan(path: Path, unit: str, pools: dict[str, tuple[float, float, float]],
+               size_unit: str | None = None) -> Path:
+    """A curate-plan/1 file; pools: {name: (size, unique, epochs)}; `size_unit` recorded when
+    given (plan files written before it was recorded lack it)."""
     rows, draws = [], 0.0
     for name, (size, unique, epochs) in pools.items():
         samples = unique * epochs
@@ -59,6 +61,8 @@ def write_plan(path: Path, unit: str, pools: dict[str, tuple[float, float, float
         r["weight"] = r["samples"] / draws if draws else 0.0
     plan = {"format": "curate-plan/1", "law": "law.json", "kind": "qqt", "unit": unit, "metric": "loss",
             "plan": {"budget": draws, "draws": draws, "pools": rows, "mixture": "test"}}
+    if size_unit is not None:
+        plan["size_unit"] = size_unit
     path.write_text(json.dumps(plan, indent=2))
     return path
 

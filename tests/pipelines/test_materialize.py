@@ -12,7 +12,7 @@ import pytest
 
 from curate.orchestration.errors import CurateError
 from curate.orchestration.materialize_job import MaterializeSettings, materialize
-from curate.pipelines.materialize_plan import MaterializeError
+from curate.pipelines.materialize_plan import MaterializeError, match_plan
 from tests.pipelines.materialize_fixtures import make_run, pool_bytes, train_tokenizer, write_plan
 
 
@@ -92,6 +92,20 @@ def test_bytes_plan_unit_inferred_and_reconciled(run_dir, tmp_path):
         assert abs(p["units_written"] - p["plan_samples"]) <= max(0.005 * p["plan_samples"], p["allowed_difference"])
     assert "pool1" not in written
     assert abs(m["total"]["relative_difference"]) <= 0.005 or m["reconciliation"]["holds"] is False
+
+
+def test_the_plans_recorded_size_unit_is_used_not_inferred(run_dir, tmp_path):
+    chars = {f"pool{r['pool']}": r["chars"] for r in pq.read_table(run_dir / "stats.parquet").to_pylist()}
+    sizes = {n: (chars[n], chars[n] / 2, 2.0) for n in ("pool0", "pool2")}
+    recorded = match_plan(write_plan(tmp_path / "c.json", "tokens", sizes, size_unit="chars"), run_dir)
+    assert (recorded.unit, recorded.unit_source) == ("chars", "the plan's size_unit")
+    old_file = match_plan(write_plan(tmp_path / "old.json", "tokens", sizes), run_dir)
+    assert old_file.unit_source.startswith("the plan's tokens matched")  # inferred, as before
+    # the recorded unit is trusted, not second-guessed: sizes in another unit are another run's
+    with pytest.raises(MaterializeError, match="another run"):
+        match_plan(write_plan(tmp_path / "t.json", "tokens", sizes, size_unit="tokens"), run_dir)
+    with pytest.raises(MaterializeError, match="size_unit 'words'"):
+        match_plan(write_plan(tmp_path / "w.json", "tokens", sizes, size_unit="words"), run_dir)
 
 
 def test_score_order_takes_the_best_documents(run_dir, tmp_path):
