@@ -190,12 +190,20 @@ class FilterConfig(StageConfig):
             _number(self.min_score, "filter.min_score")
 
 
+#: Most quality pools a run may write (see PoolsConfig).
+MAX_POOLS = 100
+
+
 @dataclass(frozen=True)
 class PoolsConfig(StageConfig):
     """`pools`: quality pools by score rank (`pipelines.pooling.AssignPools`).
 
     Explicit `cut_points` (scores, descending pools) replace the rank cuts; then the number
     of pools is len(cut_points) + 1 whatever `num_pools` says (see `count`).
+
+    At most MAX_POOLS pools: every pool is its own Beam write (and stats, and files), ~4 MB
+    and ~0.25 s each, so `--pools 1000` on 300 documents took 24 GB. With more pools than
+    kept documents the rank cuts leave pools of 0 or 1 document (sizes differ by at most one).
     """
 
     SECTION: ClassVar[str] = "pools"
@@ -205,12 +213,15 @@ class PoolsConfig(StageConfig):
     exact_max_docs: int = 2_000_000
 
     def __post_init__(self):
-        _number(self.num_pools, "pools.num_pools", lo=1, integer=True)
+        _number(self.num_pools, "pools.num_pools", lo=1, hi=MAX_POOLS, integer=True)
         _number(self.exact_max_docs, "pools.exact_max_docs", lo=1, integer=True)
         cuts = self.cut_points
         if cuts is not None:
             if not isinstance(cuts, (list, tuple)) or not cuts:
                 raise ValueError("pools.cut_points must be a non-empty list of scores")
+            if len(cuts) + 1 > MAX_POOLS:
+                raise ValueError(f"pools.cut_points: {len(cuts)} cut points make {len(cuts) + 1} "
+                                 f"pools; at most {MAX_POOLS} are allowed")
             for c in cuts:
                 _number(c, "pools.cut_points[]")
             if len(set(cuts)) != len(cuts):

@@ -89,7 +89,11 @@ def test_configs_are_frozen():
     (lambda: FilterConfig(min_score="x"), "filter.min_score must be a number"),
     (lambda: PoolsConfig(cut_points=[]), "pools.cut_points must be a non-empty list"),
     (lambda: PoolsConfig(cut_points=[0.5, 0.5]), "pools.cut_points must be distinct"),
-    (lambda: PoolsConfig(num_pools=0), r"pools.num_pools must be in \[1, None\], got 0"),
+    (lambda: PoolsConfig(num_pools=0), r"pools.num_pools must be in \[1, 100\], got 0"),
+    # issue 17 item 7: --pools 1000 on 300 documents took 24 GB (one Beam write per pool)
+    (lambda: PoolsConfig(num_pools=1000), r"pools.num_pools must be in \[1, 100\], got 1000"),
+    (lambda: PoolsConfig(cut_points=[1 - i / 200 for i in range(100)]),
+     "100 cut points make 101 pools; at most 100"),
     (lambda: EmbedConfig(enabled=1), "embed.enabled must be true or false"),
     (lambda: EmbedConfig(dtype="int8"), "embed.dtype"),
     (lambda: EmbedConfig(backend="jax"), "embed.backend must be one of"),
