@@ -66,6 +66,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from curate.laws.prediction import require_finite_plan
+
 FORMAT = "curate-plan/1"
 UNITS = ("samples", "tokens", "flops")
 
@@ -128,10 +130,12 @@ def make_plan(law, budget: float | None = None, *, sweep: str | None = None,
     if tau_quantile is not None and not 0 <= tau_quantile < 0.5:
         raise ValueError(f"--tau-quantile must be in [0, 0.5) (0 or none: off), got {tau_quantile!r}")
     min_share, max_share = dict(min_share or {}), dict(max_share or {})
-    setup = _Setup(law, unit, params, pool_sizes or {}, run_sizes, run_name, min_share,
-                   max_share, list(exclude), max_epochs, dict(quality or {}), tau_quantile,
-                   law_quality)
-    result = _plan_dict(setup, budget, sweep, top_m, max_draws, law_name, saturation_eps, replay)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite: an error below
+        setup = _Setup(law, unit, params, pool_sizes or {}, run_sizes, run_name, min_share,
+                       max_share, list(exclude), max_epochs, dict(quality or {}), tau_quantile,
+                       law_quality)
+        result = _plan_dict(setup, budget, sweep, top_m, max_draws, law_name, saturation_eps, replay)
+    require_finite_plan(result)
     result["size_unit"] = size_unit(law, (run_column or size_column(law)) if run_sizes is not None else None)
     if observations is not None and result["plan"] is not None:
         agreement = seed_agreement(

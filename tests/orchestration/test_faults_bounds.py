@@ -91,3 +91,25 @@ def test_run_refuses_more_pools_than_the_cap_before_doing_any_work(tmp_path, cap
     err = _one_line_error(capsys, code)
     assert "pools.num_pools must be in [1, 100], got 1000" in err
     assert time.perf_counter() - started < 10 and not out.exists()
+
+
+def _overflowing_law_file(path):
+    from curate.laws.lawfile import law_to_dict
+    from curate.laws.qqt import QQTLaw
+
+    law = QQTLaw(a=1e-300, d=0.1, pools=["p", "q"], b={"p": -5.0, "q": -0.1},
+                 tau={"p": 4.0, "q": 10.0}, sizes={"p": 1e6, "q": 4e6})
+    path.write_text(json.dumps(law_to_dict(law)))
+    return path
+
+
+def test_predict_and_plan_refuse_non_finite_predictions_with_one_line(tmp_path, capsys):
+    """Issue 17 item 10: predictions printed as a bare NaN / inf (and invalid JSON) with no warning."""
+    law = _overflowing_law_file(tmp_path / "law.json")
+    code = main(["predict", "--law", str(law), "--pool", "p", "--samples", "1e3", "--json"])
+    err = _one_line_error(capsys, code)
+    assert "prediction for pool p at 1000 samples is inf" in err
+    code = main(["plan", "--law", str(law), "--budget", "1e7", "--max-epochs", "10"])
+    err = _one_line_error(capsys, code)
+    assert "the law predicts inf for all pools, size-proportional (p=0.2, q=0.8)" in err
+    assert main(["predict", "--law", str(law), "--pool", "q", "--samples", "1e3"]) == 0
