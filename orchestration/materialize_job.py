@@ -6,13 +6,16 @@ atomically (pipelines/materialize_publish.py). The fingerprint is the plan file'
 run's fingerprint and manifest hash, the options that shape the output, the tokenizer's
 SHA-256 and the code version: the same fingerprint reuses the published set (--force
 rewrites it, byte-identically). OUT holding anything curate materialize did not write is
-refused and nothing in it is deleted.
+refused and nothing in it is deleted. Replacing a published set (--overwrite, --force)
+completes the new one beside it and swaps the two (pipelines/materialize_publish.py): the old
+set stays whole until then; a swap that was killed is finished by the next run into OUT.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import sys
 import uuid
 from dataclasses import dataclass, field
 
@@ -139,6 +142,10 @@ def materialize(plan: str, run_dir: str, output: str, settings: MaterializeSetti
     fsutil.mkdirs(output)
     try:
         with RunLock(output):
+            for path in pub.recover(output):  # a killed --overwrite's swap: finish it
+                print(f"curate materialize: warning: {path} was left beside {output} by an interrupted "
+                      "publish and could not be put back; nothing was deleted, move it yourself",
+                      file=sys.stderr)
             publish.remove_stale_staging(output)
             marker = publish.read_marker(output)
             if marker is not None:

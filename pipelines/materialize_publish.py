@@ -1,5 +1,6 @@
 """Publishing a materialised training set with the run directory's protocol (all I/O via Beam
-FileSystems; marker format and names from `pools/rundir.py`, helpers from `pipelines/publish.py`).
+FileSystems; marker format and names from `pools/rundir.py`, the protocols from
+`pipelines/publish.py`).
 
 Layout of OUT::
 
@@ -7,10 +8,15 @@ Layout of OUT::
     OUT/_SUCCESS        {"manifest_sha256", "fingerprint"}
     OUT/manifest.json   format curate-materialized/1
 
-Order: `_PUBLISHING` (curate's claim), the old set removed (manifest, marker, data), data/
-moved in, `_SUCCESS`, manifest.json, `_PUBLISHING` removed. A process killed anywhere leaves the
-old set, a directory the next `curate materialize` recognises as its own leftover (and
-cleans), or the new set. `publish.publish` knows only a run's folders, hence this module.
+Replacing a published set on a local filesystem (--overwrite, --force) is `curate run`'s swap
+(`publish.publish_by_swap`): the new set is completed in its staging folder, moved beside OUT
+and exchanged with OUT in one `renameat2(RENAME_EXCHANGE)`, so the old set stays whole and
+readable until the new one is complete; the next `curate materialize` into OUT finishes a
+swap that was killed (`publish.recover`). A first publish, or where no exchange is possible
+(object stores, another OS), goes in place: `_PUBLISHING` (curate's claim), any old set
+removed (manifest, marker, data), data/ moved in, `_SUCCESS`, manifest.json, `_PUBLISHING`
+removed. Killed anywhere, OUT holds the old set, a directory the next `curate materialize`
+recognises as its own leftover (and cleans), or the new set.
 """
 from __future__ import annotations
 
@@ -19,11 +25,15 @@ import json
 from apache_beam.io.filesystems import FileSystems
 
 from curate.pipelines import fsutil
-from curate.pipelines.materialize import DATA_DIR
-from curate.pools.rundir import MANIFEST, PUBLISHING, STAGING_PREFIX, SUCCESS, marker_bytes
+from curate.pipelines import publish as run_publish
+from curate.pipelines.materialize import DATA_DIR, INFO_FILE
+from curate.pools.rundir import LOCK, MANIFEST, PROGRESS, PUBLISHING, STAGING_PREFIX, SUCCESS, marker_bytes
 
-LOCK_NAME = "_curate.lock"  # orchestration's run lock file: not content of the set
+LOCK_NAME = LOCK  # orchestration's run lock file: not content of the set
 PUBLISHED = (DATA_DIR, SUCCESS, MANIFEST)
+# Every name curate materialize creates in OUT (or its staging or swap folder): the only
+# entries a swap deletes from the old set; anything else would be moved back.
+OWN_NAMES = PUBLISHED + (PUBLISHING, LOCK, PROGRESS, INFO_FILE)
 
 
 def leftovers(out: str) -> list[str]:
@@ -48,20 +58,32 @@ def unpublish(out: str) -> None:
             fsutil.delete(path)
 
 
+def recover(out: str) -> list[str]:
+    """Finish a swap into `out` that was killed (hold the run lock); returns the paths that could
+    not be put back (see `publish.recover`)."""
+    return run_publish.recover(out, OWN_NAMES)
+
+
 def publish(staging: str, out: str, manifest_bytes: bytes, fingerprint: str) -> dict:
-    """Replace the set in `out` with the staged one; returns the _SUCCESS contents."""
+    """Replace the set in `out` with the staged one; returns the _SUCCESS contents.
+
+    A published local set is replaced by the atomic swap, anything else in place (module doc).
+    """
     prefix = staging.rstrip("/") + "/"
     staged = fsutil.list_files(staging)
     unknown = [f for f in staged if not f.startswith(prefix + DATA_DIR + "/")]
     if unknown:
         raise RuntimeError(f"staged set has outputs publish does not know ({unknown[:3]}); not publishing")
+    marker = marker_bytes(manifest_bytes, fingerprint)
+    if "://" not in out and run_publish.is_published(out):
+        if run_publish.publish_by_swap(staging, out, manifest_bytes, marker, OWN_NAMES):
+            return json.loads(marker)
     fsutil.write_bytes(FileSystems.join(out, PUBLISHING), staging.encode("utf-8"))
     unpublish(out)
     fsutil.mkdirs(FileSystems.join(out, DATA_DIR))
     dests = [FileSystems.join(out, f[len(prefix):]) for f in staged]
     if staged:
         FileSystems.rename(staged, dests)
-    marker = marker_bytes(manifest_bytes, fingerprint)
     fsutil.write_bytes(FileSystems.join(staging, SUCCESS), marker)
     fsutil.write_bytes(FileSystems.join(staging, MANIFEST), manifest_bytes)
     FileSystems.rename([FileSystems.join(staging, SUCCESS)], [FileSystems.join(out, SUCCESS)])

@@ -18,6 +18,8 @@ new one is complete:
   Killed anywhere, DIR holds the old complete run (before 3) or the new one (from 3 on); the
   next `curate run` into DIR finishes step 4 (`recover`). Foreign entries are never deleted:
   between 3 and 4 they are in the swap folder, and one whose name DIR already has stays there.
+  `curate materialize` publishes its training sets with the same swap (`publish_by_swap`,
+  `recover` and `tidy_swap_folder` take the names that are curate's in such a directory).
 
 Everything else (a first publish, or no exchange available: another OS, a filesystem without
 it, DIR a mount point, an object store) publishes in place, in the contract's order:
@@ -125,7 +127,7 @@ def publish(staging: str, run_dir: str, manifest_bytes: bytes, fingerprint: str)
         raise RuntimeError(f"staged run has outputs publish does not know ({unknown[:3]}); not publishing")
     marker = marker_bytes(manifest_bytes, fingerprint)
     if "://" not in run_dir and is_published(run_dir):
-        if _publish_by_swap(staging, run_dir, manifest_bytes, marker):
+        if publish_by_swap(staging, run_dir, manifest_bytes, marker):
             return json.loads(marker)
     return _publish_in_place(staging, run_dir, manifest_bytes, marker)
 
@@ -147,9 +149,11 @@ def _publish_in_place(staging: str, run_dir: str, manifest_bytes: bytes, marker:
     return json.loads(marker)
 
 
-def _publish_by_swap(staging: str, run_dir: str, manifest_bytes: bytes, marker: bytes) -> bool:
+def publish_by_swap(staging: str, run_dir: str, manifest_bytes: bytes, marker: bytes,
+                    own_names: tuple[str, ...] = OWN_NAMES) -> bool:
     """Steps 1-4 of the swap (module doc); False, with nothing changed that matters, when this
-    filesystem cannot swap (the caller then publishes in place)."""
+    filesystem cannot swap (the caller then publishes in place). `own_names`: the entries of
+    the old directory that are curate's (deleted in step 4; anything else is moved back)."""
     root = os.path.realpath(run_dir)  # a symlinked DIR: swap its target, keep the link
     beside = str(swap_sibling(root, uuid.uuid4().hex[:12]))
     # Plain writes: until the rename below the staging folder is not a run anywhere (a killed
@@ -171,7 +175,7 @@ def _publish_by_swap(staging: str, run_dir: str, manifest_bytes: bytes, marker: 
     except OSError:
         os.rename(beside, staging)
         return False
-    tidy_swap_folder(beside, root)
+    tidy_swap_folder(beside, root, own_names)
     os.remove(os.path.join(root, PUBLISHING))
     return True
 
@@ -200,7 +204,7 @@ def exchange_paths(a: str, b: str) -> None:
         raise OSError(code, os.strerror(code), a, None, b)
 
 
-def tidy_swap_folder(folder: str, run_dir: str) -> list[str]:
+def tidy_swap_folder(folder: str, run_dir: str, own_names: tuple[str, ...] = OWN_NAMES) -> list[str]:
     """Finish step 4 of a swap for one swap folder of `run_dir`; returns what had to stay there.
 
     Only a folder carrying curate's `_PUBLISHING` claim is touched. Entries that are not curate's
@@ -216,7 +220,7 @@ def tidy_swap_folder(folder: str, run_dir: str) -> list[str]:
         path = os.path.join(folder, name)
         if name == PUBLISHING:
             continue
-        if name in OWN_NAMES or name.startswith(STAGING_PREFIX):
+        if name in own_names or name.startswith(STAGING_PREFIX):
             _remove(path)
         elif not os.path.lexists(os.path.join(run_dir, name)):
             os.rename(path, os.path.join(run_dir, name))
@@ -238,14 +242,14 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
-def recover(run_dir: str) -> list[str]:
+def recover(run_dir: str, own_names: tuple[str, ...] = OWN_NAMES) -> list[str]:
     """Finish what an interrupted publish into `run_dir` left (hold the run lock); returns the
     paths that could not be put back (foreign entries whose name the run directory has again)."""
     if "://" in run_dir or not os.path.isdir(run_dir):
         return []
     kept = []
     for folder in swap_siblings(run_dir):
-        kept += tidy_swap_folder(str(folder), os.path.realpath(run_dir))
+        kept += tidy_swap_folder(str(folder), os.path.realpath(run_dir), own_names)
     if is_published(run_dir) and is_own_leftover(run_dir):
         os.remove(os.path.join(run_dir, PUBLISHING))  # that publish completed; only its claim is left
     return kept
