@@ -28,6 +28,12 @@ def exists(path: str) -> bool:
     return FileSystems.exists(path)
 
 
+def metadata(path: str):
+    """FileMetadata (path, size_in_bytes, last_updated_in_seconds) of one file, read without
+    globbing: FileSystems.match would read `[`, `*`, `?` in a real file name as a pattern."""
+    return FileSystems.get_filesystem(path).metadata(path)
+
+
 def delete(path: str) -> None:
     """Delete a file or a folder with everything under it."""
     FileSystems.delete([path])

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from curate.pipelines import fsutil
+
 FINGERPRINT_HEAD_BYTES = 1 << 20  # sha256 over the first MB (+ size + mtime)
 
 
@@ -41,19 +43,46 @@ def _kind_of(path: str) -> str | None:
 
 
 def _hf_dataset_files(directory: str) -> list[InputFile] | None:
-    """Arrow shards of a `save_to_disk` directory in state.json order, or None if not one."""
+    """Arrow shards of a `save_to_disk` directory in state.json order, or None if not one.
+
+    A state.json that cannot be read, has the wrong shape or names a shard that is not there
+    is one error naming state.json (the run would otherwise fail later, far from the cause).
+    """
     state_path = FileSystems.join(directory, "state.json")
     if not FileSystems.exists(state_path):
         return None
-    with FileSystems.open(state_path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-        state = json.loads(fh.read().decode("utf-8"))
-    files = [entry["filename"] for entry in state.get("_data_files", [])]
+    try:
+        state = json.loads(fsutil.read_bytes(state_path).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{state_path}: not a readable HF datasets state.json ({_first_line(exc)})") from None
+    entries = state.get("_data_files") if isinstance(state, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f"{state_path}: no _data_files list (not a datasets save_to_disk folder?)")
+    files = []
+    for entry in entries:
+        name = entry.get("filename") if isinstance(entry, dict) else None
+        # save_to_disk writes plain names beside state.json; anything else is not its output
+        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise ValueError(f"{state_path}: _data_files entry {json.dumps(entry)[:200]} is not "
+                             "{\"filename\": NAME} with a file name in this folder")
+        files.append(name)
     if not files:
         raise ValueError(f"{directory}: state.json lists no data files")
+    shards = [FileSystems.join(directory, name) for name in files]
+    missing = [name for name, path in zip(files, shards) if not FileSystems.exists(path)]
+    if missing:
+        raise FileNotFoundError(f"{state_path} names {', '.join(missing[:3])}"
+                                f"{f' and {len(missing) - 3} more' if len(missing) > 3 else ''}, "
+                                f"not found in {directory}")
     return [
-        InputFile(source=directory.rstrip("/"), path=FileSystems.join(directory, name), kind="arrow", shard=i)
-        for i, name in enumerate(files)
+        InputFile(source=directory.rstrip("/"), path=path, kind="arrow", shard=i)
+        for i, path in enumerate(shards)
     ]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _is_dir(path: str) -> bool:
@@ -83,7 +112,11 @@ def expand_inputs(patterns: list[str]) -> list[InputFile]:
                 )
             found.update(hf)
             continue
-        matches = FileSystems.match([pattern])[0].metadata_list
+        if FileSystems.exists(pattern):
+            # an existing path is that file, even with [ * ? in its name (not a glob of others)
+            matches = [fsutil.metadata(pattern)]
+        else:
+            matches = FileSystems.match([pattern])[0].metadata_list
         if not matches:
             raise FileNotFoundError(f"input not found: {pattern}")
         for meta in matches:
@@ -99,7 +132,7 @@ def expand_inputs(patterns: list[str]) -> list[InputFile]:
 
 def fingerprint(path: str) -> dict:
     """size, mtime and sha256 of the first MB: cheap and good enough to notice changed inputs."""
-    meta = FileSystems.match([path])[0].metadata_list[0]
+    meta = fsutil.metadata(path)  # not match(): a name with [ * ? is not a pattern here
     digest = hashlib.sha256()
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
         digest.update(fh.read(FINGERPRINT_HEAD_BYTES))

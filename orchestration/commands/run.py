@@ -140,6 +140,48 @@ def _cache_dir(args) -> str | None:
     return os.path.join(_workspace(args), "cache")
 
 
+def _unwritable(directory: str) -> str | None:
+    """Why `directory` cannot take new files (created if missing), or None when it can.
+
+    Tried with a real file, not os.access: that says yes to root on a read-only mount and
+    no to an ACL that allows. Object-store URIs are not checked (no cheap, honest test).
+    """
+    import os
+    import tempfile
+
+    if "://" in directory:
+        return None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".curate-write-check-", dir=directory)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def _usable_cache_dir(cache_dir: str | None, config: dict, warn) -> str | None:
+    """The stage cache folder to use: a workspace cache that cannot be written is skipped with
+    one warning (a cache only saves time: the run goes on and gives the same result); an
+    explicit `embed.cache_dir` that cannot be written is an error before any work."""
+    explicit = config["embed"]["enabled"] and config["embed"]["cache_dir"]
+    if explicit:
+        why = _unwritable(explicit)
+        if why:
+            from curate.orchestration.errors import CurateError
+
+            raise CurateError(f"config embed.cache_dir {explicit} cannot be written ({why})")
+    if cache_dir is None:
+        return None
+    why = _unwritable(cache_dir)
+    if why is None:
+        return cache_dir
+    warn(f"cache directory {cache_dir} cannot be written ({why}); running without a cache "
+         "(MinHash signatures and embeddings are recomputed; pass --cache-dir to choose another)")
+    return None
+
+
 def _register(args, output: str) -> tuple[str | None, str | None]:
     """(run id, None) or (None, warning): a catalog problem never fails a finished run."""
     if args.no_catalog or "://" in output:
@@ -174,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from curate.orchestration.progress import ProgressMonitor, choose_mode
     from curate.orchestration.runner import execute_job, warn
+    from curate.orchestration.worker_logs import hold_beam_errors
 
     mode = choose_mode(args.quiet, args.json)
     monitor = None
@@ -185,9 +228,21 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError):
             total = 0  # the job reports input problems itself
         monitor = ProgressMonitor(mode, total)
-    result = execute_job(args.input, args.output, config, getattr(args, BEAM_ARGS, []) or [],
-                         overwrite=args.overwrite, force=args.force, cache_dir=_cache_dir(args),
-                         progress=monitor.watch if monitor else None)
+    cache_dir = _usable_cache_dir(_cache_dir(args), config, warn)
+    try:
+        with hold_beam_errors():  # Beam logs a failing step's traceback before raising it
+            result = execute_job(args.input, args.output, config, getattr(args, BEAM_ARGS, []) or [],
+                                 overwrite=args.overwrite, force=args.force, cache_dir=cache_dir,
+                                 progress=monitor.watch if monitor else None)
+    except Exception as exc:
+        from curate.orchestration.errors import CurateError, pipeline_failure_message
+
+        # disk full, read-only folder, ... inside a stage: Beam raises it wrapped with the
+        # worker's traceback; the user needs the file and the reason, not 130 lines
+        message = None if isinstance(exc, CurateError) else pipeline_failure_message(exc, args.output, cache_dir)
+        if message is None:
+            raise
+        raise CurateError(message) from exc
     manifest = result.manifest
     run_id, warning = _register(args, args.output)
     if warning:
