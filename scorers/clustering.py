@@ -104,9 +104,29 @@ def as_unit_rows(x: np.ndarray, tol: float = 1e-5) -> np.ndarray:
     return normalize_rows(x)
 
 
-def _use_faiss_gpu() -> bool:
+def import_faiss():
+    """faiss, imported with its loader's INFO records off.
+
+    While probing CPU features faiss.loader logs each build it cannot load (AVX512-SPR,
+    AVX512, AVX2: a `ModuleNotFoundError(...)` line each) at INFO, which shows wherever the
+    root logger is at INFO (Beam workers). Its warnings and errors still show; an ImportError
+    of faiss itself is raised as before.
+    """
+    import logging
+
+    loader_log = logging.getLogger("faiss.loader")
+    level = loader_log.level
+    loader_log.setLevel(logging.WARNING)
     try:
         import faiss
+    finally:
+        loader_log.setLevel(level)
+    return faiss
+
+
+def _use_faiss_gpu() -> bool:
+    try:
+        faiss = import_faiss()
     except ImportError:  # the CPU k-means is numpy only
         return False
     return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
@@ -135,7 +155,7 @@ def faiss_nearest(gpu: bool = False):
     OpenBLAS bundled with faiss-cpu does not recognise this project's CPU and ran ~5x
     slower than numpy's (benchmarks/results/embed_semdedup.md).
     """
-    import faiss
+    faiss = import_faiss()
 
     resources = faiss.StandardGpuResources() if gpu else None
 
