@@ -40,6 +40,9 @@ VARIANTS = ("utility", "data")
 LAW_VARIANTS = VARIANTS + ("multiplier",)
 #: Pass boundaries beyond this many half-lives of a pool are not segment edges (see above).
 HALF_LIVES_KEPT = 70.0
+#: The utility variant sums at most this many passes of a pool one by one (and a few around
+#: t_all and n); the whole passes beyond are summed in closed form (Euler-Maclaurin).
+PASSES_SUMMED = 8192
 # Rows per building chunk, so (segments x pools) arrays stay around a few million floats.
 _CHUNK_ELEMENTS = 2_000_000
 
@@ -375,7 +378,7 @@ def mixture_errors(samples, weights, a: float, b, tau, sizes, d: float = 0.1,
     period = pass_periods(W, N)
     scale = half_life_scale(gap_log_ratios(period, N if gaps is None else gaps), gamma)
     k_lo, k_hi = _pass_range(n, period, scale, tau)
-    counts = np.maximum(k_hi - k_lo + 1, 0).sum(axis=1)
+    counts = (np.clip(k_hi - k_lo + 1.0, 0.0, PASSES_SUMMED) + 5.0).sum(axis=1)
     out, start = [], 0
     while start < rows:  # chunks of rows keep the (row, pool, pass) arrays bounded
         taken = int(np.searchsorted(np.cumsum(counts[start:]), _CHUNK_ELEMENTS, side="right"))
@@ -388,42 +391,153 @@ def mixture_errors(samples, weights, a: float, b, tau, sizes, d: float = 0.1,
 
 
 def _pass_range(n, period, scale, tau):
-    """Per (row, pool): the passes k that overlap (t1, n], at most 70 half-lives of them."""
+    """Per (row, pool): the passes k that overlap (t1, n], at most 70 half-lives of them.
+
+    As floats: with a slow decay and a huge budget the pass numbers need not fit an int64."""
     t1 = period.min(axis=1)
     pos = np.isfinite(period)
     safe = np.where(pos, period, 1.0)
-    k_lo = np.floor(t1[:, None] / safe)
-    k_cap = np.ceil(HALF_LIVES_KEPT * scale * tau[None, :])
-    k_hi = np.minimum(np.ceil(n[:, None] / safe) - 1.0, k_cap)
+    with np.errstate(over="ignore", invalid="ignore"):
+        k_lo = np.floor(t1[:, None] / safe)
+        k_cap = np.ceil(HALF_LIVES_KEPT * scale * tau[None, :])
+        k_hi = np.minimum(np.ceil(n[:, None] / safe) - 1.0, k_cap)
     live = pos & (n[:, None] > t1[:, None])
-    return (np.where(live, k_lo, 1.0).astype(np.int64),
-            np.where(live, k_hi, 0.0).astype(np.int64))
+    return np.where(live, k_lo, 1.0), np.where(live, k_hi, 0.0)
+
+
+def _explicit_passes(period, t_all, k_lo, k_hi):
+    """Per (row, pool): the passes summed one by one and the whole-pass ranges summed in closed
+    form (:func:`_log_pass_sums`).
+
+    One by one: the first PASSES_SUMMED passes (the released golden cases never go beyond them,
+    so their values are unchanged), the passes around t_all (where the floor starts repeating;
+    one either side, so a rounded floor(t_all / P_i) cannot misplace a pass) and the last two
+    (the last may be cut at n). In closed form: the whole passes between them, below t_all
+    (`below`: they count in F only) and above it (`above`: in F and F_rep).
+    Returns (head_hi, extras (R, P, 5) with NaN for none, below (lo, hi), above (lo, hi)).
+    """
+    live = k_hi >= k_lo
+    head_hi = np.where(live, np.minimum(k_hi, k_lo + (PASSES_SUMMED - 1)), k_lo - 1.0)
+    safe = np.where(np.isfinite(period), period, 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = np.floor(t_all[:, None] / safe)
+    extras = np.stack([s - 1.0, s, s + 1.0, k_hi - 1.0, k_hi], axis=-1)
+    valid = live[..., None] & (extras > head_hi[..., None]) & (extras <= k_hi[..., None])
+    extras = np.sort(np.where(valid, extras, np.inf), axis=-1)
+    repeat = np.concatenate([np.zeros(extras.shape[:-1] + (1,), dtype=bool),
+                             extras[..., 1:] == extras[..., :-1]], axis=-1)
+    extras = np.where(np.isfinite(extras) & ~repeat, extras, np.nan)
+    below = (head_hi + 1.0, np.where(live, np.minimum(s - 2.0, k_hi - 2.0), -np.inf))
+    above = (np.maximum(s + 2.0, head_hi + 1.0), np.where(live, k_hi - 2.0, -np.inf))
+    return head_hi, extras, below, above
 
 
 def _utility_by_pool_pass(n, W, period, scale, k_lo, k_hi, a, b, tau, d, normalizer):
-    """Utility variant of a chunk of rows, summed over (row, pool, pass) cells."""
+    """Utility variant of a chunk of rows: per (row, pool), the passes summed one by one plus
+    the whole passes between them in closed form, so the work per pool is bounded whatever
+    the number of passes (`curate predict --samples 1e14` summed millions of them)."""
     R, P = W.shape
     t1 = period.min(axis=1)
     t_all = floor_start(period)
     X = np.exp(first_pass_exponent(W, b) * np.log(a * np.minimum(n, t1) / normalizer))
-    counts = np.maximum(k_hi - k_lo + 1, 0).reshape(-1)
-    total = int(counts.sum())
-    if total == 0:
-        return X + d
+    head_hi, extras, below, above = _explicit_passes(period, t_all, k_lo, k_hi)
+    counts = np.maximum(head_hi - k_lo + 1.0, 0.0).astype(np.int64).reshape(-1)
     cell = np.repeat(np.arange(counts.size), counts)
-    k = (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    k = (np.arange(cell.size) - np.repeat(np.cumsum(counts) - counts, counts)
          + k_lo.reshape(-1)[cell]).astype(float)
-    row, pool = np.divmod(cell, P)
-    Pc = period.reshape(-1)[cell]
-    lo = np.maximum(t1[row], k * Pc)
-    hi = np.minimum(n[row], (k + 1.0) * Pc)
-    span = np.log(np.maximum(hi, lo) / lo)                              # 0 outside (t1, n]
-    lo_rep = np.maximum(lo, t_all[row])
-    span_rep = np.log(np.maximum(hi, lo_rep) / lo_rep)                  # the part past t_all
-    rate = W[row, pool] * b[pool] * np.exp(-decay_rates(k, scale[row, pool], tau[pool]))
-    F = np.bincount(row, weights=rate * span, minlength=R)
-    F_rep = np.bincount(row, weights=rate * span_rep, minlength=R)
+    has = ~np.isnan(extras.reshape(counts.size, -1))
+    cell = np.concatenate([cell, np.nonzero(has)[0]])
+    k = np.concatenate([k, extras.reshape(counts.size, -1)[has]])
+    F, F_rep = np.zeros(R), np.zeros(R)
+    if cell.size:
+        row, pool = np.divmod(cell, P)
+        Pc = period.reshape(-1)[cell]
+        lo = np.maximum(t1[row], k * Pc)
+        hi = np.minimum(n[row], (k + 1.0) * Pc)
+        span = np.log(np.maximum(hi, lo) / lo)                              # 0 outside (t1, n]
+        lo_rep = np.maximum(lo, t_all[row])
+        span_rep = np.log(np.maximum(hi, lo_rep) / lo_rep)                  # the part past t_all
+        rate = W[row, pool] * b[pool] * np.exp(-decay_rates(k, scale[row, pool], tau[pool]))
+        F += np.bincount(row, weights=rate * span, minlength=R)
+        F_rep += np.bincount(row, weights=rate * span_rep, minlength=R)
+    kappa = decay_rates(1.0, scale, tau[None, :])                          # per pass
+    wb = W * b[None, :]
+    for (lo_k, hi_k), rep in ((below, False), (above, True)):
+        todo = hi_k >= lo_k
+        if np.any(todo):
+            tail = np.zeros((R, P))
+            tail[todo] = _log_pass_sums(lo_k[todo], hi_k[todo], kappa[todo])
+            F += (wb * tail).sum(axis=1)
+            if rep:
+                F_rep += (wb * tail).sum(axis=1)
     return X * np.exp(F) + d * np.exp(F_rep)
+
+
+def _log_pass_sums(K, M, kappa):
+    """sum_{k=K}^{M} e^(-kappa k) log(1 + 1/k), for K >= PASSES_SUMMED (elementwise).
+
+    Euler-Maclaurin: the integral plus end corrections up to the third derivative. The terms
+    are smooth there: kappa <= 70 ln 2 / PASSES_SUMMED (a pool whose 70 half-lives end sooner
+    has no passes left to sum) and 1/k <= 1 / PASSES_SUMMED, so the next correction is below
+    1e-17 and the integral's series in 1/x (four terms) errs by under 1e-17: the sum is exact
+    to double rounding, as summing the passes one by one was (which also rounded each
+    log((k + 1) P / (k P)) to ~1e-16 / k relative).
+    """
+    K, M, kappa = (np.asarray(v, dtype=float) for v in (K, M, kappa))
+
+    def f_and_derivatives(x):
+        u = 1.0 / x
+        e = np.exp(-kappa * x)
+        L = np.log1p(u)
+        L1 = -u * u / (1.0 + u)                                   # d/dx log(1 + 1/x)
+        L2 = u ** 3 * (2.0 + u) / (1.0 + u) ** 2
+        L3 = -2.0 * u ** 4 * (3.0 + 3.0 * u + u * u) / (1.0 + u) ** 3
+        return (e * L, e * (L1 - kappa * L),
+                e * (L3 - 3.0 * kappa * L2 + 3.0 * kappa ** 2 * L1 - kappa ** 3 * L))
+
+    fK, f1K, f3K = f_and_derivatives(K)
+    fM, f1M, f3M = f_and_derivatives(M)
+    return (_log_pass_integral(K, M, kappa) + 0.5 * (fK + fM) + (f1M - f1K) / 12.0
+            - (f3M - f3K) / 720.0)
+
+
+def _log_pass_integral(K, M, kappa):
+    """integral_K^M e^(-kappa x) log(1 + 1/x) dx = I_1 - I_2/2 + I_3/3 - I_4/4 (x >= K large),
+    I_j = integral_K^M e^(-kappa x) x^-j dx; I_1 = E1(kappa K) - E1(kappa M), the others by
+    parts: I_j = (e^(-kappa K) K^(1-j) - e^(-kappa M) M^(1-j)) / (j - 1) - kappa I_(j-1) / (j - 1)."""
+    from scipy.special import exp1
+
+    zK, zM = kappa * K, kappa * M
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # E1 differences directly where they are small and accurate; else through Ein (entire,
+        # no log-singularity as kappa -> 0): E1(zK) - E1(zM) = log(M / K) - (Ein(zM) - Ein(zK))
+        I = np.where(zK >= 1.0, exp1(np.maximum(zK, 1.0)) - exp1(np.maximum(zM, 1.0)),
+                     np.log(M / K) - (_ein(zM) - _ein(zK)))
+    eK, eM = np.exp(-zK), np.exp(-zM)
+    total = I
+    for j in (2, 3, 4):
+        I = (eK / K ** (j - 1) - eM / M ** (j - 1)) / (j - 1) - kappa * I / (j - 1)
+        total = total + (-1.0) ** (j + 1) * I / j
+    return total
+
+
+_EULER_GAMMA = 0.5772156649015329
+
+
+def _ein(z):
+    """Ein(z) = integral_0^z (1 - e^-t) / t dt = E1(z) + gamma + log z; by its series below 2."""
+    from scipy.special import exp1
+
+    z = np.asarray(z, dtype=float)
+    small = z < 2.0
+    zs = np.where(small, z, 0.0)
+    term, series = zs.copy(), zs.copy()
+    for m in range(2, 40):  # z^m / (m m!) alternating; 2^40 / (40 * 40!) < 1e-38
+        term = -term * zs / m
+        series = series + term / m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        large = exp1(np.where(small, 2.0, z)) + _EULER_GAMMA + np.log(np.where(small, 2.0, z))
+    return np.where(small, series, large)
 
 
 # ---------------------------------------------------------------------------------------------
