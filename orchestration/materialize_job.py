@@ -24,8 +24,9 @@ from curate.orchestration.fingerprint import code_version
 from curate.orchestration.run_lock import RunLock
 from curate.orchestration.runner import _quiet_worker_args, pipeline_options
 from curate.orchestration.worker_logs import quiet_worker_stderr
+from curate.pools.catalog import MATERIALIZED_FORMAT
 
-FORMAT = "curate-materialized/1"
+FORMAT = MATERIALIZED_FORMAT  # the catalog reads these manifests (pools/catalog.py)
 PROGRESS_DIR = "_progress"
 # documents are discrete: a pool may miss its planned units by 0.5 % or one document
 POOL_TOLERANCE = 0.005

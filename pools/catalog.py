@@ -8,7 +8,8 @@ Layout of a workspace (default `./curate-workspace`, or `$CURATE_WORKSPACE`, or 
 Tables: `runs` (id, time (UTC, from the manifest), registered_at, status, output_dir, the
 manifest's config / versions / input fingerprints / counts as JSON, and the SHA-256 of the
 manifest registered), `observations` (the `curate fit` input contract), `laws` and `plans`
-(registered law / plan files).
+(registered law / plan files), `materialized_sets` (training sets written by `curate
+materialize`, read through the `materialized` view below).
 
 A registered run is served only while it is whole (`run_health`): its directory holds the run
 that was registered (published, the same manifest SHA-256), the manifest has curate's types and
@@ -29,6 +30,15 @@ Views (each row carries `run_id`), built over the registered runs' own files —
     dead_letter  RUN/dead_letter/ (source, line/row, reason, raw)
     filtered     RUN/filtered/ (documents dropped by a configured rule)
     embeddings   RUN/embeddings/ (id, embedding) when the run embedded documents
+    materialized one row per registered training set (`register_materialized`): which plan
+                 (plan_path, plan_sha256), which run (run_path, run_fingerprint), which files
+                 (files: file, rows, bytes, sha256[, tokens, index_file]), format, unit,
+                 units_written against plan_units, rows_written, reconciled
+
+A training set is served in `materialized` under the same rule as a run (`materialized_health`):
+only while OUT holds the published set that was registered and every file it lists is there in
+its recorded size (`check`: its SHA-256); otherwise it is left out with a warning and
+`Catalog.materialized_sets()` gives its live status.
 
 Concurrency: DuckDB lets one process write a database file. Writers take the lock file (waiting up
 to `lock_timeout` seconds, then CatalogBusyError) and keep transactions short; readers open the
@@ -65,6 +75,15 @@ RUN_VIEWS = ("docs", "pools", "pool_stats", "duplicates", "dead_letter", "filter
 QUARANTINED = ("missing", "unpublished", "stale", "corrupt")
 # A query retried this often when runs change or turn out damaged under it, then refused.
 QUERY_ATTEMPTS = 4
+MATERIALIZED_FORMAT = "curate-materialized/1"  # manifest.json of a `curate materialize` output
+# Columns of the `materialized` view, in order, with their types.
+MATERIALIZED_COLUMNS = (
+    ("id", "VARCHAR"), ("registered_at", "TIMESTAMP"), ("output_dir", "VARCHAR"), ("format", "VARCHAR"),
+    ("unit", "VARCHAR"), ("units_written", "BIGINT"), ("plan_units", "DOUBLE"), ("rows_written", "BIGINT"),
+    ("reconciled", "BOOLEAN"), ("plan_path", "VARCHAR"), ("plan_sha256", "VARCHAR"), ("run_path", "VARCHAR"),
+    ("run_fingerprint", "VARCHAR"), ("files", "JSON"), ("pools", "JSON"), ("fingerprint", "VARCHAR"),
+    ("manifest_sha256", "VARCHAR"),
+)
 
 _TABLES_SQL = [
     "CREATE TABLE IF NOT EXISTS catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -116,6 +135,11 @@ _TABLES_SQL = [
         document JSON,                -- the whole plan file
         registered_at TIMESTAMP
     )""",
+    # Training sets from `curate materialize` (MATERIALIZED_COLUMNS; manifest_sha256: the
+    # manifest registered, served only while OUT still publishes it).
+    "CREATE TABLE IF NOT EXISTS materialized_sets ("
+    + ", ".join(f"{name} {kind}{' PRIMARY KEY' if name == 'id' else ''}" for name, kind in MATERIALIZED_COLUMNS)
+    + ")",
 ]
 
 class CatalogError(ValueError):
@@ -310,6 +334,69 @@ class Catalog:
         """A run by exact id, by output directory, or by unique id prefix."""
         return _resolve(self.registered_runs(), ref)
 
+    # ------------------------------------------------------------------ materialized training sets
+    def register_materialized(self, out_dir: str | os.PathLike, *, set_id: str | None = None) -> str:
+        """Add (or refresh) a `curate materialize` output in the catalog; returns its id.
+
+        Only a published set (valid `_SUCCESS` beside a `curate-materialized/1` manifest) whose
+        listed files are all there in their recorded sizes is registered. Idempotent: the same
+        directory keeps its id. The id is `set_id`, else the id this directory already has,
+        else the directory name (with a short hash of the path if another set uses that name).
+        """
+        root = Path(out_dir).expanduser().resolve()
+        if not root.is_dir():
+            raise CatalogError(f"training set directory {out_dir} does not exist")
+        marker = published_marker(root)
+        if marker is None:
+            raise CatalogError(f"{out_dir} holds no published training set (no valid _SUCCESS beside "
+                               "manifest.json: not finished, or being replaced)")
+        manifest = read_json_object(root / "manifest.json", CatalogError)
+        problem = materialized_manifest_problem(manifest) or _set_files_problem(root, manifest["files"])
+        if problem:
+            raise CatalogError(f"{out_dir} is not registered: {problem}")
+        values = _set_row(root, manifest, marker["manifest_sha256"])
+        with self._transaction() as con:
+            existing = con.execute("SELECT id FROM materialized_sets WHERE output_dir = ?", [str(root)]).fetchone()
+            wanted = _clean_id(set_id or (existing[0] if existing else None) or root.name)
+            taken = con.execute("SELECT output_dir FROM materialized_sets WHERE id = ?", [wanted]).fetchone()
+            if taken and taken[0] != str(root):
+                if set_id:
+                    raise CatalogError(f"training set id {set_id!r} is already used by {taken[0]}")
+                wanted = f"{wanted}-{hashlib.sha256(str(root).encode()).hexdigest()[:6]}"
+            if existing and existing[0] != wanted:
+                con.execute("DELETE FROM materialized_sets WHERE id = ?", [existing[0]])
+            values["id"], values["registered_at"] = wanted, _now()
+            names = [name for name, _ in MATERIALIZED_COLUMNS]
+            con.execute(f"INSERT OR REPLACE INTO materialized_sets ({', '.join(names)}) "
+                        f"VALUES ({', '.join('?' for _ in names)})", [values[n] for n in names])
+            self._rebuild_views(con)
+        return wanted
+
+    def materialized_sets(self, *, check: bool = False) -> list[dict]:
+        """Every registered training set, oldest first, with its live `status` (complete,
+        missing, unpublished, stale, corrupt) and `problem` from `materialized_health`; `check`
+        compares every file's SHA-256 with the manifest."""
+        if not self.path.is_file():
+            return []
+        with self._reader() as con:
+            sets = _read_sets(con)
+        out = []
+        for row in sets:
+            status, problem = materialized_health(row, deep=check)
+            out.append({**row, "status": status, "problem": problem})
+        return out
+
+    def remove_materialized(self, ref: str) -> str:
+        """Forget a training set (its files are never touched); returns its id."""
+        if not self.path.is_file():
+            raise CatalogError(f"no catalog at {self.path}: nothing is registered")
+        with self._reader() as con:
+            found = _resolve(_read_sets(con), ref, "training set")
+        with self._transaction() as con:
+            con.execute("DELETE FROM materialized_sets WHERE id = ?", [found["id"]])
+            self._rebuild_views(con)
+        return found["id"]
+
     # ------------------------------------------------------------------ laws, plans, observations
     def register_observations(self, rows: Iterable[dict], *, source: str) -> int:
         """Append observation rows (keys per DESIGN.md); rows from the same source are replaced."""
@@ -362,6 +449,7 @@ class Catalog:
         """(Re)create the persistent views over every registered run that is whole."""
         scans = [(run["id"], files) for run, files, _ in _served(_read_runs(con), {}) if files is not None]
         create_views(con, scans, temporary=False)
+        create_materialized_view(con, temporary=False)
 
     def sandbox(self, run: str | None = None):
         """A read-only connection for untrusted SQL (see module docstring). Caller closes it."""
@@ -388,6 +476,8 @@ class Catalog:
                 scans.append((row["id"], files))
                 served[row["id"]] = (row["output_dir"], _marker_sha(row["output_dir"]))
             create_views(con, scans, temporary=True)
+            warnings += create_materialized_view(con, temporary=True,
+                                                 run_path=selected[0]["output_dir"] if run else None)
             if run:
                 (database,) = con.execute("SELECT current_database()").fetchone()
                 table = f'"{database.replace(chr(34), chr(34) * 2)}".main.runs'
@@ -476,6 +566,168 @@ def create_views(con, scans: Sequence[tuple[str, RunFiles]], *, temporary: bool)
 
 def _run_selects(view: str, run_id: str, files: list[str]) -> list[str]:
     return select_files(files, f"{sql_literal(run_id)} AS run_id, *", hive=view == "docs")
+
+
+# ---------------------------------------------------------------------- materialized training sets
+def create_materialized_view(con, *, temporary: bool, run_path: str | None = None) -> list[str]:
+    """Create (or replace) the `materialized` view over the registered training sets that are
+    whole (of the run in `run_path` only, when given); returns one warning per set left out."""
+    warnings, served = [], []
+    for row in _read_sets(con):
+        if run_path is not None and row["run_path"] != run_path:
+            continue
+        _, problem = materialized_health(row)
+        if problem:
+            warnings.append(f"training set {row['id']} is left out: {problem}")
+        else:
+            served.append(row["id"])
+    if served:
+        body = (f"SELECT {', '.join(name for name, _ in MATERIALIZED_COLUMNS)} FROM materialized_sets "
+                f"WHERE id IN ({', '.join(sql_literal(i) for i in served)})")
+    else:  # typed and empty, also for catalogs written before the table existed
+        body = "SELECT " + ", ".join(f"NULL::{kind} AS {name}" for name, kind in MATERIALIZED_COLUMNS) + " WHERE false"
+    con.execute(f"CREATE OR REPLACE {'TEMP VIEW' if temporary else 'VIEW'} materialized AS {body}")
+    return warnings
+
+
+def materialized_health(row: dict, *, deep: bool = False) -> tuple[str, str | None]:
+    """(live status, problem) of a registered training set (a `materialized_sets` row): complete
+    while its directory publishes the manifest registered and every file listed there has its
+    recorded size (`deep`: its SHA-256); else missing / unpublished / stale / corrupt and one line."""
+    out = row["output_dir"]
+    if not os.path.isdir(out):
+        return "missing", f"{out} does not exist"
+    marker = published_marker(out)
+    if marker is None:
+        return "unpublished", (f"{out} holds no published training set (being replaced, or killed while "
+                               "publishing; a new `curate materialize` into it repairs it)")
+    if marker.get("manifest_sha256") != row["manifest_sha256"]:
+        return "stale", f"{out} holds another training set than the one registered; `curate register {out}` registers it"
+    try:
+        manifest = read_json_object(Path(out) / "manifest.json", CatalogError)
+    except CatalogError as exc:
+        return "corrupt", _first_line(exc)
+    problem = materialized_manifest_problem(manifest) or _set_files_problem(Path(out), manifest["files"], deep=deep)
+    return ("corrupt", problem) if problem else ("complete", None)
+
+
+def is_materialized_dir(path: str | os.PathLike) -> bool:
+    """True when `path`/manifest.json says it is a `curate materialize` output (published or not)."""
+    try:
+        manifest = json.loads((Path(path) / "manifest.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == MATERIALIZED_FORMAT
+
+
+# manifest key -> {field: JSON types} that the catalog reads from a training set's manifest
+_SET_FIELDS = {
+    "plan": {"path": (str,), "sha256": (str,)},
+    "run": {"path": (str,), "fingerprint": (str, type(None))},
+    "settings": {"format": (str,)},
+    "total": {"units_written": (int,), "plan_units": (int, float)},
+    "reconciliation": {"holds": (bool,), "rows_written": (int,)},
+}
+_SET_FILE_FIELDS = {"file": (str,), "rows": (int,), "bytes": (int,), "sha256": (str,)}
+
+
+def _json_type(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "missing or null",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _wrong_type(value, types) -> bool:
+    return not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+
+
+def materialized_manifest_problem(manifest) -> str | None:
+    """Why `manifest` is not a `curate materialize` manifest the catalog can read (one line), or None."""
+    if not isinstance(manifest, dict) or manifest.get("format") != MATERIALIZED_FORMAT:
+        return f"its manifest.json is not a {MATERIALIZED_FORMAT} manifest (not a `curate materialize` output)"
+    if not isinstance(manifest.get("unit"), str):
+        return "manifest unit is not a string"
+    for key, fields in _SET_FIELDS.items():
+        section = manifest.get(key)
+        if not isinstance(section, dict):
+            return f"manifest {key} is {_json_type(section)}, not an object"
+        for name, types in fields.items():
+            if _wrong_type(section.get(name), types):
+                return f"manifest {key}.{name} is {section.get(name)!r}, not of the expected type"
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        return f"manifest files is {_json_type(files)}, not a list"
+    for i, entry in enumerate(files):
+        if not isinstance(entry, dict):
+            return f"manifest files[{i}] is not an object"
+        for name, types in _SET_FILE_FIELDS.items():
+            if _wrong_type(entry.get(name), types):
+                return f"manifest files[{i}].{name} is {entry.get(name)!r}, not of the expected type"
+        for name in ("file", "index_file"):  # inside OUT: never a path that leaves it
+            rel = entry.get(name)
+            if rel is not None and (not isinstance(rel, str) or os.path.isabs(rel) or ".." in Path(rel).parts):
+                return f"manifest files[{i}].{name} {rel!r} is not a path inside the training set"
+    return None
+
+
+def _set_files_problem(root: Path, files: list[dict], *, deep: bool = False) -> str | None:
+    """The first listed file that is missing, of another size or (`deep`) another SHA-256."""
+    for entry in files:
+        path = root / entry["file"]
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            return f"{path}: {exc.strerror or 'cannot be read'}"
+        if size != entry["bytes"]:
+            return f"{path}: {size} bytes, the manifest says {entry['bytes']}"
+        checks = [(path, entry["sha256"])] if deep else []
+        if entry.get("index_file"):
+            index = root / entry["index_file"]
+            if not index.is_file():
+                return f"{index}: missing"
+            if deep and isinstance(entry.get("index_sha256"), str):
+                checks.append((index, entry["index_sha256"]))
+        for target, want in checks:
+            if _file_sha256(target) != want:
+                return f"{target}: its SHA-256 differs from the manifest's (changed or damaged)"
+    return None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _set_row(root: Path, manifest: dict, manifest_sha256: str) -> dict:
+    files = [{k: f[k] for k in ("file", "rows", "bytes", "sha256", "tokens", "index_file", "index_sha256") if k in f}
+             for f in manifest["files"]]
+    return {
+        "output_dir": str(root), "format": manifest["settings"]["format"], "unit": manifest["unit"],
+        "units_written": manifest["total"]["units_written"], "plan_units": float(manifest["total"]["plan_units"]),
+        "rows_written": manifest["reconciliation"]["rows_written"],
+        "reconciled": manifest["reconciliation"]["holds"],
+        "plan_path": manifest["plan"]["path"], "plan_sha256": manifest["plan"]["sha256"],
+        "run_path": manifest["run"]["path"], "run_fingerprint": manifest["run"]["fingerprint"],
+        "files": _json(files), "pools": _json(manifest.get("pools")),
+        "fingerprint": manifest.get("fingerprint") if isinstance(manifest.get("fingerprint"), str) else None,
+        "manifest_sha256": manifest_sha256,
+    }
+
+
+def _read_sets(con) -> list[dict]:
+    if not _has_table(con, "materialized_sets"):
+        return []
+    names = [name for name, _ in MATERIALIZED_COLUMNS]
+    rows = con.execute(f"SELECT {', '.join(names)} FROM materialized_sets ORDER BY registered_at, id").fetchall()
+    out = []
+    for values in rows:
+        row = dict(zip(names, values))
+        for key in ("files", "pools"):
+            row[key] = json.loads(row[key]) if row[key] is not None else None
+        out.append(row)
+    return out
 
 
 # ---------------------------------------------------------------------- which runs are served
@@ -568,7 +820,7 @@ def _read_runs(con) -> list[dict]:
     return out
 
 
-def _resolve(runs: list[dict], ref: str) -> dict:
+def _resolve(runs: list[dict], ref: str, what: str = "run") -> dict:
     for run in runs:
         if run["id"] == ref:
             return run
@@ -581,9 +833,9 @@ def _resolve(runs: list[dict], ref: str) -> dict:
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise CatalogError(f"run {ref!r} is ambiguous: matches {', '.join(r['id'] for r in matches)}")
+        raise CatalogError(f"{what} {ref!r} is ambiguous: matches {', '.join(r['id'] for r in matches)}")
     known = ", ".join(run["id"] for run in runs) or "none registered"
-    raise CatalogError(f"unknown run {ref!r} (known runs: {known})")
+    raise CatalogError(f"unknown {what} {ref!r} (known {what}s: {known})")
 
 
 def _ensure_schema(con) -> None:

@@ -22,8 +22,13 @@ OUT/manifest.json reconciles with the plan: per pool unique units, epochs, units
 the difference (within 0.5 % or one document), the total against the budget, the plan's and
 the run's fingerprints, and every file with its SHA-256. Publishing is atomic (OUT/_SUCCESS);
 the same plan, run and options reuse the published set (--force rewrites it); another set in
-OUT needs --overwrite; a folder curate did not write is refused. Beam options pass through as
-for `curate run` (--direct_num_workers=2 --direct_running_mode=multi_processing, --runner=...).
+OUT needs --overwrite (the old set stays whole until the new one replaces it in one rename);
+a folder curate did not write is refused. Beam options pass through as for `curate run`
+(--direct_num_workers=2 --direct_running_mode=multi_processing, --runner=...).
+
+With --workspace (or $CURATE_WORKSPACE) the set is registered in that workspace's catalog:
+`curate runs` lists it and `curate query "select * from materialized"` shows which plan, which
+run and which files.
 """
 from __future__ import annotations
 
@@ -60,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "run's (default 0.02)")
     parser.add_argument("--overwrite", action="store_true", help="replace a training set made from another plan or options")
     parser.add_argument("--force", action="store_true", help="rewrite even when OUT holds this very set")
+    parser.add_argument("--workspace", metavar="DIR",
+                        help="register the training set in DIR/catalog.duckdb (default $CURATE_WORKSPACE; "
+                             "without either it is not registered)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true", help="progress as JSON lines on stderr, summary JSON on stdout")
     _collect_unknown_as_beam_args(parser)
@@ -78,6 +86,23 @@ def _summary(manifest: dict, output: str) -> str:
             f">= {sp['min_copy_gap'] if sp['min_copy_gap'] is not None else '-'} rows apart "
             f"({sp['violations']} not spaced); reconciled: {ok}\ntraining set: {output}/data "
             f"(manifest {output}/manifest.json)")
+
+
+def _register(workspace: str | None, output: str) -> tuple[str | None, str | None]:
+    """(catalog id, None) or (None, warning): a catalog problem never fails a published set."""
+    import os
+
+    workspace = workspace or os.environ.get("CURATE_WORKSPACE")
+    if not workspace or "://" in output:
+        return None, None
+    try:
+        from curate.pools.catalog import Catalog
+
+        return Catalog(workspace).register_materialized(output), None
+    except Exception as exc:  # noqa: BLE001 - the training set is valid; register it later
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, (f"the training set is published in {output} but could not be registered in the "
+                      f"catalog ({first}); register it later with `curate register {output}`")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     result = materialize(args.plan, args.run, args.output, settings, overwrite=args.overwrite,
                          force=args.force, progress=progress)
     manifest = result.manifest
+    set_id, warning = _register(args.workspace, args.output)
+    if warning:
+        print(f"curate materialize: warning: {warning}", file=sys.stderr)
     if result.reused and not args.json:
         print(f"reusing the training set in {args.output}: same plan, run, options and code "
               f"(fingerprint {result.fingerprint[:12]}); pass --force to rewrite it")
@@ -109,8 +137,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"event": "summary", "output": args.output, "reused": result.reused,
                           "fingerprint": result.fingerprint, "data": os.path.join(args.output, "data"),
+                          "catalog_id": set_id, "catalog_warning": warning,
                           **{k: manifest[k] for k in ("unit", "pools", "total", "reconciliation",
                                                        "shards", "spacing", "files")}}, indent=2))
     else:
         print(_summary(manifest, args.output))
+        if set_id:
+            print(f"registered as training set {set_id!r} in the catalog (curate query \"select * from materialized\")")
     return 0 if manifest["reconciliation"]["holds"] else 1

@@ -2,6 +2,7 @@
 
 `curate run` registers its output itself; use this for runs written elsewhere, copied in, or
 re-registered after moving. Registering the same directory again refreshes it (same id).
+A `curate materialize` output is registered as a training set (the `materialized` view).
 """
 from __future__ import annotations
 
@@ -23,9 +24,17 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from curate.orchestration.tabular import jsonable
-    from curate.pools.catalog import Catalog
+    from curate.pools.catalog import Catalog, is_materialized_dir
 
     catalog = Catalog(args.workspace)
+    if is_materialized_dir(args.run_dir):  # a `curate materialize` output: the materialized view
+        set_id = catalog.register_materialized(args.run_dir, set_id=args.run_id)
+        if args.json:
+            json.dump(jsonable(next(s for s in catalog.materialized_sets() if s["id"] == set_id)), sys.stdout)
+            print()
+        else:
+            print(f"registered training set {set_id} ({args.run_dir}) in {catalog.path}")
+        return 0
     run_id = catalog.register_run(args.run_dir, run_id=args.run_id)
     if args.json:
         json.dump(jsonable(catalog.resolve_run(run_id)), sys.stdout)

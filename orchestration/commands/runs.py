@@ -9,6 +9,11 @@ out of `curate query` until it is whole again or unregistered (`curate unregiste
 
 --check also decodes every data file and compares row counts with the manifest, prints one
 line per run and exits 1 when any registered run is not whole.
+
+Training sets registered by `curate materialize --workspace` follow, one line each: id, status
+(the same live statuses; --check compares every file's SHA-256), format, unit, units written
+against the plan, whether they reconcile, output directory. --json prints the runs only
+(`curate query "select * from materialized"` has the sets).
 """
 from __future__ import annotations
 
@@ -40,23 +45,38 @@ def run(args: argparse.Namespace) -> int:
         json.dump(jsonable(runs), sys.stdout)
         print()
         return code
-    if not runs:
+    sets = catalog.materialized_sets(check=args.check)
+    bad_sets = [m for m in sets if m["problem"]]
+    if not runs and not sets:
         print(f"no runs registered in {catalog.path}")
         return 0
     if args.check:  # one line per run, the problem in full (it names the file)
         for r in runs:
             print(f"{r['id']}: {r['status']}" + (f": {r['problem']}" if r["problem"] else ""))
         print(f"{len(runs) - len(bad)} of {len(runs)} runs whole")
-        return code
+        if sets:
+            for m in sets:
+                print(f"training set {m['id']}: {m['status']}" + (f": {m['problem']}" if m["problem"] else ""))
+            print(f"{len(sets) - len(bad_sets)} of {len(sets)} training sets whole")
+        return 1 if bad or bad_sets else 0
     rows = []
     for r in runs:
         counts = r.get("counts") if isinstance(r.get("counts"), dict) else {}
         rows.append((r["id"], r["time"].isoformat(sep=" ") if r["time"] else None, r["status"],
                      _count(counts, INPUT_KEYS), _count(counts, KEPT_KEYS), r["output_dir"]))
-    write_rows(sys.stdout, ["id", "time", "status", "input", "kept", "output_dir"], rows, "table")
+    if runs:
+        write_rows(sys.stdout, ["id", "time", "status", "input", "kept", "output_dir"], rows, "table")
     for r in bad:
         print(f"curate runs: warning: run {r['id']} is {r['status']} and left out of queries: {r['problem']}",
               file=sys.stderr)
+    if sets:
+        print("\ntraining sets (curate materialize):")
+        write_rows(sys.stdout, ["id", "status", "format", "unit", "written", "plan", "reconciled", "output_dir"],
+                   [(m["id"], m["status"], m["format"], m["unit"], m["units_written"], round(m["plan_units"]),
+                     m["reconciled"], m["output_dir"]) for m in sets], "table")
+    for m in bad_sets:
+        print(f"curate runs: warning: training set {m['id']} is {m['status']} and left out of the materialized "
+              f"view: {m['problem']}", file=sys.stderr)
     return 0
 
 

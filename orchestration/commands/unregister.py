@@ -1,8 +1,9 @@
 """curate unregister: remove a run from the workspace catalog; its files are never touched.
 
-RUN is a run id, a unique id prefix or the run's output directory. Works whatever state the
-directory is in (missing, corrupt, being replaced): use it to drop a run that `curate runs`
-shows as not whole. `curate register DIR` adds it back.
+RUN is a run id, a unique id prefix or the run's output directory (or a registered training
+set's id or directory). Works whatever state the directory is in (missing, corrupt, being
+replaced): use it to drop a run that `curate runs` shows as not whole. `curate register DIR`
+adds it back.
 """
 from __future__ import annotations
 
@@ -18,12 +19,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from curate.pools.catalog import Catalog, CatalogError
 
     catalog = Catalog(args.workspace)
     if not catalog.path.is_file():
         raise CatalogError(f"no catalog at {catalog.path}: nothing is registered")
-    found = catalog.resolve_run(args.run)
+    try:
+        found = catalog.resolve_run(args.run)
+    except CatalogError:
+        sets = [s for s in catalog.materialized_sets()
+                if s["id"] == args.run or s["output_dir"] == os.path.realpath(args.run)]
+        if not sets:
+            raise
+        set_id = catalog.remove_materialized(sets[0]["id"])
+        print(f"unregistered training set {set_id} from {catalog.path}; its files in {sets[0]['output_dir']} "
+              "are untouched")
+        return 0
     run_id = catalog.remove_run(found["id"])
     print(f"unregistered run {run_id} from {catalog.path}; its files in {found['output_dir']} are untouched")
     return 0
