@@ -24,7 +24,15 @@ boundaries of pool i after ``ceil(keep_half_lives * scale_i * tau_i)`` passes ar
 edges (its decay there is below 0.5^70 ~ 1e-21 of the first pass, under double precision), so
 a tiny pool under a huge budget does not create millions of segments. The law and the planner
 use the cut (their tau is known); the fitter cannot (tau is what it fits) and builds exact
-segments once per set of observations.
+segments once per set of observations (whose rows make at most 1e5 passes:
+laws.observations.MAX_EPOCHS).
+
+Bounded work for laws with a slow decay (a tau of 1e4 leaves 700,000 passes before the cut, and
+a gap ratio stretches that further): the utility form sums at most PASSES_SUMMED passes of a
+pool one by one and the whole passes beyond in closed form (:func:`_log_pass_sums`, exact to
+double rounding); the effective-data form is closed-form for a single pool
+(:func:`effective_data`) and refuses a mixture row of more than MAX_DATA_SEGMENTS passes with
+one line; the multiplier form is closed-form throughout.
 """
 from __future__ import annotations
 
@@ -43,6 +51,8 @@ HALF_LIVES_KEPT = 70.0
 #: The utility variant sums at most this many passes of a pool one by one (and a few around
 #: t_all and n); the whole passes beyond are summed in closed form (Euler-Maclaurin).
 PASSES_SUMMED = 8192
+#: Most passes (segments) the effective-data form evaluates for one mixture row (see _data_errors).
+MAX_DATA_SEGMENTS = 1_000_000
 # Rows per building chunk, so (segments x pools) arrays stay around a few million floats.
 _CHUNK_ELEMENTS = 2_000_000
 
@@ -372,8 +382,7 @@ def mixture_errors(samples, weights, a: float, b, tau, sizes, d: float = 0.1,
         return multiplier_errors(n, W, a, float(b.reshape(-1)[0]), d, tau, sizes, normalizer,
                                  gaps=gaps, gamma=gamma)[0]
     if variant == "data":
-        seg = Segments.build(n, W, sizes, tau=tau, gaps=gaps, gamma=gamma)
-        return seg.predict(a, d, b, tau, variant, normalizer, gamma=gamma)
+        return _data_errors(n, W, a, d, b, tau, sizes, normalizer, gaps, gamma)
     N = np.broadcast_to(np.asarray(sizes, dtype=float), W.shape)
     period = pass_periods(W, N)
     scale = half_life_scale(gap_log_ratios(period, N if gaps is None else gaps), gamma)
@@ -388,6 +397,44 @@ def mixture_errors(samples, weights, a: float, b, tau, sizes, d: float = 0.1,
                                          k_hi[sl], a, b, tau, d, normalizer))
         start = stop
     return np.concatenate(out) if out else np.empty(0)
+
+
+def _data_errors(n, W, a, d, b, tau, sizes, normalizer, gaps, gamma):
+    """Effective-data variant: segments, except for single-pool rows past PASSES_SUMMED passes.
+
+    A single pool's exponent is constant (b_eff = b), so the sum over segments telescopes to
+    E = (a D' / s)^b + d with D' its discounted samples in closed form (:func:`effective_data`):
+    bounded work whatever the passes. A mixture's exponent changes from segment to segment; its
+    segments are built only up to MAX_DATA_SEGMENTS per row, beyond which it is an error (one
+    line) rather than gigabytes.
+    """
+    N = np.broadcast_to(np.asarray(sizes, dtype=float), W.shape)
+    period = pass_periods(W, N)
+    scale = half_life_scale(gap_log_ratios(period, N if gaps is None else gaps), gamma)
+    k_lo, k_hi = _pass_range(n, period, scale, tau)
+    passes = np.maximum(k_hi - k_lo + 1.0, 0.0)
+    single = (W > 0).sum(axis=1) == 1
+    closed = single & (passes.sum(axis=1) > PASSES_SUMMED)
+    too_many = ~single & (passes.sum(axis=1) > MAX_DATA_SEGMENTS)
+    if np.any(too_many):
+        r = int(np.flatnonzero(too_many)[0])
+        raise ValueError(f"the effective-data form would sum {passes[r].sum():.3g} passes for the "
+                         f"mixture at {n[r]:g} samples (at most {MAX_DATA_SEGMENTS:g}): use a smaller "
+                         "budget, or the utility or multiplier form, which sum passes in closed form")
+    out = np.empty(n.size)
+    if np.any(closed):
+        D = effective_data(n[closed], W[closed], N[closed], tau,
+                           gaps=None if gaps is None else np.broadcast_to(gaps, W.shape)[closed],
+                           gamma=gamma)
+        D_used = np.where(W[closed] > 0, D, 0.0).sum(axis=1)
+        b_used = np.where(W[closed] > 0, b[None, :], 0.0).sum(axis=1)
+        out[closed] = np.exp(b_used * np.log(a * D_used / normalizer)) + d
+    rest = ~closed
+    if np.any(rest):
+        Gs = None if gaps is None else np.broadcast_to(gaps, W.shape)[rest]
+        seg = Segments.build(n[rest], W[rest], N[rest], tau=tau, gaps=Gs, gamma=gamma)
+        out[rest] = seg.predict(a, d, b, tau, "data", normalizer, gamma=gamma)
+    return out
 
 
 def _pass_range(n, period, scale, tau):

@@ -74,3 +74,71 @@ def test_data_variant_jacobian_is_finite_where_every_decay_underflows():
     seg = Segments.build([5e6], [[1.0]], [1e4], gaps=[1e6], gamma=3.0)  # tau' = tau * 1e-6
     E, J = seg.predict_and_jacobian(0.02, 0.1, [-0.1], [1.0], "data", jacobian=True, gamma=3.0)
     assert np.all(np.isfinite(E)) and np.all(np.isfinite(J))
+
+
+# -- many passes: bounded work, exact values (issue 17 item 7: predict at 1e14 summed every pass)
+
+def _fsum_reference(n, a, b, tau, N, d, variant):
+    """One pool, every pass summed exactly (math.fsum, log1p): the released formulas."""
+    import math
+
+    K = math.floor(n / N)
+    if variant == "data":
+        D = math.fsum([N * 0.5 ** (k / tau) for k in range(K)] + [(n - K * N) * 0.5 ** (K / tau)])
+        return (a * D / 1e5) ** b + d
+    terms = []
+    for k in range(1, min(K, math.ceil(70 * tau)) + 1):
+        hi = min(n, (k + 1) * N)
+        terms.append(0.5 ** (k / tau) * (math.log1p(1 / k) if hi == (k + 1) * N else math.log(hi / (k * N))))
+    return ((a * min(n, N) / 1e5) ** b + d) * math.exp(b * math.fsum(terms))
+
+
+@pytest.mark.parametrize("variant", ["utility", "data"])
+@pytest.mark.parametrize("tau, N, n", [(3e3, 1e3, 2.5e8 + 123), (1e4, 1e2, 7.77e7), (5e4, 10.0, 5.3e6)])
+def test_hundreds_of_thousands_of_passes_match_the_exact_sum(variant, tau, N, n):
+    from curate.laws.qqt_kernel import mixture_errors
+
+    got = mixture_errors(n, [1.0], 0.025, [-0.16], [tau], [N], 0.1, variant=variant)[0]
+    assert got == pytest.approx(_fsum_reference(n, 0.025, -0.16, tau, N, 0.1, variant), rel=1e-13)
+
+
+def test_mixture_passes_in_closed_form_match_the_exact_segments():
+    """The utility form's closed-form tail against the fitter's exact segments (every pass
+    boundary of every pool, no cut), with t_all inside the tail and uneven pools and gaps."""
+    from curate.laws.qqt_kernel import Segments, mixture_errors
+
+    # row 3: pool 1's share is so small that t_all (5e7) is ~5e4 passes of pool 2, in its tail
+    W = np.array([[0.7, 0.3, 0.0], [0.2, 0.3, 0.5], [0.0009, 0.001, 0.9981]])
+    sizes, gaps = np.array([2e3, 5e4, 1e3]), np.array([1e3, 2e4, 5e3])
+    b, tau, gamma = np.array([-0.16, -0.1, -0.12]), np.array([900.0, 30.0, 2e3]), 0.7
+    n = np.array([4e7, 9e7, 6e7])
+    exact = Segments.build(n, W, sizes, gaps=gaps, gamma=gamma).predict(0.025, 0.1, b, tau, gamma=gamma)
+    got = mixture_errors(n, W, 0.025, b, tau, sizes, 0.1, gaps=gaps, gamma=gamma)
+    np.testing.assert_allclose(got, exact, rtol=1e-11)
+
+
+def test_a_huge_budget_with_slow_decay_is_bounded():
+    """tau at the box's upper bound measured at a 100x smaller gap, 1e14 samples: ~7e6 passes
+    per pool (9 s and 870 MB per evaluation before; a bootstrap band made it 100 of those)."""
+    import time
+    import tracemalloc
+
+    from curate.laws.qqt import QQTLaw
+
+    for variant in ("utility", "data"):
+        law = QQTLaw(0.025, 0.1, ["p0", "p1"], b=[-0.16, -0.1], tau=[1e4, 5.0], sizes=[1.4e7, 2e6],
+                     gaps=[1.4e5, 2e4], variant=variant)
+        tracemalloc.start()
+        started = time.perf_counter()
+        value = law.predict(1e14, pool="p0")
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert np.isfinite(value) and 0.1 < value < law.predict(1e12, pool="p0")
+        assert peak < 50e6 and elapsed < 5, (variant, peak, elapsed)
+    law = QQTLaw(0.025, 0.1, ["p0", "p1"], b=[-0.16, -0.1], tau=[1e4, 5.0], sizes=[1.4e7, 2e6],
+                 gaps=[1.4e5, 2e4], variant="utility")
+    assert np.isfinite(law.predict_mixture({"p0": 0.5, "p1": 0.5}, 1e14))
+    with pytest.raises(ValueError, match=r"effective-data form would sum 3.64e\+06 passes"):
+        QQTLaw(0.025, 0.1, ["p0", "p1"], b=[-0.16, -0.1], tau=[1e4, 5.0], sizes=[1.4e7, 2e6],
+               gaps=[1.4e5, 2e4], variant="data").predict_mixture({"p0": 0.5, "p1": 0.5}, 1e14)

@@ -113,3 +113,22 @@ def test_predict_and_plan_refuse_non_finite_predictions_with_one_line(tmp_path, 
     err = _one_line_error(capsys, code)
     assert "the law predicts inf for all pools, size-proportional (p=0.2, q=0.8)" in err
     assert main(["predict", "--law", str(law), "--pool", "q", "--samples", "1e3"]) == 0
+
+
+def test_predict_at_1e14_samples_is_fast(tmp_path, capsys):
+    """`curate predict --samples 1e14` looped over every pass (still running at 120 s with a
+    bootstrap band); a law with the slowest decay the fit allows, measured at a 100x gap."""
+    from curate.laws.lawfile import law_to_dict
+    from curate.laws.qqt import QQTLaw
+
+    law = QQTLaw(0.025, 0.1, ["p0", "p1"], b=[-0.16, -0.1], tau=[1e4, 5.0], sizes=[1.4e7, 2e6],
+                 gaps=[1.4e5, 2e4])
+    data = law_to_dict(law)
+    data["bootstrap"] = {"level": 0.9, "draws": [{"tau[p0]": t} for t in (2e3, 5e3, 1e4, 8e3)]}
+    path = tmp_path / "law.json"
+    path.write_text(json.dumps(data))
+    started = time.perf_counter()
+    code = main(["predict", "--law", str(path), "--pool", "p0", "--samples", "1e12,1e14", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and time.perf_counter() - started < 10
+    assert out["prediction"][1] < out["prediction"][0] and len(out["interval"]) == 2
