@@ -400,6 +400,13 @@ class QQTFit:
             points.append(x)
         return np.unique(np.array(points), axis=0)
 
+    def _log_residuals(self, design, x, logy):
+        """log E_hat - log y at x, 1e3 where E_hat is not a positive number (as below)."""
+        E = self._predict_design(design, self._params_from_x(x))
+        ok = np.isfinite(E) & (E > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(ok, np.log(np.where(ok, E, 1.0)) - logy, 1e3)
+
     def _residual_functions(self, design, y):
         """Log-residuals r(x) = log E_hat - log y and their analytic Jacobian dr/dx."""
         logy = np.log(y)
@@ -449,7 +456,9 @@ class QQTFit:
         lo, hi = self._bounds(y)
         if starts is None:
             grid = np.clip(self._grid(y, float(np.median(design.first))), lo, hi)
-            costs = np.array([_huber_sum(residuals(x), self.huber_delta) for x in grid])
+            logy = np.log(y)  # grid points need residuals only: no Jacobian (a third of the work)
+            costs = np.array([_huber_sum(self._log_residuals(design, x, logy), self.huber_delta)
+                              for x in grid])
             starts = grid[np.argsort(costs)[: self.n_starts]]
         inner_lo, inner_hi = lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo)
         best_x, best_cost = None, math.inf
