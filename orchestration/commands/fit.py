@@ -17,7 +17,11 @@ alpha, beta, R_D_star, R_N_star. QQT forms (--variant): `multiplier` (one slope,
 worth of a sample; unit-invariant: the default for `curate probe` output), `utility` (the
 paper's, the default otherwise), `data`; the others are fitted too and their held-out errors
 shown (`auto` uses the best).
-Prints a table of parameters (with bootstrap intervals) and fit diagnostics, or JSON with --json.
+Values are checked row by row: finite, positive, samples_seen / unique_samples / params at most
+1e15 and at most 1e5 passes over the unique samples (a row outside is a typo or a unit error).
+Prints a table of parameters (with bootstrap intervals) and fit diagnostics -- cross-validated
+error by leave-one-out up to 100 rows, 10-fold above (the table says which) -- or JSON with
+--json.
 
 Parameters at a bound of the optimiser's search box are flagged: in the table ("<- at upper
 bound 1e+04"), as one warning line each on stderr, and in the law file (fit.at_bound: bound,
