@@ -108,8 +108,9 @@ def materialize(plan: str, run_dir: str, output: str, settings: MaterializeSetti
                 overwrite: bool = False, force: bool = False, progress=None) -> MaterializeResult:
     """Turn `plan` on the pools of `run_dir` into the training set in `output`.
 
-    progress: None, or a callable(total bytes of the pool files) returning a callable(progress
-    dir, stream) -> context manager that reports while the pipeline runs.
+    progress: None, or a callable(total bytes of the pool files, rows expected to be written)
+    returning a callable(progress dir, stream) -> context manager that reports while the
+    pipeline runs.
     """
     from curate.pipelines import fsutil
     from curate.pipelines import materialize_publish as pub
@@ -165,7 +166,7 @@ def materialize(plan: str, run_dir: str, output: str, settings: MaterializeSetti
                     raise CurateError(f"--output {output} holds {', '.join(pub.leftovers(output))} that "
                                       "curate did not publish; choose another --output")
                 pub.unpublish(output)  # a killed publish of ours: never valid
-            watch = progress(pool_file_sizes(matched.files)) if progress else None
+            watch = progress(pool_file_sizes(matched.files), expected_rows(matched, run)) if progress else None
             manifest = _run(matched, run, output, settings, shaping, tokenizer_json, tokenizer_info,
                             options, fp, watch)
     except BaseException:
@@ -173,6 +174,17 @@ def materialize(plan: str, run_dir: str, output: str, settings: MaterializeSetti
             _remove_if_only_lock(output)
         raise
     return MaterializeResult(manifest, output, False, fp)
+
+
+def expected_rows(matched, run) -> int:
+    """About how many rows the set will have (for progress): each pool's planned units over its
+    mean units per document (exact for a plan in documents, up to rounding)."""
+    docs = {f"pool{int(r['pool'])}": float(r["docs"] or 0) for r in run.stats()}
+    total = 0.0
+    for t in matched.targets:
+        units = matched.run_units.get(t.name, 0.0)
+        total += t.samples * docs.get(t.name, 0.0) / units if units > 0 else 0.0
+    return int(round(total))
 
 
 def _remove_if_only_lock(output: str) -> None:

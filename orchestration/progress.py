@@ -17,7 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-STAGES = {"read": "reading", "minhash": "minhash", "embed": "embedding"}
+STAGES = {"read": "reading", "minhash": "minhash", "embed": "embedding", "write": "writing"}
 
 
 def choose_mode(quiet: bool, as_json: bool, stream=None) -> str:
@@ -39,13 +39,14 @@ def _fmt_duration(seconds: float | None) -> str:
 
 
 def snapshot(state: dict, elapsed: float, total_bytes: int, embed_elapsed: float | None = None,
-             embed_base: int = 0) -> dict:
+             embed_base: int = 0, total_rows: int | None = None) -> dict:
     """Progress numbers from the summed worker records: per-stage counts, rates, read fraction, ETA.
 
     ``embed_elapsed``: seconds since embedded documents were first seen, ``embed_base`` how
     many there were then (the embedding stage, when on, is the slow one: its rate over that
     window, from 2 s on, and an ETA against the documents that reached MinHash, an upper
-    bound of what is left after dedup, are reported).
+    bound of what is left after dedup, are reported). ``total_rows``: rows a writing stage
+    (`curate materialize`'s shards, stage "write") is expected to write, for its fraction.
     """
     read = state.get("read", {"records": 0, "bytes": 0})
     sign = state.get("minhash", {"records": 0})
@@ -68,6 +69,9 @@ def snapshot(state: dict, elapsed: float, total_bytes: int, embed_elapsed: float
                       if embed_elapsed and embed_elapsed >= 2 and done > embed_base else None)
         out.update(docs_embedded=done, embed_rate_per_s=None if embed_rate is None else round(embed_rate, 1),
                    embed_eta_s=None if not embed_rate else round((upper - done) / embed_rate, 1))
+    written = state.get("write", {}).get("records", 0)
+    if written or total_rows:
+        out.update(stage="write" if written else stage, rows_written=written, rows_total=total_rows)
     return out
 
 
@@ -81,14 +85,18 @@ def render(snap: dict) -> str:
         rate = snap["embed_rate_per_s"]
         line += (f"; embedded {snap['docs_embedded']:,} of <= {snap['docs_signed']:,} docs"
                  f"{'' if rate is None else f' at {rate:,.1f}/s'}, ETA <= {_fmt_duration(snap['embed_eta_s'])}")
+    if snap.get("rows_written") or snap.get("rows_total"):
+        total = snap.get("rows_total")
+        line += f"; wrote {snap['rows_written']:,}" + (f" of ~{total:,}" if total else "") + " rows"
     return line
 
 
 class ProgressMonitor:
     """Polls a progress folder on a daemon thread and writes to `stream` in the given mode."""
 
-    def __init__(self, mode: str, total_bytes: int, stream=None, interval_s: float | None = None):
-        self.mode, self.total_bytes = mode, total_bytes
+    def __init__(self, mode: str, total_bytes: int, stream=None, interval_s: float | None = None,
+                 total_rows: int | None = None):
+        self.mode, self.total_bytes, self.total_rows = mode, total_bytes, total_rows
         self.stream = stream or sys.stderr
         self.interval_s = interval_s or (0.25 if mode == "tty" else 1.0)
         self.line_every_s = 10.0 if mode == "lines" else 0.0
@@ -118,8 +126,8 @@ class ProgressMonitor:
                 embed_start.append((time.monotonic(), embedded))  # the rate counts from here
             t0, base = embed_start[0] if embed_start else (None, 0)
             snap = snapshot(state, time.monotonic() - start, self.total_bytes,
-                            None if t0 is None else time.monotonic() - t0, base)
-            counts = (snap["records_read"], snap["docs_signed"], snap.get("docs_embedded"))
+                            None if t0 is None else time.monotonic() - t0, base, self.total_rows)
+            counts = (snap["records_read"], snap["docs_signed"], snap.get("docs_embedded"), snap.get("rows_written"))
             stale = time.monotonic() - self._last_emit < self.heartbeat_s
             if not final and self.last is not None and counts == self._last_counts and stale:
                 return  # nothing new: no line (tty still ticks for the clock)

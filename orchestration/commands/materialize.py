@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, order=args.order, window=args.window, unit=args.unit,
         size_tolerance=args.size_tolerance, beam_args=tuple(getattr(args, BEAM_ARGS, []) or []))
     mode = choose_mode(args.quiet, args.json)
-    progress = None if mode == "quiet" else (lambda total: ProgressMonitor(mode, total).watch)
+    progress = None if mode == "quiet" else (
+        lambda total, rows: ProgressMonitor(mode, total, total_rows=rows).watch)
     result = materialize(args.plan, args.run, args.output, settings, overwrite=args.overwrite,
                          force=args.force, progress=progress)
     manifest = result.manifest
