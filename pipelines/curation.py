@@ -33,6 +33,8 @@ from curate.pipelines.run_config import RunConfig
 from curate.pipelines.runtime import runtime_options
 from curate.pipelines.scoring import KeepDropRule, Score, feature_column
 from curate.pipelines.semdedup import DropSemanticFields, FitClusters, SemanticStage, cluster_info
+from curate.pipelines import stash as ST
+from curate.pipelines.stash_stages import JoinStash, SignAndScore
 from curate.pipelines.writing import WriteRun, count_written
 
 
@@ -52,6 +54,8 @@ def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
     `adds`), for checks on the wiring.
     """
     config = RunConfig.of(config)
+    if not config.embed.enabled:
+        return _build_compact(p, files, out_dir, config)
     stages = []
 
     def apply(pcoll, label, stage):
@@ -119,6 +123,56 @@ def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
     return stages
 
 
+def _build_compact(p: beam.Pipeline, files: list[InputFile], out_dir: str, config: RunConfig) -> list:
+    """The pipeline without embedding stages, its shuffles carrying compact records only.
+
+    Texts go to the run's intermediate files as they are read (pipelines.stash); ids, exact
+    dedup, near dedup, the keep/drop rule and pool cuts run on {id, locator, hash, score}
+    records; signatures and scores are computed from texts read back one chunk at a time
+    (SignAndScore, after exact dedup as before); the kept rows are read back per chunk for
+    writing (JoinStash). Same decisions and rows as the document path above (tested).
+    """
+    stages = []
+
+    def apply(pcoll, label, stage):
+        stages.append(stage)
+        return pcoll | label >> stage
+
+    stash = ST.Stash(out_dir, files)
+    runtime = runtime_options(p)
+    caching = bool(config.near_dedup.enabled and runtime and runtime.curate_cache_dir)
+    ingested = apply(p, "Ingest", IngestAndValidate(files, config.input, stash=stash, cache_keys=caching))
+    docs = ingested["documents"]
+    dedup_rows = []
+    if config.exact_dedup.enabled:
+        exact = apply(docs, "ExactDedup", ExactDedup())
+        docs = exact["documents"]
+        dedup_rows.append(exact["dedup"])
+    score = Score.from_config(config.score)
+    near = None
+    if config.near_dedup.enabled:
+        near = NearDedup.from_config(config.near_dedup)
+    signed = apply(docs, "SignAndScore", SignAndScore(stash, score, near))
+    docs = signed["documents"]
+    if near is not None:
+        near.signed = signed
+        near.reads = ("id",)
+        deduped = apply(docs, "NearDedup", near)
+        docs = deduped["documents"]
+        dedup_rows.append(deduped["dedup"])
+    kept = apply(docs, "KeepDropRule", KeepDropRule.from_config(config.filter))
+    sources = list(stash.sources)
+    filtered = kept["filtered"] | "SourceNames" >> beam.Map(lambda r: {**r, "source": sources[r["source"]]})
+    docs = kept["documents"] | "CountKept" >> beam.Map(_count_kept)
+    pooled = apply(docs, "AssignPools", AssignPools.from_config(config.pools))
+    written = apply(pooled["documents"], "JoinStash", JoinStash(stash, score))
+    dedup = (dedup_rows or [p | "NoDedup" >> beam.Create([])]) | "AllDedupRows" >> beam.Flatten()
+    written | "Write" >> WriteRun(
+        out_dir, config.pools.count, feature_columns(config), dedup, filtered,
+        ingested["dead_letter"], pooled["cuts"])
+    return stages
+
+
 def _count_kept(doc):
     counters.inc(counters.KEPT)
     return doc
@@ -136,4 +190,5 @@ def run_curation(files: list[InputFile], out_dir: str, config: RunConfig | dict,
     build_curation(p, files, out_dir, config)
     result = p.run()
     result.wait_until_finish()
+    ST.delete(out_dir)  # the intermediate files are never output
     return CurationOutcome(counters=counters.query(result), written=count_written(out_dir, num_pools(config)))

@@ -52,7 +52,11 @@ class ReadRecords(beam.DoFn):
     """InputFile -> documents (main output) and dead letters (tagged `dead_letter`)."""
 
     def __init__(self, id_field: str, text_field: str, max_text_bytes: int,
-                 max_record_bytes: int, max_raw_chars: int, progress_dir: str | None = None):
+                 max_record_bytes: int, max_raw_chars: int, progress_dir: str | None = None,
+                 stash=None, cache_keys: bool = False):
+        # stash (pipelines.stash.Stash): texts go to the run's intermediate files and the
+        # documents leave as compact records (see `compact_document`)
+        self.stash, self.cache_keys = stash, cache_keys
         self.id_field = id_field
         self.text_field = text_field
         self.max_text_bytes = max_text_bytes
@@ -88,10 +92,14 @@ class ReadRecords(beam.DoFn):
         # progress: records as read; bytes = the raw position in the current file
         before = self.progress.bytes
         self._file_start = before
-        if f.kind == "jsonl":
-            yield from self._read_jsonl(f)
+        items = self._read_jsonl(f) if f.kind == "jsonl" else self._read_table(f)
+        if self.stash is None:
+            yield from items
         else:
-            yield from self._read_table(f)
+            writer = self.stash.writer(f)
+            for item in items:
+                yield compact_document(item, writer, self.cache_keys) if isinstance(item, dict) else item
+            writer.close()
         size = _file_size(f.path)
         self.progress.bytes = before + size if size is not None else self.progress.bytes
         self.progress.add(0)
@@ -185,6 +193,19 @@ class ReadRecords(beam.DoFn):
         except Exception as exc:  # noqa: BLE001
             reason = R.TRUNCATED_FILE if row else R.UNREADABLE_FILE
             yield self._dead(f, reason, f"after row {row}: {type(exc).__name__}: {exc}", row=row)
+
+
+def compact_document(doc: dict, writer, cache_keys: bool) -> dict:
+    """A read document -> {id, _order (its locator), text_hash[, _key]}: the text goes to the
+    stash (`writer`), the normalised text is only hashed here (and again where it is needed)."""
+    from curate.pipelines.near_dedup import text_key
+    from curate.scorers.text import normalise_text, text_hash
+
+    norm = normalise_text(doc["text"])
+    out = {"id": doc["id"], "_order": writer.add(doc["text"]), "text_hash": text_hash(norm)}
+    if cache_keys:  # the signature cache is keyed by the normalised text's content
+        out["_key"] = text_key(norm)
+    return out
 
 
 class _RowError:
@@ -294,16 +315,23 @@ class IngestAndValidate(beam.PTransform):
     reads = ()
     adds = ("id", "text", "source", "_order")
 
-    def __init__(self, files: list[InputFile], config: IngestConfig = IngestConfig()):
+    def __init__(self, files: list[InputFile], config: IngestConfig = IngestConfig(), *,
+                 stash=None, cache_keys: bool = False):
         super().__init__()
         self.files = list(files)
         self.config = config
+        # with a stash, documents leave as compact records (pipelines.stash): the text is on
+        # disk, `_order` is the document's locator and `text_hash` is already there
+        self.stash, self.cache_keys = stash, cache_keys
+        if stash is not None:
+            self.adds = ("id", "_order", "text_hash")
 
     def expand(self, pbegin):
         c = self.config
         runtime = runtime_options(pbegin.pipeline)
         read = ReadRecords(c.id_field, c.text_field, c.max_text_bytes, c.max_record_bytes,
-                           c.dead_letter_max_chars, runtime.curate_progress_dir if runtime else None)
+                           c.dead_letter_max_chars, runtime.curate_progress_dir if runtime else None,
+                           stash=self.stash, cache_keys=self.cache_keys)
         parsed = (
             pbegin
             | "ListFiles" >> beam.Create(self.files)

@@ -30,6 +30,7 @@ from curate.pipelines.stage_configs import NearDedupConfig
 from curate.scorers.minhash import MinHasher, band_keys, jaccard_estimate, jaccard_of_hashes
 
 BANDS = "bands"
+SIGNATURES = "signatures"
 NEW_SIGNATURES = "new_signatures"
 SIG_CACHE_HITS = "near_dedup.signature_cache_hits"
 SIG_CACHE_MISSES = "near_dedup.signature_cache_misses"
@@ -203,26 +204,56 @@ class SignatureCache(beam.PTransform):
                                                                     self.hasher.num_perm)))
         else:
             cached = docs.pipeline | "EmptySigCache" >> beam.Create([])
-        keyed = docs | "KeyByText" >> beam.Map(lambda d: (text_key(d["_norm"]), d))
+        # compact records (pipelines.stash) carry the key; documents carry the text
+        keyed = docs | "KeyByText" >> beam.Map(lambda d: (d["_key"] if "_key" in d else text_key(d["_norm"]), d))
         return ({"doc": keyed, "sig": cached}
                 | "JoinSigCache" >> beam.CoGroupByKey()
                 | "AttachCached" >> beam.FlatMap(_attach_cached))
 
 
-class _Sign(beam.DoFn):
-    """(doc, cached signature bytes or None) -> (id, verification payload) and (band key, id)
-    per LSH band; newly computed signatures also go out tagged `new_signatures` for the cache.
+class Signer:
+    """What one document contributes to near dedup, from its normalised text: (id, verification
+    payload) and (band key, id) per LSH band, plus a cache row for a newly computed signature.
 
     The payload is the sorted shingle-hash set (verify="exact": exact Jaccard, the default)
     or the MinHash signature (verify="minhash": smaller, but the estimate's noise, about
     +-0.035 at 128 permutations, loses pairs just above the threshold).
+    Used by `_Sign` (documents carrying `_norm`) and by `pipelines.stash_stages.SignAndScore`
+    (texts read back from the run's intermediate files).
     """
 
-    def __init__(self, hasher: MinHasher, bands: int, rows: int, verify: str,
-                 caching: bool = False, progress_dir: str | None = None):
+    def __init__(self, hasher: MinHasher, bands: int, rows: int, verify: str, caching: bool = False):
         self.hasher, self.bands, self.rows, self.verify = hasher, bands, rows, verify
-        self.caching, self.progress_dir = caching, progress_dir
+        self.caching = caching
         self.cache_name = _cache_name(hasher)
+
+    def outputs(self, doc_id: str, norm: str, cached):
+        hashes = None
+        if cached is not None:
+            sig = np.frombuffer(cached, dtype=SIGNATURE)
+            counters.inc(SIG_CACHE_HITS)
+        else:
+            hashes = self.hasher.shingle_hashes(norm)
+            sig = self.hasher.signature_of_hashes(hashes)
+            if self.caching:
+                counters.inc(SIG_CACHE_MISSES)
+                key, sig_bytes = text_key(norm), sig.tobytes()
+                yield beam.pvalue.TaggedOutput(NEW_SIGNATURES, {
+                    "key": key, "sig": sig_bytes, "check": entry_checksum(self.cache_name, key, sig_bytes)})
+        if self.verify == "exact":
+            payload = hashes if hashes is not None else self.hasher.shingle_hashes(norm)
+        else:
+            payload = sig
+        yield beam.pvalue.TaggedOutput(SIGNATURES, (doc_id, payload.tobytes()))
+        for key in band_keys(sig, self.bands, self.rows):
+            yield beam.pvalue.TaggedOutput(BANDS, (key, doc_id))
+
+
+class _Sign(beam.DoFn):
+    """(doc, cached signature bytes or None) -> Signer outputs (all tagged)."""
+
+    def __init__(self, signer: Signer, progress_dir: str | None = None):
+        self.signer, self.progress_dir = signer, progress_dir
         self.progress = ProgressWriter(None, "minhash")  # replaced in setup()
 
     def setup(self):
@@ -233,26 +264,8 @@ class _Sign(beam.DoFn):
 
     def process(self, item):
         doc, cached = item
-        hashes = None
-        if cached is not None:
-            sig = np.frombuffer(cached, dtype=SIGNATURE)
-            counters.inc(SIG_CACHE_HITS)
-        else:
-            hashes = self.hasher.shingle_hashes(doc["_norm"])
-            sig = self.hasher.signature_of_hashes(hashes)
-            if self.caching:
-                counters.inc(SIG_CACHE_MISSES)
-                key, sig_bytes = text_key(doc["_norm"]), sig.tobytes()
-                yield beam.pvalue.TaggedOutput(NEW_SIGNATURES, {
-                    "key": key, "sig": sig_bytes, "check": entry_checksum(self.cache_name, key, sig_bytes)})
-        if self.verify == "exact":
-            payload = hashes if hashes is not None else self.hasher.shingle_hashes(doc["_norm"])
-        else:
-            payload = sig
+        yield from self.signer.outputs(doc["id"], doc["_norm"], cached)
         self.progress.add(1)
-        yield doc["id"], payload.tobytes()
-        for key in band_keys(sig, self.bands, self.rows):
-            yield beam.pvalue.TaggedOutput(BANDS, (key, doc["id"]))
 
 
 def _candidate_pairs(item, max_all_pairs: int):
@@ -330,48 +343,114 @@ def _keep_unremoved(item):
             yield doc
 
 
+def _fan_out_survivor(item):
+    """(kept, {"sig": [its payload], "members": [removed ids]}) -> (removed, (kept, payload))."""
+    kept, grouped = item
+    if not grouped["sig"]:
+        return
+    payload = grouped["sig"][0]
+    for removed in grouped["members"]:
+        yield removed, (kept, payload)
+
+
+def _member_similarity(item, exact: bool):
+    """(removed, {"sig": [its payload], "kept": [(kept, kept's payload)]}) -> (removed, kept, J)."""
+    removed, grouped = item
+    if not grouped["sig"]:
+        return
+    measure = jaccard_of_hashes if exact else jaccard_estimate
+    dtype = EXACT_PAYLOAD if exact else SIGNATURE
+    payload = np.frombuffer(grouped["sig"][0], dtype=dtype)
+    for kept, kept_payload in grouped["kept"]:
+        yield removed, kept, float(measure(payload, np.frombuffer(kept_payload, dtype=dtype)))
+
+
+class SurvivorSimilarity(beam.PTransform):
+    """(removed, kept) pairs + (id, payload bytes) -> (removed, kept, Jaccard).
+
+    Bounded per key whatever the component's size: the survivor's one payload is sent to each
+    member (grouped by the survivor: its payload and the members' ids), then each member
+    meets it alone (grouped by the member). Joining the other way round put every member's
+    payload on the survivor's worker (a 1M-member boilerplate component: GBs on one worker).
+    Jaccard is symmetric, so the values are those of PairSimilarity on the same pairs.
+    """
+
+    def __init__(self, signatures, exact: bool = True):
+        super().__init__()
+        self.signatures = signatures
+        self.exact = exact
+
+    def expand(self, removed_kept):
+        by_survivor = removed_kept | "BySurvivor" >> beam.Map(lambda rk: (rk[1], rk[0]))
+        fanned = (
+            {"sig": self.signatures, "members": by_survivor}
+            | "JoinSurvivor" >> beam.CoGroupByKey()
+            | "FanOutSurvivor" >> beam.FlatMap(_fan_out_survivor)
+        )
+        return (
+            {"sig": self.signatures, "kept": fanned}
+            | "JoinMember" >> beam.CoGroupByKey()
+            | "MemberSimilarity" >> beam.FlatMap(_member_similarity, self.exact)
+        )
+
+
 class NearDedup(beam.PTransform):
     """documents -> {"documents": survivors, "dedup": near-duplicate removal rows}.
 
     Settings are those of `NearDedupConfig` (validated there): `NearDedup(threshold=0.85)`,
     or `NearDedup.from_config(config)` for a run's `near_dedup` section.
+
+    Documents carry `_norm` and are signed here; or `signed` is given: the tagged outputs of
+    `Signer` computed upstream (`pipelines.stash_stages.SignAndScore`, which signs texts read
+    back from the run's intermediate files), and the documents need only their `id`.
     """
 
-    reads = ("id", "_norm")
     adds = ()
 
-    def __init__(self, config: NearDedupConfig | None = None, **settings):
+    def __init__(self, config: NearDedupConfig | None = None, *, signed=None, **settings):
         super().__init__()
         config = replace(config or NearDedupConfig(), **settings)
         self.config = config
         self.hasher = MinHasher(num_perm=config.num_perm, shingle_size=config.shingle_size, seed=config.seed)
         self.bands, self.rows = config.lsh_bands_rows()
+        self.signed = signed
+        self.reads = ("id",) if signed is not None else ("id", "_norm")
 
     @classmethod
-    def from_config(cls, config: NearDedupConfig) -> "NearDedup":
-        return cls(config)
+    def from_config(cls, config: NearDedupConfig, signed=None) -> "NearDedup":
+        return cls(config, signed=signed)
+
+    def signer(self, caching: bool) -> Signer:
+        return Signer(self.hasher, self.bands, self.rows, self.config.verify, caching)
+
+    def cache_folder(self, cache_dir: str) -> str:
+        return cache_folder(cache_dir, self.hasher)
+
+    def write_cache(self, new_signatures, cache_dir: str) -> None:
+        """Newly computed signatures -> a new file in the cache (unique prefix per run:
+        concurrent runs never write the same cache file)."""
+        (new_signatures
+         | "WriteSigCache" >> beam.io.WriteToParquet(
+             FileSystems.join(self.cache_folder(cache_dir), f"sigs-{uuid.uuid4().hex[:12]}"), _cache_schema(),
+             file_name_suffix=".parquet"))
 
     def expand(self, docs):
-        runtime = runtime_options(docs.pipeline)
-        cache_dir = runtime.curate_cache_dir if runtime else None
-        progress_dir = runtime.curate_progress_dir if runtime else None
-        if cache_dir:
-            folder = cache_folder(cache_dir, self.hasher)
-            to_sign = docs | "SignatureCache" >> SignatureCache(folder, self.hasher)
-        else:
-            to_sign = docs | "NoSignatureCache" >> beam.Map(lambda d: (d, None))
         c = self.config
         exact = c.verify == "exact"
-        signed = to_sign | "Sign" >> beam.ParDo(_Sign(
-            self.hasher, self.bands, self.rows, c.verify, bool(cache_dir), progress_dir)).with_outputs(
-            BANDS, NEW_SIGNATURES, main="signatures")
-        signatures = signed.signatures
-        if cache_dir:
-            # unique prefix per run: concurrent runs never write the same cache file
-            (signed[NEW_SIGNATURES]
-             | "WriteSigCache" >> beam.io.WriteToParquet(
-                 FileSystems.join(folder, f"sigs-{uuid.uuid4().hex[:12]}"), _cache_schema(),
-                 file_name_suffix=".parquet"))
+        signed = self.signed
+        if signed is None:
+            runtime = runtime_options(docs.pipeline)
+            cache_dir = runtime.curate_cache_dir if runtime else None
+            progress_dir = runtime.curate_progress_dir if runtime else None
+            if cache_dir:
+                to_sign = docs | "SignatureCache" >> SignatureCache(self.cache_folder(cache_dir), self.hasher)
+            else:
+                to_sign = docs | "NoSignatureCache" >> beam.Map(lambda d: (d, None))
+            signed = to_sign | "Sign" >> beam.ParDo(_Sign(self.signer(bool(cache_dir)), progress_dir)).with_outputs(
+                SIGNATURES, BANDS, NEW_SIGNATURES)
+            if cache_dir:
+                self.write_cache(signed[NEW_SIGNATURES], cache_dir)
+        signatures = signed[SIGNATURES]
         candidates = (
             signed[BANDS]
             | "GroupBuckets" >> beam.GroupByKey()
@@ -387,7 +466,7 @@ class NearDedup(beam.PTransform):
         removed_pairs = labels | "NonSurvivors" >> beam.Filter(lambda nl: nl[0] != nl[1])
         dedup = (
             removed_pairs
-            | "SurvivorSimilarity" >> PairSimilarity(signatures, exact)
+            | "SurvivorSimilarity" >> SurvivorSimilarity(signatures, exact)
             | "DedupRows" >> beam.MapTuple(lambda removed, kept, sim: {
                 "removed_id": removed, "kept_id": kept, "method": "near", "similarity": sim})
         )
