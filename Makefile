@@ -21,7 +21,7 @@ REPLAY_BUDGET ?= 90s
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-kernel test-slow install clean browser
+.PHONY: demo test test-kernel test-slow test-portable install clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -81,6 +81,11 @@ test-kernel: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# curate run on Beam's PortableRunner (local job service + EXTERNAL worker pool from a venv built
+# only from curate's sdist, cached in /tmp per code version), checked against the FnApiRunner
+test-portable: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m slow tests/test_portable_runner.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
