@@ -44,7 +44,8 @@ demo: $(STAMP)
 	$(BIN)/curate fit $(DEMO)/observations.parquet --law qqt --bootstrap 100 \
 	    -o $(DEMO)/law.json --plot $(DEMO)/fit.png --workspace $(DEMO)/workspace
 	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(SMALL_BUDGET) -o $(DEMO)/plan-small.json
-	$(BIN)/curate materialize $(DEMO)/plan-small.json --run $(DEMO)/run --output $(DEMO)/train-small --quiet
+	$(BIN)/curate materialize $(DEMO)/plan-small.json --run $(DEMO)/run --output $(DEMO)/train-small --quiet \
+	    --workspace $(DEMO)/workspace
 	@echo "(the plan at $(PLAN_BUDGET) is printed once its replay is in)"
 	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(PLAN_BUDGET) --sweep $(SWEEP) -o $(DEMO)/plan.json > /dev/null
 	$(BIN)/curate validate $(DEMO)/plan-small.json --run $(DEMO)/run --observations $(DEMO)/observations.parquet \
