@@ -48,6 +48,7 @@ def dry_run_report(inputs: list[str], output: str, config: dict, beam_args: list
 def summary_line(translation, output: str) -> str:
     metrics = "no metrics (dry run)" if translation.counters is None else f"counters {translation.counters}"
     images = ", ".join(translation.environments) or "none"
+    hints = "".join(f", {name}={'|'.join(values)}" for name, values in translation.resource_hints.items())
     return (f"dry run on {translation.runner}: the curation graph was built and translated "
-            f"({translation.transforms} transforms, job {translation.job_name}, container {images}); "
+            f"({translation.transforms} transforms, job {translation.job_name}, container {images}{hints}); "
             f"{metrics}; nothing was submitted, read, written or published to {output}")

@@ -70,6 +70,7 @@ class Translation:
     job_name: str | None
     transforms: int  # leaf transforms of the translated pipeline proto
     environments: list[str]  # SDK container images the workers would run
+    resource_hints: dict[str, list[str]]  # hint name -> distinct values over the environments
     counters: dict[str, int] | None  # None: the result reports no metrics (a dry run never does)
 
 
@@ -88,11 +89,19 @@ def translate_curation(files: list[InputFile], out_dir: str, config: RunConfig |
     proto = getattr(job, "proto_pipeline", None)
     transforms = 0
     images: list[str] = []
+    hints: dict[str, set[str]] = {}
     if proto is not None:
         transforms = sum(1 for t in proto.components.transforms.values() if not t.subtransforms)
         images = sorted({_container_image(env) for env in proto.components.environments.values()} - {None})
+        # Beam puts hints on environments (transforms with other hints get an environment of their own)
+        for env in proto.components.environments.values():
+            for urn, value in env.resource_hints.items():
+                # urns look like beam:resources:accelerator:v1
+                hints.setdefault(urn.split(":")[2] if urn.count(":") >= 3 else urn, set()).add(
+                    value.decode("utf-8", "replace"))
     job_name = getattr(getattr(job, "proto", None), "name", None)
-    return Translation(runner_name(options), job_name, transforms, images, counted)
+    return Translation(runner_name(options), job_name, transforms, images,
+                       {k: sorted(v) for k, v in sorted(hints.items())}, counted)
 
 
 def _container_image(env) -> str | None:

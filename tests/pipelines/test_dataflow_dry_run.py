@@ -19,6 +19,7 @@ from curate.pipelines import counters  # noqa: E402
 GCS = "gs://curate-fake-bucket"
 DATAFLOW = ["--runner=DataflowRunner", "--project=curate-fake-project", "--region=europe-west1",
             f"--temp_location={GCS}/tmp", "--dry_run=True"]
+GPU_HINT = "type:nvidia-l4;count:1;install-nvidia-driver"
 
 
 @pytest.fixture
@@ -43,7 +44,8 @@ def test_dry_run_translates_the_whole_graph_offline(no_network, capsys, tmp_path
     # embedding stages on: the largest graph (embed, clusters, scores, semantic dedup)
     code = main(["run", "--input", f"{GCS}/corpus/*.jsonl.gz", "--input", f"{GCS}/more/part-0.parquet",
                  "--output", f"{GCS}/run", "--semantic-dedup", "--embedding-scores",
-                 "--workspace", str(tmp_path / "ws"), "--json", *DATAFLOW])
+                 "--workspace", str(tmp_path / "ws"), "--json", *DATAFLOW,
+                 f"--resource_hints=accelerator={GPU_HINT}", "--resource_hints=min_ram=16GB"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["dry_run"] is True and summary["runner"] == "DataflowRunner"
@@ -52,6 +54,8 @@ def test_dry_run_translates_the_whole_graph_offline(no_network, capsys, tmp_path
     assert any("beam_python3" in image for image in summary["environments"])
     assert no_network == [], f"the dry run tried to reach the network: {no_network[:3]}"
     assert not (tmp_path / "ws").exists()  # no cache, catalog or lock written
+    # the GPU flags of docs/runners.md reach the translated job
+    assert summary["resource_hints"] == {"accelerator": [GPU_HINT], "min_ram_bytes": [str(16 * 10**9)]}
 
 
 def test_dry_run_line_with_a_local_input_and_a_custom_container(no_network, capsys, corpora_dir):
