@@ -106,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
                           "at, held out from every pool) or --target pools (a held-out sample of "
                           "the pools themselves: measures transfer to this corpus, not quality)")
     target = None if args.target == "pools" else Path(args.target)
+    from curate.orchestration.output_paths import check_output_file
+
+    check_output_file(args.output, "-o")  # the probe trains for minutes: fail before, not after
 
     def say(msg: str) -> None:
         if not args.quiet:

@@ -49,8 +49,11 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from curate.orchestration.output_paths import check_output_file
     from curate.orchestration.report import write_report
 
+    if args.output is not None:
+        check_output_file(args.output, "-o")
     result = write_report(args.run_dir, args.output, observations=args.observations, law=args.law,
                           plan=args.plan, replays=args.replay)
     loop = result.loop.summary() if result.loop is not None else None

@@ -140,41 +140,22 @@ def _cache_dir(args) -> str | None:
     return os.path.join(_workspace(args), "cache")
 
 
-def _unwritable(directory: str) -> str | None:
-    """Why `directory` cannot take new files (created if missing), or None when it can.
-
-    Tried with a real file, not os.access: that says yes to root on a read-only mount and
-    no to an ACL that allows. Object-store URIs are not checked (no cheap, honest test).
-    """
-    import os
-    import tempfile
-
-    if "://" in directory:
-        return None
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".curate-write-check-", dir=directory)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as exc:
-        return exc.strerror or type(exc).__name__
-    return None
-
-
 def _usable_cache_dir(cache_dir: str | None, config: dict, warn) -> str | None:
     """The stage cache folder to use: a workspace cache that cannot be written is skipped with
     one warning (a cache only saves time: the run goes on and gives the same result); an
     explicit `embed.cache_dir` that cannot be written is an error before any work."""
+    from curate.orchestration.output_paths import unwritable_dir
+
     explicit = config["embed"]["enabled"] and config["embed"]["cache_dir"]
     if explicit:
-        why = _unwritable(explicit)
+        why = unwritable_dir(explicit)
         if why:
             from curate.orchestration.errors import CurateError
 
             raise CurateError(f"config embed.cache_dir {explicit} cannot be written ({why})")
     if cache_dir is None:
         return None
-    why = _unwritable(cache_dir)
+    why = unwritable_dir(cache_dir)
     if why is None:
         return cache_dir
     warn(f"cache directory {cache_dir} cannot be written ({why}); running without a cache "

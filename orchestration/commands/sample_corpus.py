@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit <= 0:
         raise ValueError("--limit must be a positive integer")
+    from curate.orchestration.output_paths import check_output_dir
+
+    check_output_dir(args.output, "--output")
     samples = args.samples or list(SAMPLES)
     counts = build_sample_corpus(args.output, samples, limit=args.limit, wheel=args.wheel)
     if args.json:

@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise CurateError("--workers must be >= 1")
     budget = parse_duration(args.time_budget)
+    if args.output is not None:
+        from curate.orchestration.output_paths import check_output_file
+
+        check_output_file(args.output, "-o")  # before minutes of training, not after
 
     def say(msg: str) -> None:
         if not args.quiet:
