@@ -68,6 +68,8 @@ def test_smoke_check_passes_in_a_cpu_venv_and_names_what_is_wrong(capsys):
     spec.loader.exec_module(smoke)
     main = smoke.main
     assert main(["--beam-version", apache_beam.__version__]) == 0
+    pytest.importorskip("google.cloud.storage", reason="the 'dataflow' extra is not installed")
+    assert main(["--gcs", "--beam-version", apache_beam.__version__]) == 0
     assert main(["--cuda", "--beam-version", "0.0.0"]) == 1
     err = capsys.readouterr().err
     assert "CPU build" in err and "expected 0.0.0" in err
