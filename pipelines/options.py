@@ -4,10 +4,18 @@ from __future__ import annotations
 
 
 def unknown_beam_args(beam_args: list[str]) -> list[str]:
-    """The flags in `beam_args` that no Beam PipelineOptions class defines."""
+    """The flags in `beam_args` that no Beam PipelineOptions class defines; ValueError (one
+    line) for a known flag with a bad value, e.g. --direct_num_workers=abc."""
     from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-    parser = _BeamArgumentParser(allow_abbrev=False)
+    class _Parser(_BeamArgumentParser):
+        def error(self, message):
+            # argparse would print the usage of every Beam option (~120 lines) and exit
+            if message.startswith("ambiguous option: "):
+                return  # Beam's parser ignores these too
+            raise ValueError(message)
+
+    parser = _Parser(allow_abbrev=False)
     seen = {}
     for cls in PipelineOptions.__subclasses__():
         seen.setdefault(str(cls), cls)

@@ -64,6 +64,20 @@ def test_unknown_option_is_one_line_error(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("flag,fragment", [
+    ("--direct_num_workers=abc", "invalid int value: 'abc'"),
+    ("--direct_running_mode=bogus", "invalid choice: 'bogus'"),
+])
+def test_beam_option_with_a_bad_value_is_one_line_error(tmp_path, capsys, flag, fragment):
+    # Beam's own parser printed the usage of every Beam option (~120 lines) before the error
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    code = main(["run", "--input", str(data), "--output", str(tmp_path / "o"), flag])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_stats_on_missing_run_is_one_line_error(tmp_path):
     _one_line_error(_cli("stats", str(tmp_path)), "is not a curate run directory: no manifest.json")
 
