@@ -5,7 +5,6 @@ writes nothing. The stage cache and progress records are off (both are read or w
 construction or run time, not needed to translate)."""
 from __future__ import annotations
 
-from curate.orchestration.errors import CurateError
 from curate.orchestration.runner import pipeline_options
 
 DRY_RUN_STAGING = "_staging-dry-run"  # the folder the translated graph names; never created
@@ -18,18 +17,16 @@ def dry_run_requested(beam_args: list[str]) -> bool:
 
 
 def dry_run_job(inputs: list[str], output: str, config: dict, beam_args: list[str]):
-    """The Translation of the curation job (pipelines.dry_run); CurateError on unusable flags."""
+    """The Translation of the curation job (pipelines.dry_run); ValueError (one line) on flags a
+    dry run cannot use, CurateError on flags Beam does not know."""
     from curate.pipelines.dry_run import check_dry_run_options, dry_run_inputs, translate_curation
     from curate.pipelines.runtime import set_runtime
 
     options = pipeline_options(list(beam_args))
     set_runtime(options, None, None)
     staging = output.rstrip("/") + "/" + DRY_RUN_STAGING
-    try:
-        check_dry_run_options(options)  # before local inputs are listed
-        return translate_curation(dry_run_inputs(inputs), staging, config, options)
-    except ValueError as exc:  # missing Dataflow options, a runner that would ignore the flag
-        raise CurateError(str(exc).splitlines()[0]) from None
+    check_dry_run_options(options)  # before local inputs are listed
+    return translate_curation(dry_run_inputs(inputs), staging, config, options)
 
 
 def dry_run_report(inputs: list[str], output: str, config: dict, beam_args: list[str], *,

@@ -18,7 +18,7 @@ from curate.pipelines.inputs import InputFile, _kind_of, expand_inputs
 from curate.pipelines.run_config import RunConfig
 
 # Runners that honour --dry_run; every other runner ignores the flag and would run the job.
-DRY_RUN_RUNNERS = ("DataflowRunner", "TestDataflowRunner")
+DRY_RUN_RUNNERS = ("DataflowRunner",)
 UNLISTED = "unlisted"  # kind of an input pattern that a dry run does not list
 
 
