@@ -34,7 +34,7 @@ from curate.pipelines.runtime import runtime_options
 from curate.pipelines.scoring import KeepDropRule, Score, feature_column
 from curate.pipelines.semdedup import DropSemanticFields, FitClusters, SemanticStage, cluster_info
 from curate.pipelines import stash as ST
-from curate.pipelines.stash_stages import JoinStash, SignAndScore
+from curate.pipelines.stash_stages import JoinStash, NearDedupOnStash, SignAndScore
 from curate.pipelines.writing import WriteRun, count_written
 
 
@@ -155,9 +155,7 @@ def _build_compact(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
     signed = apply(docs, "SignAndScore", SignAndScore(stash, score, near))
     docs = signed["documents"]
     if near is not None:
-        near.signed = signed
-        near.reads = ("id",)
-        deduped = apply(docs, "NearDedup", near)
+        deduped = apply(docs, "NearDedup", NearDedupOnStash(stash, near, signed))
         docs = deduped["documents"]
         dedup_rows.append(deduped["dedup"])
     kept = apply(docs, "KeepDropRule", KeepDropRule.from_config(config.filter))

@@ -84,6 +84,9 @@ class Stash:
     def scored_path(self, key: int) -> str:
         return FileSystems.join(self.root, "scored", _chunk_name(key))
 
+    def payload_path(self, key: int) -> str:
+        return FileSystems.join(self.root, "payload", _chunk_name(key))
+
     def writer(self, f) -> "RawWriter":
         return RawWriter(self, self.file_index(f))
 

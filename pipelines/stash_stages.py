@@ -14,16 +14,35 @@ carries per document is a few ints and short strings.
 """
 from __future__ import annotations
 
-import apache_beam as beam
+import pickle
+import zlib
 
+import apache_beam as beam
+import numpy as np
+
+from curate.pipelines import counters
 from curate.pipelines import stash as ST
-from curate.pipelines.near_dedup import BANDS, NEW_SIGNATURES, SIGNATURES, SignatureCache
+from curate.pipelines.components import ConnectedComponents
+from curate.pipelines.near_dedup import (BANDS, EXACT_PAYLOAD, NEW_SIGNATURES, SIGNATURE, SIGNATURES,
+                                         SignatureCache, _candidate_pairs, _keep_unremoved)
+from curate.scorers.minhash import jaccard_estimate, jaccard_of_hashes
 from curate.pipelines.progress import ProgressWriter
 from curate.pipelines.runtime import runtime_options
 from curate.pipelines.scoring import Score, _Score
 from curate.pools import schema as S
 
 ROW = "_row"  # the row's number within its chunk, in the scored files
+# LSH band entries travel packed, one blob per (chunk, partition of the band-key space): a
+# shuffle then holds ~35 bytes per entry instead of a Python tuple per entry (16 per document)
+BAND_PARTITIONS = 256
+
+
+def pack(obj) -> bytes:
+    return zlib.compress(pickle.dumps(obj, protocol=5), 1)
+
+
+def unpack(blob: bytes):
+    return pickle.loads(zlib.decompress(blob))  # noqa: S301 - our own blobs, within one run
 
 
 def scored_schema(feature_names):
@@ -63,11 +82,25 @@ class _SignAndScoreChunk(beam.DoFn):
         source = self.stash.sources[source_index]
         columns = self.schema.names
         rows = []
+        payload_rows, payloads = [], []
+        bands: dict[int, tuple[list, list, list]] = {}
         for row, doc_id, loc, hashed, cached in members:
             text = texts[row]
             norm = normalise_text(text)
             if self.signer is not None:
-                yield from self.signer.outputs(doc_id, norm, cached)
+                for out in self.signer.outputs(doc_id, norm, cached):
+                    if out.tag == SIGNATURES:
+                        payload_rows.append(row)
+                        payloads.append(out.value[1])
+                    elif out.tag == BANDS:
+                        band_key = out.value[0]
+                        keys, ids, locs = bands.setdefault(
+                            int.from_bytes(band_key[-4:], "big") % BAND_PARTITIONS, ([], [], []))
+                        keys.append(band_key)
+                        ids.append(doc_id)
+                        locs.append(loc)
+                    else:
+                        yield out
             [scored] = self.scorer.process({"id": doc_id, "text": text, "source": source, "_norm": norm})
             scored[ROW], scored["text_hash"] = row, hashed
             rows.append(scored)
@@ -76,11 +109,17 @@ class _SignAndScoreChunk(beam.DoFn):
             self.progress.add(1)
         table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows], schema=self.schema)
         ST.write_table(self.stash.scored_path(key), table)
+        if self.signer is not None:
+            ST.write_table(self.stash.payload_path(key), pa.table({
+                ROW: pa.array(payload_rows, pa.int64()), "payload": pa.array(payloads, pa.binary())}))
+            for partition in sorted(bands):
+                yield beam.pvalue.TaggedOutput(BANDS, (partition, pack(bands[partition])))
 
 
 class SignAndScore(beam.PTransform):
-    """compact records -> {"documents": compact scored records, SIGNATURES, BANDS,
-    NEW_SIGNATURES (cache rows)}; the scored rows are written to the stash.
+    """compact records -> {"documents": compact scored records, BANDS: (partition, packed
+    band entries of one chunk), NEW_SIGNATURES (cache rows)}; the scored rows and the
+    verification payloads (shingle-hash sets or signatures) are written to the stash.
 
     near: the run's NearDedup (its Signer settings), or None when near dedup is off.
     """
@@ -110,7 +149,7 @@ class SignAndScore(beam.PTransform):
             to_sign
             | "ByChunk" >> beam.Map(_by_chunk)
             | "GroupChunks" >> beam.GroupByKey()
-            | "SignAndScoreChunk" >> beam.ParDo(fn).with_outputs(SIGNATURES, BANDS, NEW_SIGNATURES, main="documents")
+            | "SignAndScoreChunk" >> beam.ParDo(fn).with_outputs(BANDS, NEW_SIGNATURES, main="documents")
         )
         if caching:
             self.near.write_cache(out[NEW_SIGNATURES], cache_dir)
@@ -157,3 +196,120 @@ class JoinStash(beam.PTransform):
             | "GroupKeptByChunk" >> beam.GroupByKey()
             | "ReadKeptRows" >> beam.ParDo(_JoinChunk(self.stash))
         )
+
+
+# ------------------------------------------------------------------ near dedup on the stash
+
+def _bucket_pairs(item, max_all_pairs: int):
+    """(partition, packed band entries) -> (chunk pair, packed candidate pairs).
+
+    The buckets and the pairs each one gives are those of NearDedup (`_candidate_pairs` on
+    the bucket's ids); a pair is (id_a, locator_a, id_b, locator_b) with id_a < id_b, sent
+    to the pair of chunks holding the two payloads."""
+    _, blobs = item
+    buckets: dict[bytes, dict[str, int]] = {}
+    for blob in blobs:
+        keys, ids, locs = unpack(blob)
+        for key, doc_id, loc in zip(keys, ids, locs):
+            buckets.setdefault(key, {})[doc_id] = loc
+    by_chunks: dict[tuple, list] = {}
+    for key in sorted(buckets):
+        members = buckets[key]
+        if len(members) < 2:
+            continue
+        for a, b in _candidate_pairs((key, list(members)), max_all_pairs):
+            la, lb = members[a], members[b]
+            by_chunks.setdefault((ST.chunk_key(la), ST.chunk_key(lb)), []).append((a, la, b, lb))
+    for chunks in sorted(by_chunks):
+        yield chunks, pack(by_chunks[chunks])
+
+
+class _ChunkPairJaccard(beam.DoFn):
+    """(chunk pair, packed (id_a, loc_a, id_b, loc_b) lists) -> ((id_a, loc_a), (id_b, loc_b),
+    Jaccard) per distinct pair, with the payloads read from the two chunks' payload files."""
+
+    def __init__(self, stash: ST.Stash, exact: bool):
+        self.stash, self.exact = stash, exact
+
+    def _payloads(self, key: int, rows: set) -> dict:
+        table = ST.read_table(self.stash.payload_path(key))
+        dtype = EXACT_PAYLOAD if self.exact else SIGNATURE
+        return {r: np.frombuffer(p, dtype=dtype)
+                for r, p in zip(table.column(ROW).to_pylist(), table.column("payload").to_pylist()) if r in rows}
+
+    def process(self, item):
+        (key_a, key_b), blobs = item
+        pairs = list(dict.fromkeys(p for blob in blobs for p in unpack(blob)))  # distinct, first-seen order
+        need_a = {ST.row_in_chunk(la) for _, la, _, _ in pairs}
+        need_b = {ST.row_in_chunk(lb) for _, _, _, lb in pairs}
+        if key_a == key_b:
+            payload_a = payload_b = self._payloads(key_a, need_a | need_b)
+        else:
+            payload_a, payload_b = self._payloads(key_a, need_a), self._payloads(key_b, need_b)
+        measure = jaccard_of_hashes if self.exact else jaccard_estimate
+        for a, la, b, lb in pairs:
+            pa_ = payload_a.get(ST.row_in_chunk(la))
+            pb_ = payload_b.get(ST.row_in_chunk(lb))
+            if pa_ is None or pb_ is None:
+                continue
+            yield (a, la), (b, lb), float(measure(pa_, pb_))
+
+
+def _verified(triple, threshold: float):
+    a, b, sim = triple
+    if sim >= threshold:
+        counters.inc(counters.NEAR_VERIFIED_PAIRS)
+        yield a, b
+
+
+def _removed_by_chunks(node_label):
+    (removed, lr), (kept, lk) = node_label
+    return (ST.chunk_key(lr), ST.chunk_key(lk)), pack([(removed, lr, kept, lk)])
+
+
+class NearDedupOnStash(beam.PTransform):
+    """NearDedup's decisions and dedup rows for compact records whose band entries and
+    payloads SignAndScore computed: documents -> {"documents": survivors, "dedup": rows}.
+
+    Buckets are grouped per partition of the band-key space; candidate pairs go, packed, to
+    the pair of chunks holding their payloads and are verified there (a worker holds two
+    chunks' payloads, never one per pair); connected components run on (id, locator) nodes,
+    whose order is the ids' (ids are unique), so the smallest id survives; the similarity of
+    each removed document to its survivor is computed the same way, per chunk pair.
+    """
+
+    reads = ("id",)
+    adds = ()
+
+    def __init__(self, stash: ST.Stash, near, signed):
+        super().__init__()
+        self.stash, self.near, self.signed = stash, near, signed
+
+    def expand(self, docs):
+        c = self.near.config
+        exact = c.verify == "exact"
+        edges = (
+            self.signed[BANDS]
+            | "GroupBandPartitions" >> beam.GroupByKey()
+            | "BucketPairs" >> beam.FlatMap(_bucket_pairs, c.max_bucket_all_pairs)
+            | "GroupPairsByChunks" >> beam.GroupByKey()
+            | "VerifyPairs" >> beam.ParDo(_ChunkPairJaccard(self.stash, exact))
+            | "AboveThreshold" >> beam.FlatMap(_verified, c.threshold)
+        )
+        labels = edges | "Components" >> ConnectedComponents(c.cc_rounds)
+        removed_pairs = labels | "NonSurvivors" >> beam.Filter(lambda nl: nl[0] != nl[1])
+        dedup = (
+            removed_pairs
+            | "RemovedByChunks" >> beam.Map(_removed_by_chunks)
+            | "GroupRemovedByChunks" >> beam.GroupByKey()
+            | "SurvivorSimilarity" >> beam.ParDo(_ChunkPairJaccard(self.stash, exact))
+            | "DedupRows" >> beam.MapTuple(lambda removed, kept, sim: {
+                "removed_id": removed[0], "kept_id": kept[0], "method": "near", "similarity": sim})
+        )
+        removed_ids = removed_pairs | "RemovedIds" >> beam.Map(lambda nl: (nl[0][0], nl[1][0]))
+        documents = (
+            {"doc": docs | "KeyDocs" >> beam.Map(lambda d: (d["id"], d)), "removed": removed_ids}
+            | "JoinRemoved" >> beam.CoGroupByKey()
+            | "KeepUnremoved" >> beam.FlatMap(_keep_unremoved)
+        )
+        return {"documents": documents, "dedup": dedup}
