@@ -46,15 +46,23 @@ def feature_columns(config: RunConfig | dict) -> list[str]:
     return [feature_column(n) for n in RunConfig.of(config).score.feature_names()]
 
 
-def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, config: RunConfig | dict) -> list:
+def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, config: RunConfig | dict,
+                   compact: bool | None = None) -> list:
     """Add every stage to pipeline `p`, writing into `out_dir` (a staging folder).
 
     `config`: a RunConfig, or its `to_dict()` form (what the manifest records). Returns the
     document stages in the order they were applied (each declares the fields it `reads` and
-    `adds`), for checks on the wiring.
+    `adds`), for checks on the wiring. `compact`: shuffles carry compact records, texts stay
+    in intermediate files (`_build_compact`); None: whenever no embedding stage runs (those
+    still carry whole documents). False: whole documents throughout (the reference the
+    compact path is tested against).
     """
     config = RunConfig.of(config)
-    if not config.embed.enabled:
+    if compact is None:
+        compact = not config.embed.enabled
+    if compact and config.embed.enabled:
+        raise ValueError("the compact pipeline has no embedding stages")
+    if compact:
         return _build_compact(p, files, out_dir, config)
     stages = []
 

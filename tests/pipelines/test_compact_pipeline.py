@@ -1,0 +1,118 @@
+"""The compact pipeline (texts in the run's intermediate files, compact records in every
+shuffle: pipelines/stash.py, stash_stages.py) decides exactly what the whole-document
+pipeline decides: same pools, rows, dedup rows, filtered rows, dead letters and counters,
+with chunks small enough that documents, buckets and near-duplicate components span many
+chunks, big LSH buckets (star + chain pairs), renamed duplicate ids and exact duplicates."""
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+
+from curate.pipelines import counters
+from curate.pipelines import stash as ST
+from curate.pipelines import stash_stages
+from curate.pipelines.curation import build_curation
+from curate.pipelines.inputs import expand_inputs
+from curate.pipelines.run_config import RunConfig
+from curate.pipelines.runtime import set_runtime
+
+MIN_SCORE = 0.245  # drops a few of these word-salad texts (scores ~0.239-0.26)
+
+
+def _corpus(folder: Path) -> list[str]:
+    rng = random.Random(7)
+    vocab = [f"w{i}" for i in range(400)]
+    base = [" ".join(rng.choice(vocab) for _ in range(rng.randint(12, 60))) for _ in range(60)]
+    boiler = "this page uses cookies to improve your experience please accept all of them now or leave"
+    records = []
+    for i, text in enumerate(base):
+        records.append({"id": f"d{i:03d}", "text": text})
+        if i % 4 == 0:  # near copy: one word changed
+            words = text.split()
+            words[len(words) // 2] = "changed"
+            records.append({"id": f"n{i:03d}", "text": " ".join(words)})
+        if i % 9 == 0:  # exact copy under another id
+            records.append({"id": f"e{i:03d}", "text": text})
+    for k in range(45):  # one big near-duplicate cluster: buckets above max_bucket_all_pairs
+        records.append({"id": f"b{k:03d}", "text": f"{boiler} ref{k % 3}"})
+    records += [{"id": "d001", "text": "a second document reusing an id that exists already"},
+                {"id": "d001#1", "text": "an id that looks like a renamed one but is an input id"},
+                {"text": "no id at all, so the content decides one"}, {"id": "z", "text": "   "},
+                "not an object"]
+    rng.shuffle(records)
+    paths = []
+    for part in range(3):
+        path = folder / f"part{part}.jsonl.gz"
+        with gzip.open(path, "wt", encoding="utf-8") as fh:
+            for r in records[part::3]:
+                fh.write(json.dumps(r) + "\n")
+        paths.append(str(path))
+    return paths
+
+
+def _run(paths, out: Path, compact: bool, cache_dir=None) -> dict:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(["--runner=FnApiRunner"])
+    set_runtime(options, cache_dir, None)
+    config = RunConfig.from_dict({"filter": {"min_score": MIN_SCORE}, "pools": {"num_pools": 3}})
+    p = beam.Pipeline(options=options)
+    build_curation(p, expand_inputs(paths), str(out), config, compact=compact)
+    result = p.run()
+    result.wait_until_finish()
+    ST.delete(str(out))
+
+    def rows(sub, key):
+        out_rows = []
+        for f in sorted((out / sub).rglob("*.parquet")):
+            out_rows += pq.read_table(f).to_pylist()
+        return sorted(out_rows, key=lambda r: r[key])
+
+    dead = sorted(line for f in (out / "dead_letter").glob("*.jsonl") for line in f.read_text().splitlines())
+    return {"pools": rows("pools", "id"), "dedup": rows("dedup", "removed_id"),
+            "filtered": rows("filtered", "id"), "dead": dead, "counters": counters.query(result),
+            "stats": pq.read_table(out / "stats.parquet").to_pylist()}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return _corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_compact_pipeline_decides_what_the_document_pipeline_decides(corpus, tmp_path, monkeypatch, cached):
+    monkeypatch.setattr(ST, "CHUNK_ROWS", 5)  # many chunks: components and buckets span them
+    monkeypatch.setattr(stash_stages, "BAND_PARTITIONS", 7)
+    cache = str(tmp_path / "cache") if cached else None
+    whole = _run(corpus, tmp_path / "whole", compact=False, cache_dir=cache)
+    compact = _run(corpus, tmp_path / "compact", compact=True, cache_dir=cache)
+    assert whole["pools"] and whole["dedup"] and whole["filtered"] and whole["dead"]
+    assert {r["method"] for r in whole["dedup"]} == {"exact", "near"}
+    assert any(r["id"].startswith("d001#") and r["id"] != "d001#1" for r in whole["pools"]), "no renamed id"
+    assert whole["counters"]["near_dedup.candidate_pairs"] > 45  # the big cluster's star + chain
+    for key in ("pools", "dedup", "filtered", "dead", "stats"):
+        assert compact[key] == whole[key], key
+    if cached:  # the second run read every signature from the cache the first one wrote
+        assert compact["counters"].get("near_dedup.signature_cache_hits", 0) > 0
+        for name in ("signature_cache_hits", "signature_cache_misses"):
+            whole["counters"].pop(f"near_dedup.{name}", None)
+            compact["counters"].pop(f"near_dedup.{name}", None)
+    assert compact["counters"] == whole["counters"]
+    assert not (tmp_path / "compact" / ST.WORK_DIR).exists()  # intermediate files never stay
+
+
+def test_survivor_join_groups_are_bounded_by_chunks_not_components():
+    """A component of 10,000 members: the survivor join's groups (one per pair of chunks)
+    hold at most CHUNK_ROWS members each, whatever the component's size."""
+    from collections import Counter
+
+    kept = ("a0", ST.locator(0, 0))
+    removed = [(f"a{i}", ST.locator(i % 3, i)) for i in range(1, 10_000)]
+    groups = Counter(stash_stages._removed_by_chunks((node, kept))[0] for node in removed)
+    assert len(groups) > 3 and max(groups.values()) <= ST.CHUNK_ROWS
