@@ -4,7 +4,7 @@ same sampling in one process, in the same run.
 A synthetic published run (4 pools, N documents of ~300 bytes of text each, real Parquet and a
 valid _SUCCESS marker) and a plan in documents (each pool: 80 % of it unique, epochs 1.0 /
 1.5 / 2.0 / 2.7) are written once into --workdir. Then, each in its own process (peak RSS of
-that process, ru_maxrss):
+that process, ru_maxrss, and of the process tree, sampled):
 
 - curate:  `curate materialize PLAN --run RUN --output OUT --quiet` (FnApiRunner; --workers 2
            adds --direct_num_workers=2 --direct_running_mode=multi_processing);
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -109,12 +110,53 @@ def baseline(run: Path, plan_path: Path, out: Path, shard_size: int) -> int:
     return len(copies)
 
 
+_TREE_RSS = r"""
+import os, subprocess, sys, threading, time
+
+def tree_kb(root):
+    children = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(pid))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+p = subprocess.Popen(sys.argv[1:])
+peak, done = [0], threading.Event()
+
+def sample():  # never p.poll(): it would reap the child before wait4 reads its rusage
+    while not done.is_set():
+        peak[0] = max(peak[0], tree_kb(p.pid))
+        time.sleep(0.2)
+
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
+_, st, ru = os.wait4(p.pid, 0)
+done.set()
+sampler.join()
+sys.stderr.write("PEAK_KB %d\nTREE_PEAK_KB %d\n" % (ru.ru_maxrss, peak[0]))
+sys.exit(os.waitstatus_to_exitcode(st))
+"""
+
+
 def _peak_wrapper(cmd: list[str]) -> list[str]:
-    """Run `cmd` under a tiny Python parent that prints the child's own peak RSS to stderr last."""
-    code = ("import os,subprocess,sys,resource;p=subprocess.Popen(sys.argv[1:]);"
-            "_,st,ru=os.wait4(p.pid,0);sys.stderr.write('PEAK_KB %d\\n'%ru.ru_maxrss);"
-            "sys.exit(os.waitstatus_to_exitcode(st))")
-    return [sys.executable, "-c", code, *cmd]
+    """Run `cmd` under a tiny Python parent that prints, to stderr last, the child's own peak
+    RSS (ru_maxrss) and the peak of the summed RSS of the child and all its descendants
+    (sampled every 0.2 s from /proc: Beam worker subprocesses included)."""
+    return [sys.executable, "-c", _TREE_RSS, *cmd]
 
 
 def measure_peak(cmd: list[str]) -> dict:
@@ -123,9 +165,11 @@ def measure_peak(cmd: list[str]) -> dict:
     wall = time.perf_counter() - start
     if done.returncode not in (0, 1):
         raise SystemExit(f"{cmd[:3]} failed: {done.stderr[-2000:]}")
-    peak = [line for line in done.stderr.splitlines() if line.startswith("PEAK_KB ")][-1]
+    lines = done.stderr.splitlines()
+    peak = [line for line in lines if line.startswith("PEAK_KB ")][-1]
+    tree = [line for line in lines if line.startswith("TREE_PEAK_KB ")][-1]
     return {"wall_s": round(wall, 1), "peak_rss_mb": round(int(peak.split()[1]) / 1024),
-            "stdout": done.stdout}
+            "tree_peak_rss_mb": round(int(tree.split()[1]) / 1024), "stdout": done.stdout}
 
 
 def main() -> None:
@@ -134,6 +178,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench-materialize"))
     ap.add_argument("--shard-size", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--curate-cmd", default=str(ROOT / ".venv/bin/curate"),
+                    help="the curate command to measure (another checkout's, to compare versions)")
     ap.add_argument("--baseline", nargs=3, metavar=("RUN", "PLAN", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline:
@@ -145,7 +191,7 @@ def main() -> None:
     out_c, out_b = args.workdir / f"out-curate-{args.docs}", args.workdir / f"out-pyarrow-{args.docs}"
     subprocess.run(["rm", "-rf", str(out_c), str(out_b)], check=True)
     beam = (["--direct_num_workers=2", "--direct_running_mode=multi_processing"] if args.workers > 1 else [])
-    curate = measure_peak([str(ROOT / ".venv/bin/curate"), "materialize", str(plan), "--run", str(run),
+    curate = measure_peak([*shlex.split(args.curate_cmd), "materialize", str(plan), "--run", str(run),
                       "--output", str(out_c), "--shard-size", str(args.shard_size), "--quiet", "--json", *beam])
     rows = json.loads(curate.pop("stdout"))["reconciliation"]["rows_written"]
     base = measure_peak([sys.executable, __file__, "--shard-size", str(args.shard_size),

@@ -136,10 +136,82 @@ def copies_of(selection: dict, key: tuple[float, int], partial_key: int) -> int:
 
 
 def shard_boundaries(keys: np.ndarray, shards: int) -> list[int]:
-    """Shuffle keys where shards 1..N-1 start, so shard i holds ranks [i*T//N, (i+1)*T//N)."""
+    """Shuffle keys where shards 1..N-1 start, so shard i holds ranks [i*T//N, (i+1)*T//N):
+    shard i is every copy with boundaries[i-1] <= key < boundaries[i] (the reference that
+    `shard_span` + `shard_mask` reproduce one bucket range at a time)."""
     keys = np.sort(keys)
     total = len(keys)
     return [int(keys[i * total // shards]) for i in range(1, shards)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Buckets: how copies reach their shard without a shuffle holding them
+# ---------------------------------------------------------------------------------------------
+
+# Shuffle keys are uniform hashes, so equal key ranges hold about equal numbers of copies.
+# Copies are spilled by key range ("bucket"), BUCKETS_PER_SHARD buckets per expected shard:
+# a shard's writer reads the buckets its ranks span, about 1 + 1/BUCKETS_PER_SHARD shards.
+BUCKETS_PER_SHARD = 4
+
+
+def bucket_edges(buckets: int) -> np.ndarray:
+    """Lower key bounds of buckets 1..buckets-1 (bucket 0 starts at 0), equal ranges of the
+    uint64 key space: bucket of k = searchsorted(edges, k, side="right")."""
+    return np.array([(j << 64) // buckets for j in range(1, buckets)], dtype=np.uint64)
+
+
+def bucket_of(keys: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return np.searchsorted(edges, np.asarray(keys, dtype=np.uint64), side="right")
+
+
+def shard_span(counts, total: int, shards: int, shard: int) -> tuple[int, int, int, int, int]:
+    """(first bucket, last bucket, rank of the first copy of the first bucket, lo, hi): shard
+    `shard` holds ranks [lo, hi) of all copies in key order, and those ranks lie in buckets
+    first..last (`counts`: copies per bucket, buckets in key order)."""
+    lo, hi = shard * total // shards, (shard + 1) * total // shards
+    ends = np.cumsum(np.asarray(counts, dtype=np.int64))
+    first = int(np.searchsorted(ends, lo, side="right"))
+    last = int(np.searchsorted(ends, max(lo, hi - 1), side="right"))
+    return first, last, int(ends[first] - counts[first]), lo, hi
+
+
+def shard_mask(keys: np.ndarray, base: int, lo: int, hi: int) -> np.ndarray:
+    """Which of `keys` (every copy of buckets first..last of `shard_span`, whose first rank is
+    `base`) belong to the shard of ranks [lo, hi): key >= the key at rank lo and < the key at
+    rank hi, as `shard_boundaries` cuts (equal keys stay in one shard; a key at rank hi outside
+    these buckets is larger than all of them)."""
+    keys = np.asarray(keys, dtype=np.uint64)
+    ranked = np.sort(keys)
+    mask = keys >= ranked[lo - base]
+    if hi - base < len(ranked):
+        mask &= keys < ranked[hi - base]
+    return mask
+
+
+def batch_units(unit: str, table) -> np.ndarray:
+    """`doc_units` of every row of an Arrow table/batch of pool rows, as int64 (a null text
+    counts as "", a null chars falls back to the text's characters, null tokens count 0)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    names = table.schema.names
+    if unit == "docs":
+        return np.ones(n, dtype=np.int64)
+    if unit == "tokens":
+        if "tokens" not in names:
+            return np.zeros(n, dtype=np.int64)
+        col = pc.fill_null(table.column("tokens"), 0)
+        return np.asarray(pc.cast(col, pa.int64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.int64)
+    text = pc.fill_null(table.column("text"), "") if "text" in names else pa.array([""] * n)
+    if unit == "bytes":
+        return np.asarray(pc.binary_length(text).to_numpy(zero_copy_only=False), dtype=np.int64)
+    length = pc.cast(pc.utf8_length(text), pa.int64())
+    if "chars" not in names:
+        return np.asarray(length.to_numpy(zero_copy_only=False), dtype=np.int64)
+    chars = pc.cast(table.column("chars"), pa.int64(), safe=False)
+    return np.asarray(pc.if_else(pc.is_null(chars), length, chars).to_numpy(zero_copy_only=False),
+                      dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
