@@ -34,6 +34,7 @@ class _HeldLines:
         self.lines: list[bytes] = []
         self.size = 0
         self.lock = threading.Lock()
+        self.shown: bool | None = None  # decided at the end; lines arriving later follow it
 
     def _write(self, data: bytes) -> None:
         try:
@@ -44,6 +45,10 @@ class _HeldLines:
 
     def add(self, line: bytes) -> None:
         with self.lock:
+            if self.shown is not None:  # a worker still writing after the pipeline ended
+                if self.shown:
+                    self._write(line)
+                return
             self.lines.append(line)
             self.size += len(line)
             if self.size > HOLD_LIMIT_BYTES:
@@ -63,6 +68,7 @@ class _HeldLines:
             if show:
                 self._release()
             self.lines, self.size = [], 0
+            self.shown = show
 
 
 def _forward(read_fd: int, held: _HeldLines) -> None:
@@ -129,7 +135,8 @@ def quiet_worker_stderr(enabled: bool):
         thread.join(timeout=5)
         held.finish(_shown(failure))
         text_out.close()
-        raw_out.close()
+        if not thread.is_alive():  # else a worker still writes: the thread keeps forwarding
+            raw_out.close()
 
 
 # Loggers through which Beam reports a failing step in this process: the step's traceback

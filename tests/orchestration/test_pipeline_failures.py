@@ -118,3 +118,27 @@ def test_probe_to_a_folder_fails_before_any_work(tmp_path, capsys):
     code = main(["probe", str(tmp_path / "no-run"), "--target", "pools", "-o", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and f"-o {tmp_path} is a folder" in err
+
+
+def test_held_worker_lines_follow_the_outcome_even_when_late():
+    import io
+
+    from curate.orchestration.worker_logs import HOLD_LIMIT_BYTES, _HeldLines
+
+    out = io.BytesIO()
+    held = _HeldLines(out)
+    held.add(b"Traceback (most recent call last):\n")
+    assert out.getvalue() == b""  # held until the outcome is known
+    held.finish(show=False)
+    held.add(b"late line from a worker\n")
+    assert out.getvalue() == b""  # a one-line failure: dropped, also when late
+
+    shown = _HeldLines(out)
+    shown.add(b"an error\n")
+    shown.finish(show=True)
+    shown.add(b"late\n")
+    assert out.getvalue() == b"an error\nlate\n"
+
+    bounded = _HeldLines(io.BytesIO())
+    bounded.add(b"x" * (HOLD_LIMIT_BYTES + 1))  # memory stays bounded: shown once past the limit
+    assert bounded.lines == [] and bounded.out.getvalue()
