@@ -233,6 +233,16 @@ def _cross_checks(data: LoopData) -> None:
                                  f"`curate plan --replay {name}` to use the measured error")
 
 
+def _cv(row: dict):
+    return row.get("cv_error") if row.get("cv_error") is not None else row.get("loo_error")
+
+
+def _cv_text(row: dict) -> str:
+    value = _cv(row)
+    method = row.get("cv_method") or ("leave-one-out" if value is not None else None)
+    return _pct(value) + (f" ({method})" if method and value is not None else "")
+
+
 def _close(a, b) -> bool:
     try:
         return math.isclose(float(a), float(b), rel_tol=1e-9)
@@ -500,8 +510,10 @@ def _fit_section(data: LoopData, figures) -> str:
             parts.append(f"<tr>{_td(name)}{cell('law-size', name, q.get('size'))}{cell('law-gap', name, q.get('gap'))}"
                          f"{cell('law-epochs', name, by_pool.get(name))}</tr>")
         parts.append("</table>")
+    cv_key = "cv_error" if fit.get("cv_error") is not None else "loo_error"  # law files before cv_error
+    cv_label = f"{fit.get('cv_method') or 'leave-one-out'} rel. error"
     diag = [(k, label) for k, label in (("n_obs", "observations"), ("r2", "R²"), ("rmse", "RMSE"),
-                                        ("loo_error", "leave-one-out rel. error"),
+                                        (cv_key, cv_label),
                                         ("holdout_largest_error", "hold-out-largest rel. error"),
                                         ("max_epochs", "epochs in the fit data (max)"),
                                         ("gap_ratio_max", "largest gap ratio measured")) if fit.get(k) is not None]
@@ -520,14 +532,14 @@ def _fit_section(data: LoopData, figures) -> str:
         parts.append(f"<h3 id='fit-comparison'>Forms compared by held-out error</h3><p class='meta'>"
                      f"chosen by: {e(str(sel.get('by')))}; held-out runs: {e(str(sel.get('heldout_runs')))}</p>"
                      "<table id='model-selection'><tr><th>form</th><th>held-out runs</th><th>hold-out-largest</th>"
-                     "<th>leave-one-out</th><th>free parameters</th><th>used</th></tr>")
+                     "<th>cross-validation</th><th>free parameters</th><th>used</th></tr>")
         for row in sel["candidates"]:
             v = str(row.get("variant"))
             used = bool(row.get("chosen"))
             parts.append(f"<tr{' class=kept' if used else ''}>{_td(v)}"
                          f"{cell('selection-heldout', v, row.get('heldout_runs_error'), _pct(row.get('heldout_runs_error')))}"
                          f"{cell('selection-largest', v, row.get('holdout_largest_error'), _pct(row.get('holdout_largest_error')))}"
-                         f"{cell('selection-loo', v, row.get('loo_error'), _pct(row.get('loo_error')))}"
+                         f"{cell('selection-loo', v, _cv(row), _cv_text(row))}"
                          f"{cell('selection-params', v, row.get('free_parameters'))}"
                          f"{cell('selection-chosen', v, used, 'used' if used else '')}</tr>")
         parts.append("</table>")
