@@ -224,9 +224,12 @@ class Catalog:
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only, config=config)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise
+            except duckdb.Error as exc:
+                if not isinstance(exc, duckdb.IOException) or "lock" not in str(exc).lower():
+                    # a damaged or foreign file: one line naming it, not DuckDB's traceback
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise CatalogError(f"catalog {self.path} cannot be opened ({first}); move it aside "
+                                       "to start a new workspace catalog") from None
                 if time.monotonic() >= deadline:
                     raise CatalogBusyError(
                         f"catalog {self.path} is locked by another process; try again"
