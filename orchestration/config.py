@@ -95,10 +95,43 @@ def resolve_run_config(path: str | None = None, *, pools: int | None = None, id_
         from curate.scorers.embedding_backends import default_backend
 
         config["embed"]["backend"] = default_backend()
+    absolute_paths(config)
     try:
         return RunConfig.from_dict(config)
     except ValueError as exc:
         raise CurateError(f"config: {exc}") from None
+
+
+def absolute_paths(config: dict) -> dict:
+    """Make the config's local paths absolute, in place (and return the config).
+
+    Workers open these files by name from folders of their own, so a relative path would
+    name another file there (or none): the reference file, the embedding cache folder and a
+    model given as a local folder (checked here: a model id such as `org/name` that is not a
+    folder here is left to the model loader). URLs (gs://...) are kept as written.
+    """
+    import os
+
+    def is_url(path: str) -> bool:
+        return "://" in path
+
+    def absolute(path: str) -> str:  # as pipelines.fsutil.absolute, without importing Beam here
+        return path if is_url(path) else os.path.abspath(os.path.expanduser(path))
+
+    es, embed = config["embedding_scores"], config["embed"]
+    if es.get("reference"):
+        es["reference"] = absolute(es["reference"])
+    if embed.get("cache_dir"):
+        embed["cache_dir"] = absolute(embed["cache_dir"])
+    model = embed.get("model")
+    if model and not is_url(model):
+        given_as_path = model.startswith(("/", ".", "~")) or os.path.exists(os.path.expanduser(model))
+        if given_as_path:
+            path = absolute(model)
+            if embed.get("enabled") and not os.path.isdir(path):
+                raise CurateError(f"config embed.model {model}: no such model folder ({path})")
+            embed["model"] = path
+    return config
 
 
 def resolve_config(path: str | None = None, **overrides) -> dict:

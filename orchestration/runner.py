@@ -12,6 +12,12 @@ published run of curate's own without a valid _SUCCESS marker), reuses a publish
 fingerprint (config + inputs + code) matches unless forced, and otherwise runs into
 DIR/_staging-<id> and publishes only after every check passed. With --force/--overwrite the
 old run stays published and whole until the new one replaces it in one swap.
+
+Paths are remote-safe by construction: the output, the cache and the config's files are made
+absolute here, the inputs by `expand_inputs`, so a worker in another folder opens the same
+files; a runner whose workers cannot read this machine at all (Dataflow) refuses local paths,
+and any runner not on this machine refuses a local cache. An input file the workers could not
+read (`unreadable_file`) fails the run before anything is published, unless allowed.
 """
 from __future__ import annotations
 
@@ -68,6 +74,54 @@ def _quiet_worker_args(beam_args: list[str]) -> list[str]:
     return beam_args + QUIET_WORKERS
 
 
+def workers_on_launcher(beam_args: list[str]) -> bool:
+    """True when the runner's workers run on this machine, in this folder (the local runners,
+    a LOOPBACK portable harness); CurateError on unknown flags."""
+    from curate.pipelines.options import workers_on_launcher as on_launcher
+
+    return on_launcher(pipeline_options(list(beam_args)))
+
+
+def check_worker_paths(inputs: list[str], output: str, cache_dir: str | None, config: dict, options) -> None:
+    """Refuse paths the runner's workers cannot share with the launcher (one line each).
+
+    Workers on this machine: anything goes (paths are absolute by now). Workers elsewhere: a
+    local cache is refused (each machine would keep a cache of its own, and the signature cache
+    is listed here but read there). Dataflow's workers never see this machine's files: every
+    local input, output, cache and reference path is refused. Other runners (Flink, Spark, a
+    portable job service) may mount a shared filesystem at the same path; a file they cannot
+    read fails the run afterwards (`unreadable_file`). A local model folder is read by each
+    worker: a warning says it must be there (e.g. in the worker image).
+    """
+    from curate.pipelines.fsutil import is_url
+    from curate.pipelines.options import runner_name, workers_never_local
+    from curate.pipelines.options import workers_on_launcher as on_launcher
+
+    if on_launcher(options):
+        return
+    runner = runner_name(options)
+    embed, es = config["embed"], config["embedding_scores"]
+    caches = [("--cache-dir", cache_dir)] if cache_dir else []
+    if embed["enabled"] and embed["cache_dir"]:
+        caches.append(("embed.cache_dir", embed["cache_dir"]))
+    for flag, path in caches:
+        if not is_url(path):
+            raise CurateError(f"{flag} {path} is a local folder, but the {runner} runner's workers do not "
+                              "run on this machine and cannot share it: pass --cache-dir none (and no "
+                              "embed.cache_dir), or a URL every worker can write (gs://BUCKET/cache)")
+    if workers_never_local(options):
+        named = [("--input", p) for p in inputs] + [("--output", output)]
+        if es["enabled"] and es["reference"]:
+            named.append(("--quality-reference", es["reference"]))
+        for flag, path in named:
+            if not is_url(path):
+                raise CurateError(f"{flag} {path} is a local path, but {runner} workers cannot read this "
+                                  "machine's files; use a URL they can read (gs://BUCKET/...)")
+    if embed["enabled"] and embed["model"] and embed["model"].startswith("/"):
+        warn(f"embed.model {embed['model']} is a local folder that every {runner} worker loads by this "
+             "path: it must be there on every worker (e.g. in the worker image)")
+
+
 def check_quality_reference(config: dict) -> None:
     """Fail early on an unusable reference file; record its sha256 (part of the fingerprint)."""
     es = config["embedding_scores"]
@@ -87,18 +141,26 @@ def check_quality_reference(config: dict) -> None:
 
 def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[str], *,
                 overwrite: bool = False, force: bool = False, cache_dir: str | None = None,
-                progress=None) -> JobResult:
+                progress=None, allow_unreadable: bool = False) -> JobResult:
     """Run (or reuse) the curation of `inputs` into `output`.
 
     overwrite: replace a published run made with another fingerprint (else: CurateError).
     force: recompute even when the published run has the same fingerprint.
     cache_dir: stage cache folder (MinHash signatures); None disables caching.
     progress: a callable(progress_dir, stream) -> context manager reporting while the pipeline runs.
+    allow_unreadable: publish even when some input files could not be read (they stay
+    dead-lettered as `unreadable_file`); by default one such file fails the run unpublished.
+    Relative paths are taken against the current folder and made absolute here.
     """
+    from curate.orchestration.config import absolute_paths
     from curate.pipelines import fsutil, publish
     from curate.pipelines.inputs import expand_inputs
 
     options = pipeline_options(_quiet_worker_args(list(beam_args)))
+    output = fsutil.absolute(output)
+    cache_dir = fsutil.absolute(cache_dir) if cache_dir else None
+    absolute_paths(config)
+    check_worker_paths(list(inputs), output, cache_dir, config, options)
     files = expand_inputs(inputs)
     if "://" not in output and os.path.exists(output) and not os.path.isdir(output):
         raise CurateError(f"--output {output} exists and is not a directory")
@@ -129,11 +191,68 @@ def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[st
                                   "not write (no _SUCCESS or _PUBLISHING marker); move them away or "
                                   "choose another --output")
             publish.unpublish(output)  # a killed run's partial publish: never valid, remove it
-        manifest = _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, progress)
+        manifest = _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, progress,
+                                     allow_unreadable)
     return JobResult(manifest, output, False, fp)
 
 
-def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, progress) -> dict:
+# dead-letter reasons that stand for a whole input file, not a record in it
+UNREADABLE = "unreadable_file"
+FILE_FAILURES = (UNREADABLE, "truncated_file")
+
+
+def unread_inputs_problem(counts: dict, staging: str, n_files: int, allow_unreadable: bool) -> str | None:
+    """Why a finished pipeline must not be published because of its inputs, or None.
+
+    - any `unreadable_file` dead letter, unless allowed: a worker could not open an input (a path
+      that does not exist where the worker runs, permissions, not the format its name says);
+      publishing would look like a smaller corpus;
+    - no record at all came out of the inputs while some file failed as a whole (every file
+      unreadable or truncated before its first record): a reconciled empty run, allowed or not.
+    """
+    dead = counts["dead_letter"]
+    unreadable = dead.get(UNREADABLE, 0)
+    file_failures = sum(dead.get(r, 0) for r in FILE_FAILURES)
+    read_records = counts["input_records"] - sum(dead.values())
+    nothing_read = read_records == 0 and file_failures > 0
+    if not unreadable and not nothing_read:
+        return None
+    if unreadable and allow_unreadable and not nothing_read:
+        return None
+    examples = _file_failures(staging, 3)
+    named = "; ".join(f"{source} ({detail})" for source, detail in examples) or "see the dead letters"
+    if nothing_read:
+        return (f"no document could be read from the inputs: {file_failures} of {n_files} input file(s) failed as a "
+                f"whole: {named}; nothing was published. Every worker must reach the inputs at these "
+                "paths (use URLs such as gs://... for runners on other machines)")
+    return (f"{unreadable} of {n_files} input file(s) could not be read by the workers: {named}; nothing "
+            "was published. Every worker must reach the inputs at these paths (use URLs such as gs://... "
+            "for runners on other machines); --allow-unreadable publishes the rest with these files "
+            "dead-lettered")
+
+
+def _file_failures(staging: str, limit: int) -> list[tuple[str, str]]:
+    """(source, first line of the detail) of up to `limit` whole-file dead letters in staging."""
+    from curate.pipelines import fsutil
+    from curate.pipelines.writing import DEAD_LETTER_DIR
+
+    found = []
+    folder = _join(staging, DEAD_LETTER_DIR)
+    for path in fsutil.list_files(folder) if fsutil.exists(folder) else []:
+        for line in fsutil.read_bytes(path).splitlines():
+            if not any(f'"{r}"'.encode() in line for r in FILE_FAILURES):
+                continue  # cheap filter: most dead letters are records
+            row = json.loads(line)
+            if row.get("reason") in FILE_FAILURES:
+                detail = (str(row.get("detail") or row["reason"]).splitlines() or [row["reason"]])[0]
+                found.append((row.get("source"), detail[:200]))
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, progress,
+                      allow_unreadable=False) -> dict:
     from contextlib import nullcontext
 
     from curate.pipelines import fsutil, publish
@@ -154,6 +273,10 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
             fsutil.delete(staging)
         raise
     counts = summarise_counts(outcome.counters)
+    problem = unread_inputs_problem(counts, staging, len(files), allow_unreadable)
+    if problem:
+        fsutil.delete(staging)  # nothing of it may be published
+        raise CurateError(problem)
     balance = reconcile(counts)
     written = check_written(counts, outcome.written, RunConfig.of(config).writes_embeddings)
     if not balance["holds"] or not written["matches"]:

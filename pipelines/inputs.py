@@ -97,12 +97,14 @@ def _is_dir(path: str) -> bool:
 def expand_inputs(patterns: list[str]) -> list[InputFile]:
     """Resolve paths, globs and dataset directories; raise FileNotFoundError for a miss.
 
+    Local paths and globs are made absolute first (`fsutil.absolute`): workers read the files
+    by these names, and a worker's folder is not the launcher's. `source` is that absolute path.
     The result is sorted and de-duplicated so the same inputs give the same order.
     """
     if not patterns:
         raise ValueError("no --input given")
     found: set[InputFile] = set()
-    for pattern in patterns:
+    for pattern in map(fsutil.absolute, patterns):
         if _is_dir(pattern):
             hf = _hf_dataset_files(pattern)
             if hf is None:

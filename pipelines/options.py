@@ -36,3 +36,38 @@ def build_options(beam_args: list[str], default_runner: str):
     if not options.view_as(StandardOptions).runner:
         options.view_as(StandardOptions).runner = default_runner
     return options
+
+
+# Runners whose workers run on the launcher's machine, in its folder (threads or subprocesses of
+# `curate run`): local paths and the workspace cache mean the same files to them.
+# (names lower-cased without "runner", as Beam accepts --runner=direct, --runner=DirectRunner...)
+_LAUNCHER_RUNNERS = frozenset({"fnapi", "direct", "switchingdirect", "bundlebaseddirect", "prism"})
+# Runners whose workers never see the launcher's disk: a local path is always a mistake there.
+_CLOUD_RUNNERS = frozenset({"dataflow", "testdataflow"})
+
+
+def runner_name(options) -> str:
+    """The runner's name, lower-cased, without a module path or a trailing "runner"
+    (`--runner` may be DataflowRunner, dataflow, a dotted path or a runner instance)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = options.view_as(StandardOptions).runner or ""
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    name = name.rsplit(".", 1)[-1].lower()
+    return name[:-len("runner")] if name.endswith("runner") else name
+
+
+def workers_on_launcher(options) -> bool:
+    """True when every worker runs on this machine in this folder: a launcher runner, or a
+    portable runner whose SDK harness is LOOPBACK (inside `curate run` itself)."""
+    from apache_beam.options.pipeline_options import PortableOptions
+
+    name = runner_name(options)
+    if name in _LAUNCHER_RUNNERS:
+        return True
+    return (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK"
+
+
+def workers_never_local(options) -> bool:
+    """True for runners whose workers cannot read the launcher's files under any setup."""
+    return runner_name(options) in _CLOUD_RUNNERS

@@ -39,6 +39,13 @@ per DIR (a lock). MinHash signatures and embeddings are cached by content in WOR
 to skip).
 Progress goes to stderr (--quiet: none; --json: JSON lines, summary JSON on stdout).
 
+Paths: relative paths are made absolute here, since workers open them from folders of their
+own. An input file the workers cannot read fails the run and nothing is published
+(--allow-unreadable publishes the rest, the file dead-lettered as unreadable_file). On a runner
+whose workers are not on this machine, the default workspace cache is switched off (a warning
+says so) and a local --cache-dir is an error; Dataflow needs URLs (gs://) for every path.
+See docs/runners.md.
+
 Standard Apache Beam options pass through, e.g. --runner=FlinkRunner,
 --direct_num_workers=2 --direct_running_mode=multi_processing. The default runner is the
 local FnApiRunner.
@@ -100,6 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-catalog", action="store_true", help="do not register the run in the catalog")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="stage cache folder (default WORKSPACE/cache); 'none' disables caching")
+    parser.add_argument("--allow-unreadable", action="store_true",
+                        help="publish even if some input files cannot be read (each is dead-lettered as "
+                             "unreadable_file); by default one such file fails the run and nothing is published")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", action="store_true",
                         help="progress as JSON lines on stderr, summary as JSON on stdout")
@@ -129,23 +139,41 @@ def _summary(manifest: dict, output: str) -> str:
 def _workspace(args) -> str:
     import os
 
-    return args.workspace or os.environ.get("CURATE_WORKSPACE") or "curate-workspace"
+    return _absolute(args.workspace or os.environ.get("CURATE_WORKSPACE") or "curate-workspace")
+
+
+def _absolute(path: str) -> str:
+    import os
+
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
 
 
 def _cache_dir(args) -> str | None:
     import os
 
     if args.cache_dir:
-        return None if args.cache_dir.lower() == "none" else args.cache_dir
+        return None if args.cache_dir.lower() == "none" else _absolute(args.cache_dir)
     return os.path.join(_workspace(args), "cache")
 
 
-def _usable_cache_dir(cache_dir: str | None, config: dict, warn) -> str | None:
+def _usable_cache_dir(cache_dir: str | None, config: dict, warn, *, default: bool = False,
+                      workers_here: bool = True) -> str | None:
     """The stage cache folder to use: a workspace cache that cannot be written is skipped with
     one warning (a cache only saves time: the run goes on and gives the same result); an
-    explicit `embed.cache_dir` that cannot be written is an error before any work."""
+    explicit `embed.cache_dir` that cannot be written is an error before any work.
+
+    default: `cache_dir` is the workspace's (no --cache-dir given). workers_here: the runner's
+    workers run on this machine. Otherwise a local default cache is switched off with one
+    warning (workers elsewhere cannot share it); an explicit local one is refused by the runner.
+    """
     from curate.orchestration.output_paths import unwritable_dir
 
+    if default and not workers_here and cache_dir is not None and "://" not in cache_dir:
+        warn(f"the workspace cache {cache_dir} is on this machine, where the runner's workers are not; "
+             "running without a cache (pass --cache-dir gs://BUCKET/cache to share one)")
+        cache_dir = None
+    if not workers_here:
+        return cache_dir  # a local one is refused by the runner before anything is written
     explicit = config["embed"]["enabled"] and config["embed"]["cache_dir"]
     if explicit:
         why = unwritable_dir(explicit)
@@ -196,9 +224,11 @@ def run(args: argparse.Namespace) -> int:
         print(dry_run_report(args.input, args.output, config, getattr(args, BEAM_ARGS, []) or [], as_json=args.json))
         return 0
     from curate.orchestration.progress import ProgressMonitor, choose_mode
-    from curate.orchestration.runner import execute_job, warn
+    from curate.orchestration.runner import execute_job, warn, workers_on_launcher
     from curate.orchestration.worker_logs import hold_beam_errors
 
+    args.output = _absolute(args.output)  # the workers' folder is not this one
+    workers_here = workers_on_launcher(getattr(args, BEAM_ARGS, []) or [])
     mode = choose_mode(args.quiet, args.json)
     monitor = None
     if mode != "quiet":
@@ -209,12 +239,14 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError):
             total = 0  # the job reports input problems itself
         monitor = ProgressMonitor(mode, total)
-    cache_dir = _usable_cache_dir(_cache_dir(args), config, warn)
+    cache_dir = _usable_cache_dir(_cache_dir(args), config, warn, default=not args.cache_dir,
+                                  workers_here=workers_here)
     try:
         with hold_beam_errors():  # Beam logs a failing step's traceback before raising it
             result = execute_job(args.input, args.output, config, getattr(args, BEAM_ARGS, []) or [],
                                  overwrite=args.overwrite, force=args.force, cache_dir=cache_dir,
-                                 progress=monitor.watch if monitor else None)
+                                 progress=monitor.watch if monitor else None,
+                                 allow_unreadable=args.allow_unreadable)
     except Exception as exc:
         from curate.orchestration.errors import CurateError, pipeline_failure_message
 
