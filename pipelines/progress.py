@@ -1,7 +1,7 @@
 """Progress records that work under any runner: each DoFn instance (in-process thread or
 worker subprocess alike) rewrites one small JSON file `<stage>-<uuid>.json` with its
-cumulative counts, at most twice a second, through Beam FileSystems. The launcher polls the
-folder (`ProgressReader`) and sums. Bundle retries may over-count a little: it is progress,
+cumulative counts, at most twice a second (every 15 s on an object store), through Beam
+FileSystems. The launcher polls the folder (`ProgressReader`) and sums. Bundle retries may over-count a little: it is progress,
 not accounting (the accounting is Beam counters)."""
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from apache_beam.io.filesystems import FileSystems
 from curate.pipelines import fsutil
 
 _MIN_INTERVAL_S = 0.5
+# object stores rate-limit writes to one object (GCS: ~1 per second) and charge each one, and a
+# remote job has many DoFn instances: there a file is rewritten at most every 15 s, bundle
+# ends included (the launcher's progress lags by that much; the accounting does not)
+_MIN_INTERVAL_URL_S = 15.0
 
 
 class ProgressWriter:
@@ -25,15 +29,19 @@ class ProgressWriter:
         self.bytes = 0
         self._path = None
         self._last = 0.0
+        self._remote = bool(directory) and "://" in directory
+        self._interval = _MIN_INTERVAL_URL_S if self._remote else _MIN_INTERVAL_S
 
     def add(self, records: int = 0, nbytes: int = 0) -> None:
         self.records += records
         self.bytes += nbytes
-        if self.directory and time.monotonic() - self._last >= _MIN_INTERVAL_S:
+        if self.directory and time.monotonic() - self._last >= self._interval:
             self.flush()
 
     def flush(self) -> None:
         if not self.directory:
+            return
+        if self._remote and self._path is not None and time.monotonic() - self._last < self._interval:
             return
         if self._path is None:
             self._path = FileSystems.join(self.directory, f"{self.stage}-{uuid.uuid4().hex}.json")

@@ -270,3 +270,18 @@ def test_relative_paths_on_a_portable_runner_whose_workers_run_elsewhere(tmp_pat
                     "--no-catalog", "--cache-dir", "none", "--quiet", "--pools", "2", workspace=tmp_path / "ws2")
     assert local.returncode == 0, local.stderr[-3000:]
     assert pool_rows(launch / "out") == pool_rows(tmp_path / "local")
+
+
+def test_progress_files_on_an_object_store_are_written_at_a_bounded_rate(memstore, tmp_path):
+    from curate.pipelines.progress import ProgressReader, ProgressWriter
+
+    remote = ProgressWriter("memstore://b/run/_staging-x/_progress", "read")
+    for _ in range(200):  # many records and bundle ends within well under the 15 s interval
+        remote.add(10, 100)
+        remote.flush()
+    assert [op for op, _ in memstore.log] == ["create"]  # the first one only
+    assert ProgressReader("memstore://b/run/_staging-x/_progress").poll()["read"]["records"] == 10
+    local = ProgressWriter(str(tmp_path / "progress"), "read")
+    local.add(5)
+    local.flush()  # a bundle end on a local disk writes at once (tests and the local runner)
+    assert ProgressReader(str(tmp_path / "progress")).poll()["read"]["records"] == 5
