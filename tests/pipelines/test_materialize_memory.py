@@ -175,3 +175,57 @@ def test_no_pcollection_of_the_pipeline_carries_a_text(tmp_path):
     # and the check is not vacuous: a PCollection that does carry texts fails it
     with pytest.raises(Exception, match="carries a document's text"):
         _checked_run(lambda p: p | beam.Create([{"text": next(iter(texts))}]), texts)
+
+
+def _bench_run(root: Path, docs: int) -> tuple[Path, Path]:
+    """A run of 2 pools of docs/2 documents of ~300 bytes, and a plan writing 1.75 x docs rows."""
+    import random
+
+    rng = random.Random(docs)
+    words = [f"w{i}" for i in range(3000)]
+    pools = {}
+    for k in range(2):
+        texts = [" ".join(rng.choices(words, k=60)) for _ in range(docs // 2)]
+        folder = root / "pools" / f"pool={k}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"id": [f"p{k}-{i}" for i in range(len(texts))], "text": texts,
+                                 "source": ["s"] * len(texts), "score": [0.5] * len(texts)}),
+                       folder / "part-00000-of-00001.parquet")
+        pools[f"pool{k}"] = (docs // 2, docs // 2, 1.5 + k * 0.5)
+    from curate.pools.rundir import MANIFEST, STATS, SUCCESS, marker_bytes
+
+    pq.write_table(pa.Table.from_pylist([{"pool": k, "docs": docs // 2, "chars": 0, "tokens": 0}
+                                         for k in range(2)]), root / STATS)
+    manifest = b'{"format": "test-run", "counts": {}}'
+    (root / SUCCESS).write_bytes(marker_bytes(manifest, f"mem-{docs}"))
+    (root / MANIFEST).write_bytes(manifest)
+    return root, write_plan(root.parent / f"plan-{docs}.json", "samples", pools)
+
+
+def _peak_mb(cmd: list[str]) -> float:
+    import os
+    import subprocess
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()[-2000:]
+    proc.stderr.close()
+    return usage.ru_maxrss / 1024
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_output(tmp_path):
+    """8x the documents, same shard size: peak memory about the same (the texts of the old
+    GroupByKey design grew it by ~4 KB a row: +700 MB here). The bound is generous and
+    relative, so any machine's allocator passes it."""
+    import sys
+
+    curate = str(Path(sys.executable).parent / "curate")
+    peaks = {}
+    for docs in (20_000, 160_000):
+        run, plan = _bench_run(tmp_path / f"run-{docs}", docs)
+        peaks[docs] = _peak_mb([curate, "materialize", str(plan), "--run", str(run), "--output",
+                                str(tmp_path / f"out-{docs}"), "--shard-size", "10000", "--quiet"])
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in (tmp_path / f"out-{docs}" / "data").glob("*"))
+        assert rows == docs // 2 * 1.5 + docs // 2 * 2.0
+    assert peaks[160_000] < 1.5 * peaks[20_000], peaks
