@@ -12,7 +12,9 @@ that process, ru_maxrss, and of the process tree, sampled):
            (materialize_core.select_pool), expands the copies, sorts all of them by shuffle key
            in memory, cuts equal shards and writes Parquet. No spacing, no manifest, no Beam.
 
-docs/s = documents written / wall seconds. Results: benchmarks/results/materialize.md.
+docs/s = documents written / wall seconds. --curate-cmd measures another version's curate
+(e.g. a copy of an older tree on PYTHONPATH) against the same inputs and baseline. Results:
+benchmarks/results/materialize.md.
 
     .venv/bin/python benchmarks/bench_materialize.py --docs 200000
 """
