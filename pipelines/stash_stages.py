@@ -14,6 +14,7 @@ carries per document is a few ints and short strings.
 """
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zlib
 
@@ -24,7 +25,7 @@ from curate.pipelines import counters
 from curate.pipelines import stash as ST
 from curate.pipelines.components import ConnectedComponents
 from curate.pipelines.near_dedup import (BANDS, EXACT_PAYLOAD, NEW_SIGNATURES, SIGNATURE, SIGNATURES,
-                                         SignatureCache, _candidate_pairs, _keep_unremoved)
+                                         SignatureCache, _keep_unremoved)
 from curate.scorers.minhash import jaccard_estimate, jaccard_of_hashes
 from curate.pipelines.progress import ProgressWriter
 from curate.pipelines.runtime import runtime_options
@@ -35,6 +36,7 @@ ROW = "_row"  # the row's number within its chunk, in the scored files
 # LSH band entries travel packed, one blob per (chunk, partition of the band-key space): a
 # shuffle then holds ~35 bytes per entry instead of a Python tuple per entry (16 per document)
 BAND_PARTITIONS = 256
+MEMBER_PARTITIONS = 256  # where equal bucket member sets meet (see _bucket_members)
 
 
 def pack(obj) -> bytes:
@@ -200,24 +202,61 @@ class JoinStash(beam.PTransform):
 
 # ------------------------------------------------------------------ near dedup on the stash
 
-def _bucket_pairs(item, max_all_pairs: int):
-    """(partition, packed band entries) -> (chunk pair, packed candidate pairs).
+def _pair_count(n: int, max_all_pairs: int) -> int:
+    """How many pairs `near_dedup._candidate_pairs` makes of a bucket of n ids."""
+    if n < 2:
+        return 0
+    return n * (n - 1) // 2 if n <= max_all_pairs else 2 * n - 3
 
-    The buckets and the pairs each one gives are those of NearDedup (`_candidate_pairs` on
-    the bucket's ids); a pair is (id_a, locator_a, id_b, locator_b) with id_a < id_b, sent
-    to the pair of chunks holding the two payloads."""
+
+def _bucket_members(item, max_all_pairs: int):
+    """(partition, packed band entries) -> (member-set partition, packed member sets).
+
+    A bucket's pairs depend only on its members, and near-identical documents share most of
+    their 16 bands: the same member set comes out of up to 16 buckets (16 copies: 16 x 120
+    pairs for 120 distinct ones). So each bucket of >= 2 members goes on as its sorted
+    ((id, locator), ...) set, sent by a hash of the ids to where equal sets meet; the candidate
+    pairs counter still counts every bucket's pairs, as NearDedup does."""
     _, blobs = item
     buckets: dict[bytes, dict[str, int]] = {}
     for blob in blobs:
         keys, ids, locs = unpack(blob)
         for key, doc_id, loc in zip(keys, ids, locs):
             buckets.setdefault(key, {})[doc_id] = loc
-    by_chunks: dict[tuple, list] = {}
+    out: dict[int, list] = {}
+    pairs = 0
     for key in sorted(buckets):
         members = buckets[key]
         if len(members) < 2:
             continue
-        for a, b in _candidate_pairs((key, list(members)), max_all_pairs):
+        pairs += _pair_count(len(members), max_all_pairs)
+        ordered = tuple(sorted(members.items()))
+        digest = hashlib.blake2b("\0".join(i for i, _ in ordered).encode("utf-8", "surrogatepass"),
+                                 digest_size=8).digest()
+        out.setdefault(int.from_bytes(digest, "big") % MEMBER_PARTITIONS, []).append(ordered)
+    if pairs:
+        counters.inc(counters.NEAR_CANDIDATE_PAIRS, pairs)
+    for partition in sorted(out):
+        yield partition, pack(out[partition])
+
+
+def _bucket_pairs(item, max_all_pairs: int):
+    """(member-set partition, packed member sets) -> (chunk pair, packed candidate pairs):
+    the pairs of each distinct member set (`_candidate_pairs` on its ids, counted upstream);
+    a pair is (id_a, locator_a, id_b, locator_b) with id_a < id_b, sent to the pair of
+    chunks holding the two payloads."""
+    _, blobs = item
+    distinct = dict.fromkeys(m for blob in blobs for m in unpack(blob))
+    by_chunks: dict[tuple, list] = {}
+    for ordered in distinct:
+        members = dict(ordered)
+        ids = [i for i, _ in ordered]
+        n = len(ids)
+        if n <= max_all_pairs:
+            pairs = ((ids[i], ids[j]) for i in range(n) for j in range(i + 1, n))
+        else:  # as near_dedup._candidate_pairs: star from the smallest id, chain over the rest
+            pairs = [(ids[0], x) for x in ids[1:]] + [(ids[i], ids[i + 1]) for i in range(1, n - 1)]
+        for a, b in pairs:
             la, lb = members[a], members[b]
             by_chunks.setdefault((ST.chunk_key(la), ST.chunk_key(lb)), []).append((a, la, b, lb))
     for chunks in sorted(by_chunks):
@@ -255,15 +294,28 @@ class _ChunkPairJaccard(beam.DoFn):
             yield (a, la), (b, lb), float(measure(pa_, pb_))
 
 
+def node_key(doc_id: str, loc: int) -> bytes:
+    """(id, locator) as one bytes object ordered as the ids are (ids are unique): the
+    connected-components nodes, ~65 bytes in a shuffle instead of a ~160-byte tuple.
+    Order-preserving: UTF-8 keeps code point order, NUL is escaped as 00 FF and the id ends
+    with 00 00 (below any escaped or plain byte), then the 8-byte locator."""
+    return doc_id.encode("utf-8", "surrogatepass").replace(b"\x00", b"\x00\xff") + b"\x00\x00" + loc.to_bytes(8, "big")
+
+
+def node_parts(node: bytes) -> tuple[str, int]:
+    return (node[:-10].replace(b"\x00\xff", b"\x00").decode("utf-8", "surrogatepass"),
+            int.from_bytes(node[-8:], "big"))
+
+
 def _verified(triple, threshold: float):
     a, b, sim = triple
     if sim >= threshold:
         counters.inc(counters.NEAR_VERIFIED_PAIRS)
-        yield a, b
+        yield node_key(*a), node_key(*b)
 
 
 def _removed_by_chunks(node_label):
-    (removed, lr), (kept, lk) = node_label
+    (removed, lr), (kept, lk) = node_parts(node_label[0]), node_parts(node_label[1])
     return (ST.chunk_key(lr), ST.chunk_key(lk)), pack([(removed, lr, kept, lk)])
 
 
@@ -291,6 +343,8 @@ class NearDedupOnStash(beam.PTransform):
         edges = (
             self.signed[BANDS]
             | "GroupBandPartitions" >> beam.GroupByKey()
+            | "BucketMembers" >> beam.FlatMap(_bucket_members, c.max_bucket_all_pairs)
+            | "GroupMemberSets" >> beam.GroupByKey()
             | "BucketPairs" >> beam.FlatMap(_bucket_pairs, c.max_bucket_all_pairs)
             | "GroupPairsByChunks" >> beam.GroupByKey()
             | "VerifyPairs" >> beam.ParDo(_ChunkPairJaccard(self.stash, exact))
@@ -306,7 +360,7 @@ class NearDedupOnStash(beam.PTransform):
             | "DedupRows" >> beam.MapTuple(lambda removed, kept, sim: {
                 "removed_id": removed[0], "kept_id": kept[0], "method": "near", "similarity": sim})
         )
-        removed_ids = removed_pairs | "RemovedIds" >> beam.Map(lambda nl: (nl[0][0], nl[1][0]))
+        removed_ids = removed_pairs | "RemovedIds" >> beam.Map(lambda nl: (node_parts(nl[0])[0], node_parts(nl[1])[0]))
         documents = (
             {"doc": docs | "KeyDocs" >> beam.Map(lambda d: (d["id"], d)), "removed": removed_ids}
             | "JoinRemoved" >> beam.CoGroupByKey()

@@ -40,7 +40,7 @@ def _corpus(folder: Path) -> list[str]:
         if i % 9 == 0:  # exact copy under another id
             records.append({"id": f"e{i:03d}", "text": text})
     for k in range(45):  # one big near-duplicate cluster: buckets above max_bucket_all_pairs
-        records.append({"id": f"b{k:03d}", "text": f"{boiler} ref{k % 3}"})
+        records.append({"id": f"b{k:03d}", "text": f"{boiler} ref{k}"})
     records += [{"id": "d001", "text": "a second document reusing an id that exists already"},
                 {"id": "d001#1", "text": "an id that looks like a renamed one but is an input id"},
                 {"text": "no id at all, so the content decides one"}, {"id": "z", "text": "   "},
@@ -89,13 +89,15 @@ def corpus(tmp_path_factory):
 def test_compact_pipeline_decides_what_the_document_pipeline_decides(corpus, tmp_path, monkeypatch, cached):
     monkeypatch.setattr(ST, "CHUNK_ROWS", 5)  # many chunks: components and buckets span them
     monkeypatch.setattr(stash_stages, "BAND_PARTITIONS", 7)
+    monkeypatch.setattr(stash_stages, "MEMBER_PARTITIONS", 3)
     cache = str(tmp_path / "cache") if cached else None
     whole = _run(corpus, tmp_path / "whole", compact=False, cache_dir=cache)
     compact = _run(corpus, tmp_path / "compact", compact=True, cache_dir=cache)
     assert whole["pools"] and whole["dedup"] and whole["filtered"] and whole["dead"]
     assert {r["method"] for r in whole["dedup"]} == {"exact", "near"}
     assert any(r["id"].startswith("d001#") and r["id"] != "d001#1" for r in whole["pools"]), "no renamed id"
-    assert whole["counters"]["near_dedup.candidate_pairs"] > 45  # the big cluster's star + chain
+    big = [r for r in whole["dedup"] if r["removed_id"].startswith("b")]
+    assert len(big) == 44 and {r["kept_id"] for r in big} == {"b000"}  # buckets of 45 ids: star + chain
     for key in ("pools", "dedup", "filtered", "dead", "stats"):
         assert compact[key] == whole[key], key
     if cached:  # the second run read every signature from the cache the first one wrote
@@ -107,12 +109,19 @@ def test_compact_pipeline_decides_what_the_document_pipeline_decides(corpus, tmp
     assert not (tmp_path / "compact" / ST.WORK_DIR).exists()  # intermediate files never stay
 
 
+def test_node_keys_order_as_their_ids():
+    ids = ["a", "ab", "a\x00", "a\x00b", "a\x00\x00", "\x00", "", "b", "\ud800x", "\ue000", "\U00010000", "ä", "a\xff"]
+    keys = {i: stash_stages.node_key(i, n * 7919) for n, i in enumerate(ids)}
+    assert sorted(ids, key=lambda i: keys[i]) == sorted(ids)
+    assert all(stash_stages.node_parts(keys[i]) == (i, n * 7919) for n, i in enumerate(ids))
+
+
 def test_survivor_join_groups_are_bounded_by_chunks_not_components():
     """A component of 10,000 members: the survivor join's groups (one per pair of chunks)
     hold at most CHUNK_ROWS members each, whatever the component's size."""
     from collections import Counter
 
-    kept = ("a0", ST.locator(0, 0))
-    removed = [(f"a{i}", ST.locator(i % 3, i)) for i in range(1, 10_000)]
+    kept = stash_stages.node_key("a0", ST.locator(0, 0))
+    removed = [stash_stages.node_key(f"a{i}", ST.locator(i % 3, i)) for i in range(1, 10_000)]
     groups = Counter(stash_stages._removed_by_chunks((node, kept))[0] for node in removed)
     assert len(groups) > 3 and max(groups.values()) <= ST.CHUNK_ROWS
