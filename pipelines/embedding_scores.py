@@ -110,19 +110,20 @@ class _ScoreDocument(beam.DoFn):
         self._field = embedding_field
 
     def process(self, doc, fitted, clusters):
-        from curate.scorers.embedding_quality import combine_scores
+        from curate.scorers.embedding_quality import combine_scores, round_score
 
         x = np.asarray(doc[self._field], dtype=np.float32)
-        reference = float(fitted["classifier"].score(x[None, :])[0])
+        # rounded (SCORE_DECIMALS) before pools and dedup rank them; ties then go by id
+        reference = round_score(fitted["classifier"].score(x[None, :])[0])
         proto = float("nan")
         if clusters is not None:
             _, sim = clusters.assign_one(x)
-            proto = 1.0 - float(sim)
+            proto = round_score(1.0 - float(sim))
         heuristic = float(doc["score"])
         combined = combine_scores({"heuristic": heuristic, "reference": reference, "prototypicality": proto},
                                   self._weights)[0]
         yield {**doc, HEURISTIC_SCORE: heuristic, REFERENCE_SCORE: reference,
-               PROTOTYPICALITY: None if np.isnan(proto) else proto, "score": float(combined)}
+               PROTOTYPICALITY: None if np.isnan(proto) else proto, "score": round_score(combined)}
 
 
 class EmbeddingScores(beam.PTransform):

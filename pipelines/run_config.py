@@ -52,6 +52,8 @@ class RunConfig:
         "embedding_scores", "score")
 
     def __post_init__(self):
+        if self.embed.enabled:
+            self._fix_embedding_precision()
         if self.semantic_dedup.enabled and not self.embed.enabled:
             raise ValueError("semantic_dedup.enabled needs embed.enabled: true (it dedups on embeddings)")
         es = self.embedding_scores
@@ -65,6 +67,24 @@ class RunConfig:
                 raise ValueError(f"the shipped quality reference holds {DEFAULT_MODEL} embeddings; with "
                                  f"embed.model {model!r} give your own reference texts (embedding_scores.reference "
                                  "or --quality-reference FILE.jsonl)")
+
+    def _fix_embedding_precision(self) -> None:
+        """One embedding precision (and backend) per run, fixed here on the launcher.
+
+        Workers used to choose a null precision themselves (bf16 autocast on CPUs with
+        AVX512-BF16/AMX, fp32 elsewhere), so two workers could embed one corpus differently
+        and the manifest did not say how. The resolved values are in `to_dict()`, hence in
+        the manifest config and the run fingerprint.
+        """
+        from curate.scorers.embedding import run_precision
+        from curate.scorers.embedding_backends import default_backend
+
+        embed = self.embed
+        backend = embed.backend or default_backend()
+        precision = run_precision(embed.device, embed.precision, backend)
+        if (backend, precision) != (embed.backend, embed.precision):
+            # frozen dataclass: set once, during construction
+            object.__setattr__(self, "embed", replace(embed, backend=backend, precision=precision))
 
     @classmethod
     def section_types(cls) -> dict[str, type[StageConfig]]:

@@ -157,10 +157,13 @@ class SemanticDedup(beam.PTransform):
             model = docs | "FitClusters" >> FitClusters(config, id_field=id_field, embedding_field=field)
 
         def assign(doc, model):
+            from curate.scorers.embedding_quality import round_score
+
             leaf, sim = model.assign_one(doc[field])
-            # plain int key: numpy ints are not deterministically encodable in GroupByKey
+            # plain int key: numpy ints are not deterministically encodable in GroupByKey;
+            # prototypicality rounded as embedding scores round it (the same value either way)
             return int(leaf), {**doc, "semdedup_cluster": int(leaf), "centroid_similarity": sim,
-                               "prototypicality": 1.0 - sim}
+                               "prototypicality": round_score(1.0 - sim)}
 
         return (
             docs

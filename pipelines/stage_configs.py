@@ -250,7 +250,9 @@ class EmbedConfig(StageConfig):
     enabled: bool = False
     model: str | None = None
     device: str | None = None  # "cpu", "cuda", ... or None (auto)
-    precision: str | None = None  # "fp32" | "fp16" | "bf16" | None (auto)
+    # "fp32" | "fp16" | "bf16" | "int8" (openvino-int8 only) | None: fixed before the run by
+    # RunConfig (fp32, or fp16 with a cuda device, int8 with openvino-int8)
+    precision: str | None = None
     # "torch" | "openvino-int8" (CPU int8, extra fast-cpu: ~3x, cosine >= 0.99 to fp32)
     # | None ($CURATE_EMBED_BACKEND, else torch; `curate run` resolves it before the run)
     backend: str | None = None
@@ -268,8 +270,8 @@ class EmbedConfig(StageConfig):
         _flag(self.enabled, "embed.enabled")
         for key in ("model", "device", "cache_dir"):
             _optional_str(getattr(self, key), f"embed.{key}")
-        if self.precision not in (None, "fp32", "fp16", "bf16"):
-            raise ValueError(f"embed.precision must be fp32, fp16, bf16 or null, got {self.precision!r}")
+        if self.precision not in (None, "fp32", "fp16", "bf16", "int8"):
+            raise ValueError(f"embed.precision must be fp32, fp16, bf16, int8 or null, got {self.precision!r}")
         from curate.scorers.embedding_backends import BACKENDS, backend_available
 
         if self.backend is not None and self.backend not in BACKENDS:

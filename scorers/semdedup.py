@@ -47,6 +47,14 @@ from curate.scorers.clustering import (
 DEFAULT_EPS = 0.1
 RANKINGS = ("quality", "far", "close")
 DEFAULT_BLOCK_SIZE = 1024
+#: Ranking keys (quality scores, centroid cosines) are compared at this many decimals (the
+#: resolution of embedding scores, scorers.embedding_quality.SCORE_DECIMALS).
+RANK_DECIMALS = 6
+#: A document whose best float32 cosine is within this margin of the threshold 1 - eps is
+#: decided on exact cosines instead (``_decide_near_threshold``).  float32 products of unit
+#: rows err by at most ~d * 2^-24 (2.3e-5 at d = 384), so outside the margin the float32 answer
+#: is the exact one, and inside it the answer no longer depends on a BLAS kernel or tile shape.
+DECISION_MARGIN = 1e-4
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,8 @@ def rank_order(
     """Indices of the documents, best (kept first) to worst; ties broken by id.
 
     ``quality`` ranking without quality scores falls back to ``far`` (SemDeDup's choice:
-    keep the least prototypical copy).
+    keep the least prototypical copy).  Keys are rounded to ``RANK_DECIMALS`` first, so keys
+    that differ only by float rounding are ties, decided by id.
     """
     id_key = np.asarray(ids, dtype=object).astype(str)
     if ranking == "quality" and quality is not None:
@@ -94,7 +103,7 @@ def rank_order(
         key = -np.asarray(centroid_similarity, dtype=np.float64)
     else:
         key = np.zeros(len(id_key))
-    key = np.where(np.isnan(key), np.inf, key)  # missing scores rank last
+    key = np.where(np.isnan(key), np.inf, np.round(key, RANK_DECIMALS))  # missing scores rank last
     return np.lexsort((id_key, key))
 
 
@@ -163,6 +172,47 @@ def _max_earlier_similarity(
     return best, arg, max_tile
 
 
+def exact_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The dot product of two float32 rows, correctly rounded to float64.
+
+    Each float32 x float32 product is exact in float64 (48 significant bits) and ``math.fsum``
+    sums exactly, so the value is the same on every machine and in every summation order.
+    """
+    return math.fsum((np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)).tolist())
+
+
+def _decide_near_threshold(ranked: np.ndarray, best: np.ndarray, arg: np.ndarray, threshold: float,
+                           margin: float = DECISION_MARGIN) -> None:
+    """Re-decide, in place, rows whose best float32 cosine lies within ``margin`` of ``threshold``.
+
+    For such a row the cosines to every earlier row are recomputed in float64 and, where those
+    are within 1e-9 of the threshold, exactly (``exact_cosine``); the row is a duplicate when
+    one of them exceeds the threshold. ``best`` becomes the best of those cosines (rounded to
+    float32: pushed to just above or at most the threshold to agree with the decision) and
+    ``arg`` the earliest row within ``TIE_TOLERANCE`` of it.
+    """
+    near = np.flatnonzero((arg >= 0) & (np.abs(best.astype(np.float64) - threshold) <= margin))
+    # the caller tests float32 best > float32(threshold): the stored value must agree with
+    # the exact decision (NumPy compares a float32 array with a Python float in float32)
+    threshold32 = np.float32(threshold)
+    for i in near.tolist():
+        sims = ranked[:i].astype(np.float64) @ ranked[i].astype(np.float64)
+        for j in np.flatnonzero(np.abs(sims - threshold) <= 1e-9).tolist():
+            sims[j] = exact_cosine(ranked[j], ranked[i])
+        top = float(sims.max())
+        duplicate = top > threshold
+        pick = sims >= top - TIE_TOLERANCE
+        if duplicate:
+            pick &= sims > threshold
+        arg[i] = int(np.flatnonzero(pick)[0])
+        value = np.float32(top)
+        if duplicate and not value > threshold32:
+            value = np.nextafter(threshold32, np.float32(2.0))
+        elif not duplicate and value > threshold32:
+            value = threshold32
+        best[i] = value
+
+
 def dedup_cluster(
     embeddings: np.ndarray,
     order: np.ndarray,
@@ -193,14 +243,16 @@ def dedup_cluster(
     max_tile = 0
     best_all = np.full(n, -np.inf, dtype=np.float32)
     for group in groups:  # groups may overlap (split path): keep each document's maximum
-        best, arg, tile = _max_earlier_similarity(np.take(x, group, axis=0), block_size)
+        ranked = np.take(x, group, axis=0)
+        best, arg, tile = _max_earlier_similarity(ranked, block_size)
+        _decide_near_threshold(ranked, best, arg, 1.0 - eps)
         max_tile = max(max_tile, tile)
         better = (arg >= 0) & (best > best_all[group])
         rows = group[better]
         best_all[rows] = best[better]
         matched[rows] = group[arg[better]]
         similarity[rows] = best[better]
-    is_dup = best_all > 1.0 - eps
+    is_dup = best_all > np.float32(1.0 - eps)
     return ClusterDedup(is_dup, matched, similarity, len(groups), max_tile)
 
 
