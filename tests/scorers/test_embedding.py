@@ -44,7 +44,7 @@ def test_document_units_ignore_sentence_order_and_are_bounded():
 
 def test_precision_follows_device():
     assert pick_precision("cuda") == "fp16"
-    assert pick_precision("cpu") in ("fp32", "bf16")
+    assert pick_precision("cpu") == "fp32"  # bf16 autocast only when asked
     assert pick_precision("cpu", "fp32") == "fp32"
     with pytest.raises(ValueError):
         pick_precision("cpu", "int4")
@@ -82,3 +82,44 @@ def test_cache_returns_stored_vectors_without_the_model(real_texts, tmp_path):
     # a different model id misses the cache
     other = Embedder(device="cpu", mode="truncate")
     assert text_key(other.model_id, texts[0]) != text_key(again.model_id, texts[0])
+
+
+def test_one_precision_per_run_is_fixed_before_the_run():
+    from curate.pipelines.run_config import RunConfig
+    from curate.scorers.embedding import run_precision
+
+    assert run_precision(None, None, "torch") == "fp32"
+    assert run_precision("cuda:0", None, "torch") == "fp16"
+    assert run_precision(None, "bf16", "torch") == "bf16"
+    assert run_precision(None, None, "openvino-int8") == "int8"
+    for args in ((None, "int8", "torch"), (None, "bf16", "openvino-int8")):
+        with pytest.raises(ValueError):
+            run_precision(*args)
+    embed = RunConfig.from_dict({"embed": {"enabled": True}}).to_dict()["embed"]
+    assert (embed["precision"], embed["backend"]) == ("fp32", "torch")  # manifest + fingerprint
+    assert RunConfig.from_dict({}).to_dict()["embed"]["precision"] is None  # embedding off
+
+
+def test_fixed_shape_batches_depend_only_on_width():
+    from curate.scorers.embedding_units import fixed_shape_batches, pad_widths
+
+    lengths = [3, 15, 16, 17, 40, 255, 100, 2] * 30
+    batches = fixed_shape_batches(lengths, 256, batch_tokens=1024)
+    assert sorted(np.concatenate([b[0] for b in batches]).tolist()) == list(range(len(lengths)))
+    rows_of = {}
+    for idx, width, rows in batches:
+        assert width in pad_widths(256) and len(idx) <= rows
+        assert all(lengths[i] < width for i in idx)  # a padding position in every row
+        assert all(lengths[i] >= max([w for w in pad_widths(256) if w < width], default=0) for i in idx)
+        assert rows_of.setdefault(width, rows) == rows == min(512, 1024 // width)
+    with pytest.raises(ValueError):
+        fixed_shape_batches([256], 256, 1024)
+
+
+def test_a_texts_vector_does_not_depend_on_its_batch(real_texts):
+    emb = Embedder(device="cpu")
+    together = emb.encode(real_texts)
+    alone = np.stack([emb.encode([t])[0] for t in real_texts[:6]])
+    shuffled = emb.encode(real_texts[::-1])[::-1]
+    np.testing.assert_array_equal(alone, together[:6])  # bitwise, not approximately
+    np.testing.assert_array_equal(shuffled, together)

@@ -180,3 +180,35 @@ def test_worker_count_does_not_change_the_result():
     assert np.array_equal(one.is_duplicate, two.is_duplicate)
     assert one.matched_id == two.matched_id
     np.testing.assert_array_equal(one.similarity, two.similarity)
+
+
+def _pair_with_cosine(target: float, seed: int = 0) -> np.ndarray:
+    """Two float32 unit-ish rows whose exact cosine (exact_cosine) is near ``target``."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=384)
+    a /= np.linalg.norm(a)
+    b = rng.normal(size=384)
+    b -= (b @ a) * a
+    b /= np.linalg.norm(b)
+    return np.stack([a, target * a + np.sqrt(1 - target ** 2) * b]).astype(np.float32)
+
+
+def test_pairs_at_the_threshold_are_decided_on_the_exact_cosine():
+    from curate.scorers.semdedup import dedup_cluster, exact_cosine
+
+    decided = {}
+    for k, delta in enumerate((-3e-7, -4e-8, 4e-8, 3e-7, 5e-5)):
+        x = _pair_with_cosine(0.9 + delta, seed=k)
+        exact = exact_cosine(x[0], x[1])
+        out = dedup_cluster(x, np.array([0, 1]), eps=0.1, normalized=True)
+        assert bool(out.is_duplicate[1]) == (exact > 0.9), (delta, exact, out.similarity[1])
+        assert not out.is_duplicate[0]
+        decided[delta] = bool(out.is_duplicate[1])
+    assert set(decided.values()) == {True, False}  # both sides of the threshold were exercised
+
+
+def test_rank_keys_equal_after_rounding_are_ties_broken_by_id():
+    from curate.scorers.semdedup import rank_order
+
+    order = rank_order(["b", "a", "c"], "quality", np.array([0.5 + 1e-9, 0.5, 0.4]))
+    assert order.tolist() == [1, 0, 2]  # a and b tie at 1e-6: the smaller id first
