@@ -288,16 +288,7 @@ class Catalog:
         root = run.root
         row = _run_row(root, manifest, status)
         with self._transaction() as con:
-            existing = con.execute("SELECT id FROM runs WHERE output_dir = ?", [str(root)]).fetchone()
-            wanted = run_id or _manifest_run_id(manifest) or (existing[0] if existing else None) or root.name
-            wanted = _clean_id(wanted)
-            taken = con.execute("SELECT output_dir FROM runs WHERE id = ?", [wanted]).fetchone()
-            if taken and taken[0] != str(root):
-                if run_id:
-                    raise CatalogError(f"run id {run_id!r} is already used by {taken[0]}")
-                wanted = f"{wanted}-{hashlib.sha256(str(root).encode()).hexdigest()[:6]}"
-            if existing and existing[0] != wanted:
-                con.execute("DELETE FROM runs WHERE id = ?", [existing[0]])
+            wanted = _claim_id(con, "runs", root, run_id, _manifest_run_id(manifest), "run id")
             con.execute(
                 "INSERT OR REPLACE INTO runs (id, time, registered_at, status, output_dir, config, versions, "
                 "input_fingerprints, counts, manifest_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -359,15 +350,7 @@ class Catalog:
             raise CatalogError(f"{out_dir} is not registered: {problem}")
         values = _set_row(root, manifest, marker["manifest_sha256"])
         with self._transaction() as con:
-            existing = con.execute("SELECT id FROM materialized_sets WHERE output_dir = ?", [str(root)]).fetchone()
-            wanted = _clean_id(set_id or (existing[0] if existing else None) or root.name)
-            taken = con.execute("SELECT output_dir FROM materialized_sets WHERE id = ?", [wanted]).fetchone()
-            if taken and taken[0] != str(root):
-                if set_id:
-                    raise CatalogError(f"training set id {set_id!r} is already used by {taken[0]}")
-                wanted = f"{wanted}-{hashlib.sha256(str(root).encode()).hexdigest()[:6]}"
-            if existing and existing[0] != wanted:
-                con.execute("DELETE FROM materialized_sets WHERE id = ?", [existing[0]])
+            wanted = _claim_id(con, "materialized_sets", root, set_id, None, "training set id")
             values["id"], values["registered_at"] = wanted, _now()
             names = [name for name, _ in MATERIALIZED_COLUMNS]
             con.execute(f"INSERT OR REPLACE INTO materialized_sets ({', '.join(names)}) "
@@ -693,6 +676,22 @@ def _set_files_problem(root: Path, files: list[dict], *, deep: bool = False) -> 
             if _file_sha256(target) != want:
                 return f"{target}: its SHA-256 differs from the manifest's (changed or damaged)"
     return None
+
+
+def _claim_id(con, table: str, root: Path, given: str | None, suggested: str | None, what: str) -> str:
+    """The id under which `root` is (re-)registered in `table`: the one given (refused if another
+    directory holds it), else the suggested one, the directory's current id or its name, made
+    unique with a hash of the path. A directory registered under another id loses that row."""
+    existing = con.execute(f"SELECT id FROM {table} WHERE output_dir = ?", [str(root)]).fetchone()
+    wanted = _clean_id(given or suggested or (existing[0] if existing else None) or root.name)
+    taken = con.execute(f"SELECT output_dir FROM {table} WHERE id = ?", [wanted]).fetchone()
+    if taken and taken[0] != str(root):
+        if given:
+            raise CatalogError(f"{what} {given!r} is already used by {taken[0]}")
+        wanted = f"{wanted}-{hashlib.sha256(str(root).encode()).hexdigest()[:6]}"
+    if existing and existing[0] != wanted:
+        con.execute(f"DELETE FROM {table} WHERE id = ?", [existing[0]])
+    return wanted
 
 
 def _file_sha256(path: Path) -> str:
