@@ -20,6 +20,7 @@ import pytest
 from curate.orchestration.cli import main
 from curate.orchestration.config import resolve_config
 from curate.orchestration.runner import execute_job
+from tests.crash import crash_on_call
 from curate.pipelines import publish
 from curate.pools import rundir
 from curate.pools.catalog import Catalog
@@ -73,23 +74,12 @@ def _kill(exc_type=KeyboardInterrupt):
     return crash
 
 
-def _crash_on_call(real, n):
-    calls = []
-
-    def crash(*args, **kwargs):
-        calls.append(args)
-        if len(calls) >= n:
-            raise KeyboardInterrupt("simulated kill during publish")
-        return real(*args, **kwargs)
-    return crash
-
-
 # (name, attribute of pipelines.publish, replacement): one kill per step of the swap
 CRASH_POINTS = {
-    "staged run completed in staging": ("_write_local", lambda: _crash_on_call(publish._write_local, 4)),
+    "staged run completed in staging": ("_write_local", lambda: crash_on_call(publish._write_local, 4)),
     "staged run moved beside": ("exchange_paths", lambda: _kill()),
     "swapped, old run not tidied": ("tidy_swap_folder", lambda: _kill()),
-    "tidying the old run": ("_remove", lambda: _crash_on_call(publish._remove, 2)),
+    "tidying the old run": ("_remove", lambda: crash_on_call(publish._remove, 2)),
 }
 
 
@@ -163,7 +153,7 @@ def test_an_in_place_publish_killed_over_a_registered_run_is_left_out_not_served
     unpublished before the new one moves in: killed there, query and runs agree it is gone."""
     out, ws = registered
     monkeypatch.setattr(publish, "exchange_paths", _kill(lambda msg: OSError(errno.EINVAL, msg)))
-    monkeypatch.setattr(publish, "_move", _crash_on_call(publish._move, 2))  # pools moved, then killed
+    monkeypatch.setattr(publish, "_move", crash_on_call(publish._move, 2))  # pools moved, then killed
     with pytest.raises(KeyboardInterrupt):
         execute_job([str(corpus)], str(out), resolve_config(pools=3), BEAM, overwrite=True)
     monkeypatch.undo()

@@ -15,6 +15,7 @@ from curate.orchestration.materialize_job import MaterializeSettings, materializ
 from curate.pipelines import publish
 from curate.pools import rundir
 from tests.pipelines.materialize_fixtures import make_run, write_plan
+from tests.crash import crash_on_call
 
 SETTINGS = MaterializeSettings(shards=2)
 
@@ -47,27 +48,16 @@ def published(run_dir, tmp_path):
     return out, old
 
 
-def _crash_on_call(real, n):
-    calls = []
-
-    def crash(*args, **kwargs):
-        calls.append(args)
-        if len(calls) >= n:
-            raise KeyboardInterrupt("simulated kill during publish")
-        return real(*args, **kwargs)
-    return crash
-
-
 def _kill(*args, **kwargs):
     raise KeyboardInterrupt("simulated kill during publish")
 
 
 # one kill per step of the swap (module doc of pipelines/publish.py)
 CRASH_POINTS = {
-    "new set completed in staging": ("_write_local", lambda: _crash_on_call(publish._write_local, 4)),
+    "new set completed in staging": ("_write_local", lambda: crash_on_call(publish._write_local, 4)),
     "new set moved beside": ("exchange_paths", lambda: _kill),
     "swapped, old set not tidied": ("tidy_swap_folder", lambda: _kill),
-    "tidying the old set": ("_remove", lambda: _crash_on_call(publish._remove, 2)),
+    "tidying the old set": ("_remove", lambda: crash_on_call(publish._remove, 2)),
 }
 
 
