@@ -47,8 +47,11 @@ def _corpus(corpora: Path, out: Path) -> Path:
 
 
 def _run(data: Path, out: Path, *extra: str) -> None:
+    # near dedup off: MinHash would remove the planted copies before semantic dedup sees them
+    config = data.parent / "config.json"
+    config.write_text(json.dumps({"near_dedup": {"enabled": False}}))
     cmd = [sys.executable, "-m", "curate.orchestration.cli", "run", "--input", str(data), "--output", str(out),
-           "--semantic-dedup", "--embedding-scores", "--pools", "4", "--cache-dir", "none", "--no-catalog",
+           "--config", str(config), "--semantic-dedup", "--embedding-scores", "--pools", "4", "--cache-dir", "none", "--no-catalog",
            "--quiet", "--runner=FnApiRunner", *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
