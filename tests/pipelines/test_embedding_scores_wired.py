@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import random
 import re
 from pathlib import Path
@@ -208,11 +209,13 @@ def test_embedding_scores_config_is_validated(tmp_path):
     from curate.orchestration.config import resolve_config
 
     path = tmp_path / "c.json"
+    other_model = tmp_path / "models" / "other"  # a model folder that exists, not the packaged one
+    other_model.mkdir(parents=True)
     for section, match in (
         ({"embedding_scores": {"enabled": True}}, "embedding_scores.enabled needs embed.enabled"),
         ({"embedding_scores": {"weights": {"refrence": 1.0}}}, "weights.refrence: unknown score"),
         ({"embedding_scores": {"weights": {"reference": 0}}}, "non-zero weight"),
-        ({"embed": {"enabled": True, "model": "/models/other"}, "embedding_scores": {"enabled": True}},
+        ({"embed": {"enabled": True, "model": str(other_model)}, "embedding_scores": {"enabled": True}},
          "give your own reference texts"),
         ({"embed": {"dtype": "int8"}}, "embed.dtype"),
     ):
@@ -224,7 +227,8 @@ def test_embedding_scores_config_is_validated(tmp_path):
     config = resolve_config(str(path), quality_reference="ref.jsonl")
     assert config["embedding_scores"]["weights"] == {"reference": 1.0}
     assert config["embed"]["enabled"] and config["embedding_scores"]["enabled"]
-    assert config["embedding_scores"]["reference"] == "ref.jsonl"
+    # made absolute on the launcher: workers open it from folders of their own
+    assert config["embedding_scores"]["reference"] == os.path.abspath("ref.jsonl")
 
 
 def test_catalog_joins_embeddings_with_documents(reference_run, tmp_path):
