@@ -268,7 +268,7 @@ def render(data: dict) -> None:
                          f"CPU x{b['cpu_seconds'] / a['cpu_seconds']:.2f} (k = {math.log(b['cpu_seconds'] / a['cpu_seconds']) / n:.2f})")
     notes = data.get("notes")
     if notes:
-        lines += ["", *notes]
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     RESULTS.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
