@@ -660,12 +660,14 @@ def plan_claim(plan: dict, fit: dict, replay: dict | None = None) -> dict:
                    f"law cannot tell the plan from {feasible[simplest]['name']}, the simpler choice"}
 
 
-def _replays_this_plan(plan: dict, replay: dict) -> bool:
+def replays_this_plan(plan: dict, replay: dict) -> bool:
+    """Whether `replay` (a `curate validate` result) trained this plan: same budget (to rounding)
+    and, where the replay names it, the same mixture. `plan` is the plan file's "plan" section."""
     rp = replay.get("plan") if isinstance(replay.get("plan"), dict) else {}
     try:
         same_budget = math.isclose(float(rp.get("budget")), float(plan.get("budget")), rel_tol=1e-9)
     except (TypeError, ValueError):
-        return False
+        same_budget = rp.get("budget") == plan.get("budget")
     return same_budget and rp.get("mixture") in (None, plan.get("mixture"))
 
 
@@ -673,7 +675,7 @@ def _measured_fallback(plan: dict, replay: dict | None, feasible: dict) -> dict 
     """A replay that trained this plan and measured it losing to a feasible baseline (mean
     beyond one seed s.d.) decides: what was trained outranks what was predicted. The
     recommendation is that baseline, with the measured numbers as the reason."""
-    if not replay or replay.get("verdict") != "loses" or not _replays_this_plan(plan, replay):
+    if not replay or replay.get("verdict") != "loses" or not replays_this_plan(plan, replay):
         return None
     rows = {r.get("key"): r for r in replay.get("candidates") or [] if r.get("mean") is not None}
     plan_row = rows.get("plan")

@@ -192,6 +192,8 @@ def _curves(law, obs, notes: list[str]) -> list[dict]:
 
 
 def _cross_checks(data: LoopData) -> None:
+    from curate.laws.planning import replays_this_plan
+
     notes = data.notes
     plan = data.plan or {}
     p = plan.get("plan") or {}
@@ -217,9 +219,7 @@ def _cross_checks(data: LoopData) -> None:
             notes.append(f"replay {name}: format {rep.get('format')!r} is not curate-replay/1; shown as given")
         rp = rep.get("plan") if isinstance(rep.get("plan"), dict) else {}
         if p and rp:
-            same_budget = _close(rp.get("budget"), p.get("budget"))
-            same_mix = rp.get("mixture") in (None, p.get("mixture"))
-            if not (same_budget and same_mix):
+            if not replays_this_plan(p, rep):
                 notes.append(f"replay {name} trained another plan (budget {_g(rp.get('budget'))}, "
                              f"mixture {rp.get('mixture')}) than the plan file's (budget "
                              f"{_g(p.get('budget'))}, mixture {p.get('mixture')}); its numbers do not "
@@ -241,13 +241,6 @@ def _cv_text(row: dict) -> str:
     value = _cv(row)
     method = row.get("cv_method") or ("leave-one-out" if value is not None else None)
     return _pct(value) + (f" ({method})" if method and value is not None else "")
-
-
-def _close(a, b) -> bool:
-    try:
-        return math.isclose(float(a), float(b), rel_tol=1e-9)
-    except (TypeError, ValueError):
-        return a == b
 
 
 # ---------------------------------------------------------------------------------------------
