@@ -1,5 +1,10 @@
 """Beam semantic-dedup stage (SemDeDup): k-means on a hash sample, assign, dedup per cluster.
 
+No stage funnels the corpus through one worker: the k-means sample is a bottom-k combine
+(the documents with the smallest id hashes, at most ``sample_size`` rows and
+``sample_memory_mb`` of vectors, accumulators bounded by that cap and merged streaming),
+and documents are assigned to clusters in batches (``ClusterModel.assign_batch``).
+
 ``SemanticDedup`` takes documents carrying an ``embedding`` (and optionally a quality
 score) and returns every document annotated with:
 
@@ -19,8 +24,10 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from curate.pipelines import counters
+from curate.pipelines.batching import DEFAULT_BATCH_SIZE, BatchedDoFn
 from curate.pipelines.stage_configs import SemanticDedupConfig
-from curate.scorers.semdedup import SemDedupConfig, dedup_group, fit_on_sample, training_fraction
+from curate.scorers.clustering import BottomK, id_hash64, sample_hash_bound
+from curate.scorers.semdedup import SemDedupConfig, dedup_group, fit_on_sample
 
 
 def removed_pair_row(doc: dict, id_field: str = "id") -> dict:
@@ -90,11 +97,81 @@ class HashSampleRows(beam.PTransform):
         return rows, n_docs
 
 
+class _SampleCandidates(beam.DoFn):
+    """doc -> (id hash, id, float32 vector bytes) when its id hash is below the sample's bound.
+
+    The bound (``sample_hash_bound``) lets through about as many documents as the sample
+    keeps, so the partial samples of all bundles together stay near the cap.
+    """
+
+    def __init__(self, config: SemDedupConfig, id_field: str, embedding_field: str):
+        self._config, self._id_field, self._field = config, id_field, embedding_field
+        self._bounds: dict = {}
+
+    def process(self, doc, n_docs):
+        vector = np.asarray(doc[self._field], dtype=np.float32)
+        key = (n_docs, len(vector))
+        bound = self._bounds.get(key)
+        if bound is None:
+            rows, _ = self._config.training_plan(n_docs, len(vector))
+            bound = self._bounds[key] = sample_hash_bound(n_docs, rows)
+        doc_id = str(doc[self._id_field])
+        doc_hash = id_hash64(doc_id, self._config.seed)
+        if doc_hash < bound:
+            yield doc_hash, doc_id, vector.tobytes()
+
+
+class BottomKSample(beam.CombineFn):
+    """(hash, id, vector bytes) rows -> the rows with the smallest (hash, id), at most the cap.
+
+    Accumulators are ``scorers.clustering.BottomK`` (bounded by the cap whatever they are
+    fed); ``merge_accumulators`` folds the partials one at a time into the first, so a runner
+    that streams them (Dataflow's combine) never holds more than two. The output depends only
+    on the set of rows, not on bundles, their order or the merge tree.
+    """
+
+    def __init__(self, sample_size: int, memory_mb: float):
+        self._sample_size, self._memory_mb = sample_size, memory_mb
+
+    def create_accumulator(self):
+        return BottomK(sample_size=self._sample_size, memory_mb=self._memory_mb)
+
+    def add_input(self, accumulator, row):
+        accumulator.add(*row)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = None
+        for acc in accumulators:
+            merged = acc if merged is None else merged.merge(acc)
+        return self.create_accumulator() if merged is None else merged
+
+    def extract_output(self, accumulator):
+        return accumulator.rows()
+
+
+def fit_bottom_k(rows: list, n_docs: int, config: SemDedupConfig):
+    """The ClusterModel fitted on the bottom-k rows (None when there are no documents)."""
+    if n_docs == 0:
+        return None  # no documents: nothing is assigned, so no model is needed
+    if not rows:
+        raise ValueError("semantic dedup: the k-means training sample is empty")
+    dim = len(rows[0][2]) // 4
+    if any(len(r[2]) != 4 * dim for r in rows):
+        raise ValueError("semantic dedup: the embeddings have different dimensions")
+    keep, _ = config.training_plan(n_docs, dim)
+    rows = rows[:keep]  # the smallest (hash, id) first: a prefix is the smaller sample
+    x = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+    return fit_on_sample([r[1] for r in rows], x, n_docs, config)
+
+
 class FitClusters(beam.PTransform):
     """embedded docs -> a one-element PCollection: the fitted ClusterModel (None if no docs).
 
-    k-means on a deterministic id-hash sample (``scorers.semdedup.fit_on_sample``); used as a
-    side input by semantic dedup and by prototypicality (one clustering serves both).
+    k-means on the bounded id-hash sample (``BottomKSample``, then
+    ``scorers.semdedup.fit_on_sample``); the same sample as the in-memory
+    ``scorers.semdedup.training_sample_rows``. Used as a side input by semantic dedup and by
+    prototypicality (one clustering serves both).
     """
 
     reads = ("id", "embedding")  # id_field, embedding_field
@@ -109,18 +186,36 @@ class FitClusters(beam.PTransform):
 
     def expand(self, docs):
         config = self._config
-        sample, n_docs = docs | "Sample" >> HashSampleRows(
-            lambda n: training_fraction(n, config), config.seed, id_field=self._id_field,
-            embedding_field=self._embedding_field)
+        n_docs = docs | "CountDocs" >> beam.combiners.Count.Globally()
+        sample = (
+            docs
+            | "SampleCandidates" >> beam.ParDo(_SampleCandidates(config, self._id_field, self._embedding_field),
+                                               n_docs=beam.pvalue.AsSingleton(n_docs))
+            | "BottomK" >> beam.CombineGlobally(BottomKSample(config.sample_size, config.sample_memory_mb))
+        )
+        return sample | "FitKMeans" >> beam.Map(fit_bottom_k, n_docs=beam.pvalue.AsSingleton(n_docs),
+                                                config=config)
 
-        def fit(rows, n):
-            if n == 0:
-                return None  # no documents: nothing is assigned, so no model is needed
-            rows = sorted(rows)
-            return fit_on_sample([r[0] for r in rows], np.asarray([r[1] for r in rows], dtype=np.float32),
-                                 n, config)
 
-        return sample | "FitKMeans" >> beam.Map(fit, n=beam.pvalue.AsSingleton(n_docs))
+class AssignClusters(BatchedDoFn):
+    """doc -> (leaf, doc annotated with its cluster), one nearest-centroid search per batch."""
+
+    def __init__(self, embedding_field: str = "embedding", batch_size: int = DEFAULT_BATCH_SIZE):
+        super().__init__(batch_size)
+        self._field = embedding_field
+
+    def process(self, doc, model, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        yield from self.add(doc, (model,), timestamp, window)
+
+    def handle_batch(self, docs, model):
+        from curate.scorers.embedding_quality import round_score
+
+        leaves, sims = model.assign_batch([d[self._field] for d in docs])
+        # plain int key: numpy ints are not deterministically encodable in GroupByKey;
+        # prototypicality rounded as embedding scores round it (the same value either way)
+        return [(leaf, {**doc, "semdedup_cluster": leaf, "centroid_similarity": sim,
+                        "prototypicality": round_score(1.0 - sim)})
+                for doc, leaf, sim in zip(docs, leaves, sims)]
 
 
 def cluster_info(model, config: SemDedupConfig) -> dict:
@@ -156,18 +251,9 @@ class SemanticDedup(beam.PTransform):
         if model is None:
             model = docs | "FitClusters" >> FitClusters(config, id_field=id_field, embedding_field=field)
 
-        def assign(doc, model):
-            from curate.scorers.embedding_quality import round_score
-
-            leaf, sim = model.assign_one(doc[field])
-            # plain int key: numpy ints are not deterministically encodable in GroupByKey;
-            # prototypicality rounded as embedding scores round it (the same value either way)
-            return int(leaf), {**doc, "semdedup_cluster": int(leaf), "centroid_similarity": sim,
-                               "prototypicality": round_score(1.0 - sim)}
-
         return (
             docs
-            | "AssignCluster" >> beam.Map(assign, model=beam.pvalue.AsSingleton(model))
+            | "AssignCluster" >> beam.ParDo(AssignClusters(field), beam.pvalue.AsSingleton(model))
             | "GroupByCluster" >> beam.GroupByKey()
             | "DedupCluster" >> beam.ParDo(_DedupCluster(config, id_field, field, self._quality_field))
         )

@@ -354,7 +354,9 @@ class SemanticDedupConfig(StageConfig):
     removed.semantic. ranking "quality" keeps the document with the highest score: scoring
     never drops documents, so the semantic stage runs between scoring and the keep/drop rule
     and the score is always there; "far"/"close" rank by distance to the cluster centroid
-    instead. n_clusters None: chosen from the number of documents.
+    instead. n_clusters None: chosen from the number of documents. The k-means trains on the
+    documents with the smallest id hashes: at most sample_size of them and sample_memory_mb
+    of vectors (rows x dim x 4 bytes).
     """
 
     SECTION: ClassVar[str] = "semantic_dedup"
@@ -365,6 +367,8 @@ class SemanticDedupConfig(StageConfig):
     ranking: str = "quality"
     max_cluster_size: int = 20_000
     seed: int = 0
+    sample_size: int = 131_072
+    sample_memory_mb: float = 256.0
 
     def __post_init__(self):
         from curate.scorers.semdedup import RANKINGS
@@ -377,10 +381,13 @@ class SemanticDedupConfig(StageConfig):
             raise ValueError(f"semantic_dedup.ranking must be one of {list(RANKINGS)}, got {self.ranking!r}")
         _number(self.max_cluster_size, "semantic_dedup.max_cluster_size", lo=2, integer=True)
         _number(self.seed, "semantic_dedup.seed", lo=0, integer=True)
+        _number(self.sample_size, "semantic_dedup.sample_size", lo=1, integer=True)
+        _number(self.sample_memory_mb, "semantic_dedup.sample_memory_mb", lo=0.001)
 
     def clustering(self):
         """The `scorers.semdedup.SemDedupConfig` of the run's clustering and dedup."""
         from curate.scorers.semdedup import SemDedupConfig
 
         return SemDedupConfig(eps=self.eps, n_clusters=self.n_clusters, ranking=self.ranking,
-                              max_cluster_size=self.max_cluster_size, seed=self.seed)
+                              max_cluster_size=self.max_cluster_size, seed=self.seed,
+                              sample_size=self.sample_size, sample_memory_mb=float(self.sample_memory_mb))

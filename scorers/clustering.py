@@ -81,6 +81,142 @@ def sample_mask(ids: Sequence[str], fraction: float, seed: int = 0) -> np.ndarra
     return units < fraction
 
 
+#: Default cap on the k-means training sample: at most this many rows ...
+DEFAULT_SAMPLE_SIZE = 131_072
+#: ... and at most this many MB of float32 vectors (rows x dim x 4 bytes); 192 MB at d = 384.
+DEFAULT_SAMPLE_MEMORY_MB = 256.0
+
+
+def id_hash64(doc_id: str, seed: int = 0) -> int:
+    """The 64-bit id hash behind ``id_hash_unit`` (same digest), as an int."""
+    digest = hashlib.blake2b(f"{seed}:{doc_id}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def id_hashes64(ids: Sequence[str], seed: int = 0) -> np.ndarray:
+    """``id_hash64`` of every id as a uint64 array (the hash prefix state copied per id)."""
+    prefix = hashlib.blake2b(f"{seed}:".encode("utf-8"), digest_size=8)
+
+    def digest(doc_id) -> bytes:
+        h = prefix.copy()
+        h.update(f"{doc_id}".encode("utf-8"))
+        return h.digest()
+
+    return np.frombuffer(b"".join([digest(i) for i in ids]), dtype=">u8").astype(np.uint64)
+
+
+def sample_cap_rows(dim: int, sample_size: int = DEFAULT_SAMPLE_SIZE,
+                    memory_mb: float = DEFAULT_SAMPLE_MEMORY_MB) -> int:
+    """Most training rows for vectors of ``dim``: min(sample_size, cap / (dim x 4 bytes)), >= 1."""
+    return max(1, min(int(sample_size), int(memory_mb * 2**20) // (4 * max(1, int(dim)))))
+
+
+def training_plan(n_docs: int, dim: int, n_clusters: int | None = None, *,
+                  points_per_centroid: int = POINTS_PER_CENTROID, sample_size: int = DEFAULT_SAMPLE_SIZE,
+                  memory_mb: float = DEFAULT_SAMPLE_MEMORY_MB) -> tuple[int, int]:
+    """(training rows, k) of the k-means for ``n_docs`` vectors of ``dim``.
+
+    Rows: ``points_per_centroid`` per centroid, at most ``sample_cap_rows``. A default k
+    (``n_clusters`` None) is also held to cap / points_per_centroid, so each centroid keeps
+    its training points when the cap binds (beyond ~2.7M documents at the defaults): the
+    clusters then grow past TARGET_CLUSTER_SIZE and the hot ones are split (``max_cluster_size``).
+    """
+    cap = sample_cap_rows(dim, sample_size, memory_mb)
+    k = n_clusters or min(default_n_clusters(n_docs), max(1, cap // max(1, points_per_centroid)))
+    return max(1, min(k * points_per_centroid, cap, max(int(n_docs), 1))), k
+
+
+def sample_hash_bound(n_docs: int, rows: int) -> int:
+    """Documents with an id hash below this bound are the sampling candidates.
+
+    The bound lets through rows + 8 sqrt(rows) + 32 documents on average, so fewer than
+    ``rows`` pass only with a probability below 1e-15 (and then the sample is the smaller,
+    still deterministic set); it keeps what is shuffled to the fit near ``rows`` in all,
+    however many bundles or workers the candidates come from.
+    """
+    if n_docs <= 0 or rows >= n_docs:
+        return 2**64
+    expected = rows + 8.0 * math.sqrt(rows) + 32.0
+    return 2**64 if expected >= n_docs else int(expected / n_docs * 2**64)
+
+
+def bottom_k_rows(hashes: np.ndarray, ids: Sequence[str], rows: int, bound: int = 2**64) -> np.ndarray:
+    """Indices of the ``rows`` smallest (hash, id) among those with hash < ``bound``, in that order.
+
+    The same selection as ``BottomK`` in one call (the in-memory path).
+    """
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    cand = np.arange(len(hashes)) if bound >= 2**64 else np.flatnonzero(hashes < np.uint64(bound))
+    if len(cand) > rows:  # everything strictly below the rows-th hash, then ties at it by id
+        kth = np.partition(hashes[cand], rows - 1)[rows - 1]
+        cand = cand[hashes[cand] <= kth]
+    ids_c = [str(ids[i]) for i in cand.tolist()]
+    order = sorted(range(len(cand)), key=lambda j: (int(hashes[cand[j]]), ids_c[j]))
+    return cand[np.asarray(order[:rows], dtype=np.int64)]
+
+
+class _Largest:
+    """Heap entry that inverts the order, so ``heapq``'s top is the largest (hash, id)."""
+
+    __slots__ = ("key", "vector")
+
+    def __init__(self, key: tuple, vector: bytes):
+        self.key, self.vector = key, vector
+
+    def __lt__(self, other: "_Largest") -> bool:
+        return self.key > other.key
+
+    def __getstate__(self):
+        return (self.key, self.vector)
+
+    def __setstate__(self, state):
+        self.key, self.vector = state
+
+
+class BottomK:
+    """The rows with the smallest (id hash, id), at most ``capacity`` of them: a bounded sample.
+
+    Holds (hash, id, float32 vector bytes) in a max-heap of at most ``capacity`` entries, so
+    memory is capacity x (4 dim + ~250) bytes whatever the number of rows added; merging two
+    gives the bottom-k of their union, so the result does not depend on how the rows were
+    split into bundles, in what order they came, or how partial samples were merged.
+    ``capacity`` None: ``sample_cap_rows(dim, sample_size, memory_mb)``, dim taken from the
+    first vector.
+    """
+
+    def __init__(self, capacity: int | None = None, *, sample_size: int = DEFAULT_SAMPLE_SIZE,
+                 memory_mb: float = DEFAULT_SAMPLE_MEMORY_MB):
+        self.capacity = capacity
+        self._sample_size, self._memory_mb = sample_size, memory_mb
+        self.heap: list[_Largest] = []
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+    def add(self, doc_hash: int, doc_id: str, vector) -> None:
+        import heapq
+
+        if isinstance(vector, (bytes, bytearray)):
+            if self.capacity is None:
+                self.capacity = sample_cap_rows(len(vector) // 4, self._sample_size, self._memory_mb)
+            key = (int(doc_hash), str(doc_id))
+            if len(self.heap) < self.capacity:
+                heapq.heappush(self.heap, _Largest(key, bytes(vector)))
+            elif key < self.heap[0].key:
+                heapq.heapreplace(self.heap, _Largest(key, bytes(vector)))
+            return
+        self.add(doc_hash, doc_id, np.asarray(vector, dtype=np.float32).tobytes())
+
+    def merge(self, other: "BottomK") -> "BottomK":
+        for entry in other.heap:
+            self.add(entry.key[0], entry.key[1], entry.vector)
+        return self
+
+    def rows(self) -> list[tuple[int, str, bytes]]:
+        """(hash, id, vector bytes), smallest (hash, id) first."""
+        return [(e.key[0], e.key[1], e.vector) for e in sorted(self.heap, key=lambda e: e.key)]
+
+
 def normalize_rows(x: np.ndarray) -> np.ndarray:
     """Unit-normalise rows as float32 (zero rows stay zero)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -233,6 +369,74 @@ def nearest(x: np.ndarray, centroids: np.ndarray, block: int | None = None) -> t
     return idx, sim
 
 
+#: Centroids whose float32 BLAS score is within this of a row's best are re-compared exactly.
+#: A float32 product of unit rows errs by at most ~d * 2^-24 (2.3e-5 at d = 384), so the
+#: exactly best centroid is always among them, whichever BLAS kernel or batch shape ran.
+CANDIDATE_TOLERANCE = 1e-4
+#: Fixed-point scale of ``fixed_point_dots``: products are truncated at 2^-50 (error <= d * 2^-50).
+FIXED_POINT_BITS = 50
+
+
+def fixed_point_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of float32 rows, as int64 multiples of 2^-FIXED_POINT_BITS.
+
+    Each float32 x float32 product is exact in float64, and so is its scaling by a power of
+    two; truncated to an integer it is one deterministic number, and integers add exactly in
+    any order. So the result depends only on the two rows: not on the BLAS, the SIMD width,
+    the batch or the machine. Needs |a_i b_i| <= 1 and d < 8192 (unit rows): no overflow.
+    """
+    return _scaled_dots(np.asarray(a, dtype=np.float32), _scaled(b))
+
+
+def _scaled(b: np.ndarray) -> np.ndarray:
+    return np.asarray(b, dtype=np.float32).astype(np.float64) * 2.0**FIXED_POINT_BITS
+
+
+def _scaled_dots(a32: np.ndarray, b_scaled: np.ndarray) -> np.ndarray:
+    # float32 x float64 multiplies in float64 (exact); astype truncates toward zero
+    return np.multiply(a32, b_scaled).astype(np.int64).sum(axis=1)
+
+
+def nearest_exact(x: np.ndarray, centroids: np.ndarray, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``nearest`` with a row's answer fixed by the row alone (batch- and BLAS-independent).
+
+    float32 BLAS scores pick the candidates (within ``CANDIDATE_TOLERANCE`` of the row's best);
+    among them the centroid with the largest ``fixed_point_dots`` wins, ties to the smallest
+    index, and the cosine returned is that fixed-point value as float32. So one document
+    assigned alone (``assign_one``) and the same document inside any batch (``assign_batch``)
+    get the same leaf and the same cosine, bit for bit. Rows with a single candidate (nearly
+    all) cost one fixed-point dot each on top of the BLAS product.
+    """
+    c32 = np.ascontiguousarray(centroids, dtype=np.float32)
+    ct = np.ascontiguousarray(c32.T)
+    c_scaled = _scaled(c32)
+    if block is None:
+        block = max(1024, (8 << 20) // max(1, ct.shape[1]))
+    idx = np.empty(len(x), dtype=np.int64)
+    sim = np.empty(len(x), dtype=np.float32)
+    for s in range(0, len(x), block):
+        xb = np.asarray(x[s:s + block], dtype=np.float32)
+        scores = xb @ ct
+        best = scores.argmax(axis=1)
+        top = np.take_along_axis(scores, best[:, None], axis=1)
+        near = scores >= top - CANDIDATE_TOLERANCE
+        exact = _scaled_dots(xb, c_scaled[best])
+        multi = np.flatnonzero(np.count_nonzero(near, axis=1) > 1)
+        if len(multi):  # near ties: the largest exact value, then the smallest index
+            r, cols = np.nonzero(near[multi])
+            rows = multi[r]
+            values = _scaled_dots(xb[rows], c_scaled[cols])
+            order = np.lexsort((cols, -values, rows))
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = rows[order][1:] != rows[order][:-1]
+            pick = order[first]
+            best[rows[pick]] = cols[pick]
+            exact[rows[pick]] = values[pick]
+        idx[s:s + len(xb)] = best
+        sim[s:s + len(xb)] = (exact / 2.0**FIXED_POINT_BITS).astype(np.float32)
+    return idx, sim
+
+
 @dataclass
 class ClusterModel:
     """Two-level spherical k-means: top centroids, and for hot clusters, sub-centroids.
@@ -299,21 +503,33 @@ class ClusterModel:
         """(leaf id, cosine to the top-level centroid) for each row of ``x``.
 
         ``normalized=True`` promises unit-norm float32 rows and saves a copy of ``x``.
+        Each row's answer depends on that row only (``nearest_exact``), so any batching of
+        the same rows gives the same leaves and cosines.
         """
         x = x if normalized else normalize_rows(x)
-        top, sim = nearest(x, self.centroids)
+        top, sim = nearest_exact(x, self.centroids)
         leaf = self.leaf_offsets[top].copy()
         for c, sub in self.sub_centroids.items():
             rows = np.flatnonzero(top == c)
             if len(rows):
-                sub_idx, _ = nearest(x[rows], sub)
+                sub_idx, _ = nearest_exact(x[rows], sub)
                 leaf[rows] += sub_idx
         return leaf, sim
 
     def assign_one(self, vector: Iterable[float]) -> tuple[int, float]:
-        """Plain-int leaf id and cosine for one embedding (the Beam per-element path)."""
+        """Plain-int leaf id and cosine for one embedding."""
         leaf, sim = self.assign(np.asarray(vector, dtype=np.float32)[None, :])
         return int(leaf[0]), float(sim[0])
+
+    def assign_batch(self, vectors: Sequence[Iterable[float]]) -> tuple[list[int], list[float]]:
+        """Plain-int leaf ids and cosines for a batch of embeddings (the Beam path).
+
+        One nearest-centroid search for the batch; the same values as ``assign_one`` on each.
+        """
+        if len(vectors) == 0:
+            return [], []
+        leaf, sim = self.assign(np.asarray(vectors, dtype=np.float32))
+        return [int(v) for v in leaf.tolist()], [float(v) for v in sim.tolist()]
 
     def leaf_centroid(self, leaf: int) -> np.ndarray:
         """The centroid a leaf's documents were assigned to (sub-centroid when split)."""

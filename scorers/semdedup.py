@@ -1,6 +1,8 @@
 """Semantic deduplication (SemDeDup, Abbas et al. 2023) on document embeddings.
 
-1. Fit a spherical k-means on a deterministic, id-hash sample (``scorers.clustering``).
+1. Fit a spherical k-means on a deterministic, bounded sample: the documents with the
+   smallest id hashes, as many as ``training_plan`` allows under the sample-size and memory
+   caps (``scorers.clustering``).
 2. Assign every document to its nearest centroid (hot clusters have sub-centroids, so a
    document lands in a leaf cluster; leaf ids are plain ints).
 3. Inside each leaf, rank the documents (default: highest quality score first) and mark a
@@ -29,15 +31,18 @@ from threadpoolctl import threadpool_limits
 
 from curate.scorers.clustering import (
     DEFAULT_MAX_CLUSTER_SIZE,
+    DEFAULT_SAMPLE_MEMORY_MB,
+    DEFAULT_SAMPLE_SIZE,
     POINTS_PER_CENTROID,
     ClusterModel,
     as_unit_rows,
+    bottom_k_rows,
     default_n_clusters,
+    id_hashes64,
     normalize_rows,
-    sample_fraction,
-    sample_mask,
+    sample_hash_bound,
     spherical_kmeans,
-    nearest,
+    training_plan,
 )
 
 #: Default threshold: a pair is a duplicate when cosine > 1 - eps.  Chosen with the
@@ -69,6 +74,8 @@ class SemDedupConfig:
     points_per_centroid: int = POINTS_PER_CENTROID
     seed: int = 0
     niter: int = 20
+    sample_size: int = DEFAULT_SAMPLE_SIZE  # most k-means training rows
+    sample_memory_mb: float = DEFAULT_SAMPLE_MEMORY_MB  # most MB of training vectors (rows x dim x 4)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.eps < 1.0:
@@ -77,9 +84,17 @@ class SemDedupConfig:
             raise ValueError(f"semantic dedup ranking must be one of {RANKINGS}, got {self.ranking!r}")
         if self.block_size < 1 or self.max_cluster_size < 2:
             raise ValueError("block_size must be >= 1 and max_cluster_size >= 2")
+        if self.sample_size < 1 or not self.sample_memory_mb > 0:
+            raise ValueError("sample_size must be >= 1 and sample_memory_mb > 0")
 
     def clusters_for(self, n_docs: int) -> int:
+        """k before the sample caps (``training_plan`` gives the k actually fitted)."""
         return self.n_clusters or default_n_clusters(n_docs)
+
+    def training_plan(self, n_docs: int, dim: int) -> tuple[int, int]:
+        """(training rows, k) for ``n_docs`` vectors of ``dim`` (``clustering.training_plan``)."""
+        return training_plan(n_docs, dim, self.n_clusters, points_per_centroid=self.points_per_centroid,
+                             sample_size=self.sample_size, memory_mb=self.sample_memory_mb)
 
 
 def rank_order(
@@ -323,32 +338,34 @@ class SemDedupResult:
         ]
 
 
+def training_sample_rows(ids: Sequence[str], dim: int, config: SemDedupConfig) -> np.ndarray:
+    """Indices of the k-means training sample of an in-memory corpus, smallest (hash, id) first.
+
+    The rule of the Beam stage (``pipelines.semdedup.FitClusters``): candidates below
+    ``sample_hash_bound``, then the ``training_plan`` rows with the smallest (id hash, id).
+    """
+    rows, _ = config.training_plan(len(ids), dim)
+    return bottom_k_rows(id_hashes64(ids, config.seed), ids, rows, sample_hash_bound(len(ids), rows))
+
+
 def fit_cluster_model(ids: Sequence[str], embeddings: np.ndarray, config: SemDedupConfig) -> ClusterModel:
-    """Fit the clustering on the id-hash sample of a corpus held in memory."""
-    n = len(ids)
-    fraction = sample_fraction(n, config.clusters_for(n), config.points_per_centroid)
-    mask = sample_mask(ids, fraction, config.seed)
-    if not mask.any():
-        mask[:] = True
-    rows = np.flatnonzero(mask)
-    return fit_on_sample([ids[r] for r in rows], embeddings[rows], n, config)
-
-
-def training_fraction(n_docs: int, config: SemDedupConfig) -> float:
-    """Share of documents (chosen by id hash) that the k-means is trained on."""
-    return sample_fraction(n_docs, config.clusters_for(n_docs), config.points_per_centroid)
+    """Fit the clustering on the bounded id-hash sample of a corpus held in memory."""
+    rows = training_sample_rows(ids, embeddings.shape[1], config)
+    return fit_on_sample([ids[r] for r in rows.tolist()], embeddings[rows], len(ids), config)
 
 
 def fit_on_sample(sample_ids: Sequence[str], sample: np.ndarray, n_docs: int, config: SemDedupConfig) -> ClusterModel:
     """Fit on an already drawn sample (the Beam path passes its side input here).
 
-    FAISS seeds from the row order, so rows are sorted by id: input order never matters.
+    The start is drawn from the row order, so rows are sorted by id: input order never matters.
     """
     if len(sample_ids) == 0:
         raise ValueError("semantic dedup: the k-means training sample is empty")
+    sample = np.asarray(sample, dtype=np.float32)
+    _, k = config.training_plan(n_docs, sample.shape[1])
     order = np.argsort(np.asarray(sample_ids, dtype=object).astype(str), kind="stable")
     return ClusterModel.fit(
-        np.asarray(sample, dtype=np.float32)[order], config.clusters_for(n_docs), n_docs=n_docs,
+        sample[order], k, n_docs=n_docs,
         max_cluster_size=config.max_cluster_size, seed=config.seed, niter=config.niter,
     )
 
