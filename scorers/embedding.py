@@ -25,13 +25,13 @@ torch and sentence_transformers are imported lazily (the latter takes ~6 s).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from typing import Sequence
 
 import numpy as np
 
+from curate.scorers.embedding_cache import EmbeddingCache, text_key  # noqa: F401 (the cache's home)
 from curate.scorers.embedding_units import (DEFAULT_MAX_UNITS, document_units,  # noqa: F401
                                             fixed_shape_batches, token_budget_batches)
 
@@ -260,88 +260,3 @@ class Embedder:
                 emb = torch.nn.functional.normalize(emb[:len(idx)].float(), p=2, dim=1)
                 out[idx] = emb.cpu().numpy()
         return out
-
-
-def text_key(model_id: str, text: str) -> str:
-    """Cache key of one text under one model: sha256 of model id and text (hex, 32 chars)."""
-    h = hashlib.sha256(model_id.encode("utf-8"))
-    h.update(b"\0")
-    h.update(text.encode("utf-8", errors="surrogatepass"))
-    return h.hexdigest()[:32]
-
-
-class EmbeddingCache:
-    """Embeddings keyed by (model id, text hash), stored as Parquet shards in a directory.
-
-    ``directory`` is a local path or any URI pyarrow.fs understands (gs://, s3://, ...).
-    Each ``put`` writes one new shard (no rewrites, safe for concurrent writers using
-    different shard names); the index is read once per instance, lazily.
-    """
-
-    def __init__(self, directory: str):
-        self.directory = str(directory)
-        self._index: dict[str, np.ndarray] | None = None
-
-    def _fs(self):
-        import pyarrow.fs as pafs
-
-        if "://" in self.directory:
-            return pafs.FileSystem.from_uri(self.directory)
-        return pafs.LocalFileSystem(), os.path.abspath(self.directory)
-
-    def _load(self) -> dict[str, np.ndarray]:
-        if self._index is not None:
-            return self._index
-        import pyarrow.fs as pafs
-        import pyarrow.parquet as pq
-
-        fs, root = self._fs()
-        index: dict[str, np.ndarray] = {}
-        info = fs.get_file_info(root)
-        if info.type == pafs.FileType.Directory:
-            shards = sorted(
-                f.path for f in fs.get_file_info(pafs.FileSelector(root)) if f.path.endswith(".parquet"))
-            for path in shards:
-                table = pq.read_table(path, filesystem=fs)
-                keys = table.column("key").to_pylist()
-                flat = table.column("embedding").combine_chunks()
-                dim = flat.type.list_size
-                vectors = np.asarray(flat.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
-                index.update(zip(keys, vectors))
-        self._index = index
-        return index
-
-    def get(self, model_id: str, texts: Sequence[str]) -> tuple[np.ndarray | None, list[int]]:
-        """(embeddings with rows filled where cached, indices of the texts not cached)."""
-        index = self._load()
-        keys = [text_key(model_id, t) for t in texts]
-        hits = [i for i, k in enumerate(keys) if k in index]
-        missing = [i for i, k in enumerate(keys) if k not in index]
-        if not hits:
-            return None, missing
-        dim = len(index[keys[hits[0]]])
-        out = np.zeros((len(texts), dim), dtype=np.float32)
-        for i in hits:
-            out[i] = index[keys[i]]
-        return out, missing
-
-    def put(self, model_id: str, texts: Sequence[str], embeddings: np.ndarray) -> None:
-        """Write one shard holding these texts' embeddings (float32)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if len(texts) == 0:
-            return
-        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        keys = [text_key(model_id, t) for t in texts]
-        fs, root = self._fs()
-        fs.create_dir(root, recursive=True)
-        shard = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-        values = pa.array(embeddings.reshape(-1))
-        table = pa.table({
-            "key": pa.array(keys, pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(values, embeddings.shape[1]),
-        })
-        pq.write_table(table, f"{root}/part-{shard}.parquet", filesystem=fs)
-        index = self._load()
-        index.update(zip(keys, embeddings))

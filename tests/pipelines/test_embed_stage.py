@@ -50,7 +50,7 @@ def test_embed_stage_matches_plain_encode(news_docs, tmp_path):
     ref = Embedder().encode([d["text"] for d in news_docs])
     cos = (got * ref).sum(axis=1)
     assert cos.min() > 0.999
-    assert list((tmp_path / "cache").glob("*.parquet")), "the embedding cache was not written"
+    assert list((tmp_path / "cache").rglob("*.parquet")), "the embedding cache was not written"
 
 
 def planted(n_base=600, n_dups=60, dim=32, seed=0):

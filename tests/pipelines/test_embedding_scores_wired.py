@@ -257,9 +257,9 @@ def test_rerun_with_other_settings_reuses_cached_embeddings(corpus, tmp_path):
     for eps in (0.1, 0.2):
         config = _config(root, f"eps{eps}", {"semantic_dedup": {"eps": eps}})
         out = tmp_path / f"eps{eps}"
-        shards_before = sorted((cache / "embeddings").glob("*.parquet")) if (cache / "embeddings").exists() else []
+        shards_before = sorted((cache / "embeddings").rglob("*.parquet")) if (cache / "embeddings").exists() else []
         assert main(["run", "--output", str(out), "--config", config, *common]) == 0
-        shards = sorted((cache / "embeddings").glob("*.parquet"))
+        shards = sorted((cache / "embeddings").rglob("*.parquet"))
         outs.append((out, shards_before, shards))
     (first, _, shards1), (second, before2, shards2) = outs
     assert sum(pq.ParquetFile(s).metadata.num_rows for s in shards1) == 20
