@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from curate.pipelines import counters
+from curate.pipelines.allocator import limit_arenas
 from curate.pipelines.embed import CountEmbedded, EmbedDocuments
 from curate.pipelines.embedding_scores import SCORE_COLUMNS, EmbeddingScores
 from curate.pipelines.exact_dedup import ExactDedup
@@ -34,7 +35,7 @@ from curate.pipelines.runtime import runtime_options
 from curate.pipelines.scoring import KeepDropRule, Score, feature_column
 from curate.pipelines.semdedup import DropSemanticFields, FitClusters, SemanticStage, cluster_info
 from curate.pipelines import stash as ST
-from curate.pipelines.stash_stages import JoinStash, NearDedupOnStash, SignAndScore
+from curate.pipelines.stash_stages import KeepPoolAndRows, NearDedupOnStash, SignAndScore
 from curate.pipelines.writing import WriteRun, count_written
 
 
@@ -134,11 +135,13 @@ def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
 def _build_compact(p: beam.Pipeline, files: list[InputFile], out_dir: str, config: RunConfig) -> list:
     """The pipeline without embedding stages, its shuffles carrying compact records only.
 
-    Texts go to the run's intermediate files as they are read (pipelines.stash); ids, exact
-    dedup, near dedup, the keep/drop rule and pool cuts run on {id, locator, hash, score}
-    records; signatures and scores are computed from texts read back one chunk at a time
-    (SignAndScore, after exact dedup as before); the kept rows are read back per chunk for
-    writing (JoinStash). Same decisions and rows as the document path above (tested).
+    Texts go to the run's intermediate files as they are read (pipelines.stash); ids and exact
+    dedup run on {id, locator, hash} records; signatures, band entries and scores are computed
+    from texts read back one chunk at a time and written beside them (SignAndScore, after
+    exact dedup as before); near dedup reads the band entries back per partition; the
+    keep/drop rule, pool cuts and the written rows come from each chunk's scored file minus
+    the removed rows (KeepPoolAndRows). Same decisions and rows as the document path above
+    (tested).
     """
     stages = []
 
@@ -160,22 +163,19 @@ def _build_compact(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
     near = None
     if config.near_dedup.enabled:
         near = NearDedup.from_config(config.near_dedup)
-    signed = apply(docs, "SignAndScore", SignAndScore(stash, score, near))
-    docs = signed["documents"]
+    chunks = apply(docs, "SignAndScore", SignAndScore(stash, score, near))["chunks"]
     if near is not None:
-        deduped = apply(docs, "NearDedup", NearDedupOnStash(stash, near, signed))
-        docs = deduped["documents"]
+        deduped = apply(chunks, "NearDedup", NearDedupOnStash(stash, near))
+        removed = deduped["removed"]
         dedup_rows.append(deduped["dedup"])
-    kept = apply(docs, "KeepDropRule", KeepDropRule.from_config(config.filter))
-    sources = list(stash.sources)
-    filtered = kept["filtered"] | "SourceNames" >> beam.Map(lambda r: {**r, "source": sources[r["source"]]})
-    docs = kept["documents"] | "CountKept" >> beam.Map(_count_kept)
-    pooled = apply(docs, "AssignPools", AssignPools.from_config(config.pools))
-    written = apply(pooled["documents"], "JoinStash", JoinStash(stash, score))
+    else:
+        removed = p | "NothingRemoved" >> beam.Create([])
+    tail = apply(chunks, "KeepPoolAndRows", KeepPoolAndRows(
+        stash, score, KeepDropRule.from_config(config.filter), AssignPools.from_config(config.pools), removed))
     dedup = (dedup_rows or [p | "NoDedup" >> beam.Create([])]) | "AllDedupRows" >> beam.Flatten()
-    written | "Write" >> WriteRun(
-        out_dir, config.pools.count, feature_columns(config), dedup, filtered,
-        ingested["dead_letter"], pooled["cuts"])
+    tail["documents"] | "Write" >> WriteRun(
+        out_dir, config.pools.count, feature_columns(config), dedup, tail["filtered"],
+        ingested["dead_letter"], tail["cuts"])
     return stages
 
 
@@ -192,6 +192,7 @@ class CurationOutcome:
 
 def run_curation(files: list[InputFile], out_dir: str, config: RunConfig | dict, options) -> CurationOutcome:
     """Build, run to completion, and read back counters and written row counts."""
+    limit_arenas()  # before the runner starts its worker processes: they inherit it
     p = beam.Pipeline(options=options)
     build_curation(p, files, out_dir, config)
     result = p.run()

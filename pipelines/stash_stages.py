@@ -3,14 +3,19 @@
 `SignAndScore`: exact-dedup survivors (compact records) -> grouped by chunk -> the chunk's
 texts read back -> MinHash signatures and LSH band keys (near dedup's input, computed from
 the normalised text exactly as `NearDedup` does) and the heuristic score of every document;
-the full output row (every written column but `pool`) goes to the chunk's `scored` file, a
-compact record {id, _order, score, failed_rules, source (file index)} goes on.
+the full output row (every written column but `pool`), the verification payloads and the band
+entries go to the chunk's files; one chunk key goes on.
 
-`JoinStash`: pooled compact records -> grouped by chunk -> the kept rows of the chunk's
-`scored` file with their pool: the documents `WriteRun` writes.
+`NearDedupOnStash`: chunk keys -> band partitions read from the chunks' band files ->
+buckets, candidate pairs, verification per chunk pair, connected components -> removed rows
+packed per chunk, and dedup rows.
 
-What a worker holds is one chunk (stash.CHUNK_ROWS documents) at a time; what a shuffle
-carries per document is a few ints and short strings.
+`KeepPoolAndRows`: chunk keys + removed rows -> the keep/drop rule, pool cuts and the kept
+rows of each chunk's scored file with their pool: the documents `WriteRun` writes.
+
+What a worker holds is one chunk (stash.CHUNK_ROWS documents) or one partition at a time;
+what a shuffle carries after signing is a chunk key per chunk and packed blobs sized by the
+duplicates found (see docs/architecture.md, per-stage memory).
 """
 from __future__ import annotations
 
@@ -20,17 +25,22 @@ import zlib
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
 from curate.pipelines import counters
+from curate.pipelines import fsutil
+from curate.pipelines.allocator import release_free_memory
 from curate.pipelines import stash as ST
 from curate.pipelines.components import ConnectedComponents
 from curate.pipelines.near_dedup import (BANDS, EXACT_PAYLOAD, NEW_SIGNATURES, SIGNATURE, SIGNATURES,
-                                         SignatureCache, _keep_unremoved)
+                                         SignatureCache)
 from curate.scorers.minhash import jaccard_estimate, jaccard_of_hashes
 from curate.pipelines.progress import ProgressWriter
 from curate.pipelines.runtime import runtime_options
-from curate.pipelines.scoring import Score, _Score
+from curate.pipelines.pooling import AssignPools, QuantileCutsFn
+from curate.pipelines.scoring import FILTERED, KeepDropRule, Score, _Score, drop_reason
 from curate.pools import schema as S
+from curate.pools.bucketing import rank_key, score_cuts
 
 ROW = "_row"  # the row's number within its chunk, in the scored files
 # LSH band entries travel packed, one blob per (chunk, partition of the band-key space): a
@@ -96,8 +106,7 @@ class _SignAndScoreChunk(beam.DoFn):
                         payloads.append(out.value[1])
                     elif out.tag == BANDS:
                         band_key = out.value[0]
-                        keys, ids, locs = bands.setdefault(
-                            int.from_bytes(band_key[-4:], "big") % BAND_PARTITIONS, ([], [], []))
+                        keys, ids, locs = bands.setdefault(band_partition(band_key), ([], [], []))
                         keys.append(band_key)
                         ids.append(doc_id)
                         locs.append(loc)
@@ -106,22 +115,24 @@ class _SignAndScoreChunk(beam.DoFn):
             [scored] = self.scorer.process({"id": doc_id, "text": text, "source": source, "_norm": norm})
             scored[ROW], scored["text_hash"] = row, hashed
             rows.append(scored)
-            yield {"id": doc_id, "_order": loc, "score": scored["score"],
-                   "failed_rules": scored["failed_rules"], "source": source_index}
             self.progress.add(1)
         table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows], schema=self.schema)
         ST.write_table(self.stash.scored_path(key), table)
         if self.signer is not None:
             ST.write_table(self.stash.payload_path(key), pa.table({
                 ROW: pa.array(payload_rows, pa.int64()), "payload": pa.array(payloads, pa.binary())}))
-            for partition in sorted(bands):
-                yield beam.pvalue.TaggedOutput(BANDS, (partition, pack(bands[partition])))
+            write_bands(bands_path(self.stash, key), bands)
+        yield key
+        del texts, rows, table, payloads, bands
+        release_free_memory()
 
 
 class SignAndScore(beam.PTransform):
-    """compact records -> {"documents": compact scored records, BANDS: (partition, packed
-    band entries of one chunk), NEW_SIGNATURES (cache rows)}; the scored rows and the
-    verification payloads (shingle-hash sets or signatures) are written to the stash.
+    """compact records -> {"chunks": one chunk key per chunk, NEW_SIGNATURES (cache rows)}.
+
+    Per chunk, the scored rows (every written column but `pool`), the verification payloads
+    (shingle-hash sets or signatures) and the LSH band entries (`bands/`, one Arrow batch per
+    partition of the band-key space) are written to the stash; nothing per document goes on.
 
     near: the run's NearDedup (its Signer settings), or None when near dedup is off.
     """
@@ -131,9 +142,7 @@ class SignAndScore(beam.PTransform):
     def __init__(self, stash: ST.Stash, score: Score, near=None, caching: bool = False):
         super().__init__()
         self.stash, self.score, self.near, self.caching = stash, score, near, caching
-        # `source` is the input's file index here (a small int, not a path per record);
-        # JoinStash brings back the names
-        self.adds = ("score", "failed_rules", "source")
+        self.adds = ("score", "failed_rules", "source")  # in the chunks' scored files
 
     def expand(self, docs):
         runtime = runtime_options(docs.pipeline)
@@ -151,11 +160,11 @@ class SignAndScore(beam.PTransform):
             to_sign
             | "ByChunk" >> beam.Map(_by_chunk)
             | "GroupChunks" >> beam.GroupByKey()
-            | "SignAndScoreChunk" >> beam.ParDo(fn).with_outputs(BANDS, NEW_SIGNATURES, main="documents")
+            | "SignAndScoreChunk" >> beam.ParDo(fn).with_outputs(NEW_SIGNATURES, main="chunks")
         )
         if caching:
             self.near.write_cache(out[NEW_SIGNATURES], cache_dir)
-        return out
+        return {"chunks": out.chunks}
 
 
 def _by_chunk(doc_cached):
@@ -164,40 +173,178 @@ def _by_chunk(doc_cached):
     return ST.chunk_key(loc), (ST.row_in_chunk(loc), doc["id"], loc, doc["text_hash"], cached)
 
 
-class _JoinChunk(beam.DoFn):
-    def __init__(self, stash: ST.Stash):
-        self.stash = stash
+class PackByKey(beam.DoFn):
+    """(key, value) -> (key, packed list of values), one blob per key per bundle (or per
+    `limit` values): what a shuffle then holds is bytes, ~10x less than a Python object per
+    value in the local runner's grouping buffers."""
+
+    def __init__(self, limit: int = 50_000):
+        self.limit = limit
+
+    def start_bundle(self):
+        self.buffers: dict = {}
 
     def process(self, item):
-        key, members = item
-        pools = dict(members)  # row -> pool
+        key, value = item
+        buffer = self.buffers.setdefault(key, [])
+        buffer.append(value)
+        if len(buffer) >= self.limit:
+            del self.buffers[key]
+            yield key, pack(buffer)
+
+    def finish_bundle(self):
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for key in sorted(self.buffers):
+            yield WindowedValue((key, pack(self.buffers[key])), GlobalWindow().max_timestamp(), [GlobalWindow()])
+        self.buffers = {}
+
+
+def unpacked(blobs) -> list:
+    return [value for blob in blobs for value in unpack(blob)]
+
+
+# ------------------------------------------------------------------ after dedup: keep/drop, pools, rows
+
+class _ChunkSurvivors(beam.DoFn):
+    """(chunk, {"chunk": [key], "removed": [packed rows]}) -> the rank key of every kept
+    document (the pool cuts' input) and, tagged FILTERED, a row per dropped one. The only
+    place the terminal counters of near dedup's removals, the filter rule and `kept` are
+    incremented (the pool-writing pass reads the same chunk again and counts nothing)."""
+
+    def __init__(self, stash: ST.Stash, drop_failed, min_score):
+        self.stash, self.drop_failed, self.min_score = stash, list(drop_failed), min_score
+
+    def process(self, item):
+        key, grouped = item
+        if not grouped["chunk"]:
+            return  # removed rows without their chunk cannot happen: chunks list every signed one
+        removed = set(unpacked(grouped["removed"]))
+        table = ST.read_table(self.stash.scored_path(key), [ROW, "id", "source", "score", "failed_rules"])
+        for row, doc_id, source, score, failed in zip(*(table.column(c).to_pylist() for c in table.column_names)):
+            if row in removed:
+                counters.inc(counters.REMOVED_PREFIX + "near")
+                continue
+            doc = {"id": doc_id, "score": score, "failed_rules": failed}
+            reason = drop_reason(doc, self.drop_failed, self.min_score)
+            if reason is None:
+                counters.inc(counters.KEPT)
+                yield rank_key(score, doc_id)
+            else:
+                counters.inc(counters.FILTERED_PREFIX + reason)
+                yield beam.pvalue.TaggedOutput(FILTERED, {"id": doc_id, "source": source, "reason": reason,
+                                                          "score": score})
+        del table
+        release_free_memory()
+
+
+class _ChunkPools(beam.DoFn):
+    """(chunk, {"chunk", "removed"}), cuts -> the chunk's kept documents, every written column
+    with its pool: the rows `WriteRun` writes, read back from the chunk's scored file."""
+
+    def __init__(self, stash: ST.Stash, drop_failed, min_score):
+        self.stash, self.drop_failed, self.min_score = stash, list(drop_failed), min_score
+
+    def process(self, item, cuts_and_mode):
+        key, grouped = item
+        if not grouped["chunk"]:
+            return
+        cuts = cuts_and_mode[0]
+        removed = set(unpacked(grouped["removed"]))
         table = ST.read_table(self.stash.scored_path(key))
         for record in table.to_pylist():
-            pool = pools.get(record.pop(ROW))
-            if pool is not None:
-                record["pool"] = pool
-                yield record
+            if record.pop(ROW) in removed or drop_reason(record, self.drop_failed, self.min_score) is not None:
+                continue
+            record["pool"] = int(cuts.assign(record["score"], record["id"]))
+            yield record
+        del table
+        release_free_memory()
 
 
-class JoinStash(beam.PTransform):
-    """pooled compact records -> full documents (every written column), read back from the
-    chunks' scored files: a partition-wise join, one chunk per group."""
+class KeepPoolAndRows(beam.PTransform):
+    """Per chunk, after dedup: the keep/drop rule, pool cuts and pool assignment on the
+    chunks' scored files, minus the rows dedup removed -> {"documents": written rows with
+    `pool`, "filtered": rows, "cuts": one (PoolCuts, mode)}.
 
-    reads = ("_order", "pool")
+    Two passes over each chunk (survivors' rank keys for the cuts, then the rows with their
+    pool), so what crosses a shuffle is one chunk key per chunk, packed removed rows and the
+    cuts combine's accumulators: never a record per kept document.
+    `removed`: (chunk key, packed rows in that chunk) from dedup (may be empty).
+    """
 
-    def __init__(self, stash: ST.Stash, score: Score):
+    def __init__(self, stash: ST.Stash, score: Score, rule: KeepDropRule, pools: AssignPools, removed):
         super().__init__()
-        self.stash = stash
+        self.stash, self.rule, self.pools, self.removed = stash, rule, pools, removed
+        self.reads = ("id", "score", "failed_rules", "source")
         self.adds = tuple(n for n in scored_schema(
-            [c[2:] for c in score.adds if c.startswith("f_")]).names if n != ROW)
+            [c[2:] for c in score.adds if c.startswith("f_")]).names if n != ROW) + ("pool",)
 
-    def expand(self, pooled):
-        return (
-            pooled
-            | "RowAndPool" >> beam.Map(lambda d: (ST.chunk_key(d["_order"]), (ST.row_in_chunk(d["_order"]), d["pool"])))
-            | "GroupKeptByChunk" >> beam.GroupByKey()
-            | "ReadKeptRows" >> beam.ParDo(_JoinChunk(self.stash))
-        )
+    def expand(self, chunks):
+        rule, pools = self.rule, self.pools
+        grouped = ({"chunk": chunks | "KeyChunks" >> beam.Map(lambda k: (k, k)), "removed": self.removed}
+                   | "RemovedByChunk" >> beam.CoGroupByKey())
+        survivors = grouped | "Survivors" >> beam.ParDo(
+            _ChunkSurvivors(self.stash, rule.drop_failed, rule.min_score)).with_outputs(FILTERED, main="rank_keys")
+        if pools.cut_points:
+            cuts = chunks.pipeline | "ExplicitCuts" >> beam.Create([(score_cuts(pools.cut_points), "explicit")])
+        else:
+            cuts = survivors.rank_keys | "QuantileCuts" >> beam.CombineGlobally(
+                QuantileCutsFn(pools.num_pools, pools.exact_max_docs))
+        documents = grouped | "RowsWithPools" >> beam.ParDo(
+            _ChunkPools(self.stash, rule.drop_failed, rule.min_score), beam.pvalue.AsSingleton(cuts))
+        return {"documents": documents, "filtered": survivors[FILTERED], "cuts": cuts}
+
+
+# ------------------------------------------------------------------ LSH band entries on disk
+
+def band_partition(band_key: bytes) -> int:
+    return int.from_bytes(band_key[-4:], "big") % BAND_PARTITIONS
+
+
+def bands_path(stash: ST.Stash, key: int) -> str:
+    return FileSystems.join(stash.root, "bands", ST._chunk_name(key)[: -len(".parquet")] + ".arrow")
+
+
+_BANDS_SCHEMA = None
+
+
+def _bands_schema():
+    import pyarrow as pa
+
+    global _BANDS_SCHEMA  # noqa: PLW0603 - a constant built lazily (pyarrow stays a lazy import)
+    if _BANDS_SCHEMA is None:
+        _BANDS_SCHEMA = pa.schema([("key", pa.binary()), ("id", pa.binary()), ("loc", pa.int64())])
+    return _BANDS_SCHEMA
+
+
+def write_bands(path: str, bands: dict) -> None:
+    """{partition: (band keys, ids, locators)} -> one Arrow IPC file, batch i = partition i
+    (ids as UTF-8 bytes with surrogates passed: any id JSON can carry)."""
+    import pyarrow as pa
+
+    schema = _bands_schema()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, schema) as writer:
+        for partition in range(BAND_PARTITIONS):
+            keys, ids, locs = bands.get(partition, ((), (), ()))
+            writer.write_batch(pa.record_batch([
+                pa.array(keys, pa.binary()),
+                pa.array([i.encode("utf-8", "surrogatepass") for i in ids], pa.binary()),
+                pa.array(locs, pa.int64())], schema=schema))
+    fsutil.write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def read_band_partition(path: str, partition: int) -> tuple[list, list, list]:
+    """One partition's (band keys, ids, locators) of a chunk: a seek to its batch, not the file."""
+    import pyarrow as pa
+    from apache_beam.io.filesystem import CompressionTypes
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        batch = pa.ipc.open_file(pa.PythonFile(fh, mode="r")).get_batch(partition)
+        return (batch.column(0).to_pylist(),
+                [i.decode("utf-8", "surrogatepass") for i in batch.column(1).to_pylist()],
+                batch.column(2).to_pylist())
 
 
 # ------------------------------------------------------------------ near dedup on the stash
@@ -209,18 +356,19 @@ def _pair_count(n: int, max_all_pairs: int) -> int:
     return n * (n - 1) // 2 if n <= max_all_pairs else 2 * n - 3
 
 
-def _bucket_members(item, max_all_pairs: int):
-    """(partition, packed band entries) -> (member-set partition, packed member sets).
+def _bucket_members(partition: int, chunk_keys: list, stash: ST.Stash, max_all_pairs: int):
+    """A partition of the band-key space, read from every chunk's band file -> (member-set
+    partition, packed member sets).
 
     A bucket's pairs depend only on its members, and near-identical documents share most of
     their 16 bands: the same member set comes out of up to 16 buckets (16 copies: 16 x 120
     pairs for 120 distinct ones). So each bucket of >= 2 members goes on as its sorted
     ((id, locator), ...) set, sent by a hash of the ids to where equal sets meet; the candidate
-    pairs counter still counts every bucket's pairs, as NearDedup does."""
-    _, blobs = item
+    pairs counter still counts every bucket's pairs, as NearDedup does. A worker holds one
+    partition: ~16 N / BAND_PARTITIONS band entries for N signed documents."""
     buckets: dict[bytes, dict[str, int]] = {}
-    for blob in blobs:
-        keys, ids, locs = unpack(blob)
+    for chunk in chunk_keys:
+        keys, ids, locs = read_band_partition(bands_path(stash, chunk), partition)
         for key, doc_id, loc in zip(keys, ids, locs):
             buckets.setdefault(key, {})[doc_id] = loc
     out: dict[int, list] = {}
@@ -236,8 +384,10 @@ def _bucket_members(item, max_all_pairs: int):
         out.setdefault(int.from_bytes(digest, "big") % MEMBER_PARTITIONS, []).append(ordered)
     if pairs:
         counters.inc(counters.NEAR_CANDIDATE_PAIRS, pairs)
-    for partition in sorted(out):
-        yield partition, pack(out[partition])
+    del buckets
+    for member_partition in sorted(out):
+        yield member_partition, pack(out[member_partition])
+    release_free_memory()
 
 
 def _bucket_pairs(item, max_all_pairs: int):
@@ -292,6 +442,8 @@ class _ChunkPairJaccard(beam.DoFn):
             if pa_ is None or pb_ is None:
                 continue
             yield (a, la), (b, lb), float(measure(pa_, pb_))
+        del payload_a, payload_b, pairs
+        release_free_memory()
 
 
 def node_key(doc_id: str, loc: int) -> bytes:
@@ -314,36 +466,47 @@ def _verified(triple, threshold: float):
         yield node_key(*a), node_key(*b)
 
 
-def _removed_by_chunks(node_label):
+def _removed_pair(node_label):
+    """(removed node, survivor node) -> ((chunk of removed, chunk of survivor), the pair)."""
     (removed, lr), (kept, lk) = node_parts(node_label[0]), node_parts(node_label[1])
-    return (ST.chunk_key(lr), ST.chunk_key(lk)), pack([(removed, lr, kept, lk)])
+    return (ST.chunk_key(lr), ST.chunk_key(lk)), (removed, lr, kept, lk)
+
+
+def _removed_row(node_label):
+    loc = node_parts(node_label[0])[1]
+    return ST.chunk_key(loc), ST.row_in_chunk(loc)
 
 
 class NearDedupOnStash(beam.PTransform):
-    """NearDedup's decisions and dedup rows for compact records whose band entries and
-    payloads SignAndScore computed: documents -> {"documents": survivors, "dedup": rows}.
+    """NearDedup's decisions and dedup rows on the chunks SignAndScore wrote: chunk keys ->
+    {"removed": (chunk key, packed rows of that chunk removed), "dedup": rows}.
 
-    Buckets are grouped per partition of the band-key space; candidate pairs go, packed, to
-    the pair of chunks holding their payloads and are verified there (a worker holds two
-    chunks' payloads, never one per pair); connected components run on (id, locator) nodes,
-    whose order is the ids' (ids are unique), so the smallest id survives; the similarity of
-    each removed document to its survivor is computed the same way, per chunk pair.
+    Each partition of the band-key space is read from every chunk's band file (after all
+    chunks are signed: the chunk list is a side input), buckets become candidate pairs, which
+    go, packed, to the pair of chunks holding their payloads and are verified there (a worker
+    holds two chunks' payloads, never one per pair); connected components run on (id, locator)
+    nodes, whose order is the ids' (ids are unique), so the smallest id survives; the
+    similarity of each removed document to its survivor is computed the same way, per chunk
+    pair. Shuffles carry packed blobs per partition or chunk pair, sized by the duplicates.
     """
 
     reads = ("id",)
     adds = ()
 
-    def __init__(self, stash: ST.Stash, near, signed):
+    def __init__(self, stash: ST.Stash, near):
         super().__init__()
-        self.stash, self.near, self.signed = stash, near, signed
+        self.stash, self.near = stash, near
 
-    def expand(self, docs):
+    def expand(self, chunks):
         c = self.near.config
         exact = c.verify == "exact"
+        chunk_list = chunks | "ChunkList" >> beam.combiners.ToList() | "SortChunks" >> beam.Map(sorted)
         edges = (
-            self.signed[BANDS]
-            | "GroupBandPartitions" >> beam.GroupByKey()
-            | "BucketMembers" >> beam.FlatMap(_bucket_members, c.max_bucket_all_pairs)
+            chunks.pipeline
+            | "BandPartitions" >> beam.Create(range(BAND_PARTITIONS))
+            | "SpreadPartitions" >> beam.Reshuffle()
+            | "BucketMembers" >> beam.FlatMap(_bucket_members, beam.pvalue.AsSingleton(chunk_list), self.stash,
+                                              c.max_bucket_all_pairs)
             | "GroupMemberSets" >> beam.GroupByKey()
             | "BucketPairs" >> beam.FlatMap(_bucket_pairs, c.max_bucket_all_pairs)
             | "GroupPairsByChunks" >> beam.GroupByKey()
@@ -354,16 +517,14 @@ class NearDedupOnStash(beam.PTransform):
         removed_pairs = labels | "NonSurvivors" >> beam.Filter(lambda nl: nl[0] != nl[1])
         dedup = (
             removed_pairs
-            | "RemovedByChunks" >> beam.Map(_removed_by_chunks)
+            | "RemovedByChunks" >> beam.Map(_removed_pair)
+            | "PackRemovedPairs" >> beam.ParDo(PackByKey())
             | "GroupRemovedByChunks" >> beam.GroupByKey()
             | "SurvivorSimilarity" >> beam.ParDo(_ChunkPairJaccard(self.stash, exact))
             | "DedupRows" >> beam.MapTuple(lambda removed, kept, sim: {
                 "removed_id": removed[0], "kept_id": kept[0], "method": "near", "similarity": sim})
         )
-        removed_ids = removed_pairs | "RemovedIds" >> beam.Map(lambda nl: (node_parts(nl[0])[0], node_parts(nl[1])[0]))
-        documents = (
-            {"doc": docs | "KeyDocs" >> beam.Map(lambda d: (d["id"], d)), "removed": removed_ids}
-            | "JoinRemoved" >> beam.CoGroupByKey()
-            | "KeepUnremoved" >> beam.FlatMap(_keep_unremoved)
-        )
-        return {"documents": documents, "dedup": dedup}
+        removed = (removed_pairs
+                   | "RemovedRows" >> beam.Map(_removed_row)
+                   | "PackRemovedRows" >> beam.ParDo(PackByKey()))
+        return {"removed": removed, "dedup": dedup}

@@ -123,5 +123,5 @@ def test_survivor_join_groups_are_bounded_by_chunks_not_components():
 
     kept = stash_stages.node_key("a0", ST.locator(0, 0))
     removed = [stash_stages.node_key(f"a{i}", ST.locator(i % 3, i)) for i in range(1, 10_000)]
-    groups = Counter(stash_stages._removed_by_chunks((node, kept))[0] for node in removed)
+    groups = Counter(stash_stages._removed_pair((node, kept))[0] for node in removed)
     assert len(groups) > 3 and max(groups.values()) <= ST.CHUNK_ROWS
