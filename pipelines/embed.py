@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
 from curate.pipelines import counters
+from curate.pipelines.job_files import fetch_folder, stage_model
 from curate.pipelines.progress import ProgressWriter
 from curate.pipelines.stage_configs import EmbedConfig
 
@@ -47,8 +48,10 @@ class SentenceTransformerModelHandler(ModelHandler[dict, PredictionResult, Any])
         text_field: str = "text",
         min_batch_size: int = 16,
         max_batch_size: int = 256,
+        model_stage: str | None = None,
     ):
         super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+        self._model_stage = model_stage  # staged copy of a local model folder (pipelines.job_files)
         self._model = model
         self._device = device
         self._precision = precision
@@ -63,8 +66,9 @@ class SentenceTransformerModelHandler(ModelHandler[dict, PredictionResult, Any])
 
         quiet_model_loading()
         cache = EmbeddingCache(self._cache_dir) if self._cache_dir else None
+        load_from = fetch_folder(self._model_stage) if self._model_stage else None
         embedder = Embedder(self._model, device=self._device, precision=self._precision,
-                            cache=cache, mode=self._mode, backend=self._backend)
+                            cache=cache, mode=self._mode, backend=self._backend, load_from=load_from)
         embedder.dimension  # load now (process-wide cache, any backend), not inside the first batch
         return embedder
 
@@ -102,6 +106,7 @@ class EmbedDocuments(beam.PTransform):
         dtype: str = "float32",
         min_batch_size: int = 16,
         max_batch_size: int = 256,
+        job_files_dir: str | None = None,
     ):
         super().__init__()
         if dtype not in ("float32", "float16"):
@@ -109,6 +114,7 @@ class EmbedDocuments(beam.PTransform):
         self._handler = SentenceTransformerModelHandler(
             model, device=device, precision=precision, mode=mode, cache_dir=cache_dir, backend=backend,
             text_field=text_field, min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+        self._model_name, self._job_files_dir = model, job_files_dir
         self._id_field = id_field
         self._embedding_field = embedding_field
         self._dtype = dtype
@@ -128,6 +134,9 @@ class EmbedDocuments(beam.PTransform):
 
     def expand(self, docs):
         id_field, field, dtype = self._id_field, self._embedding_field, self._dtype
+        # a local model folder is copied now, on the launcher, where workers can read it
+        # (`job_files_dir`, else the run's --curate_job_files_dir): workers never open its path
+        self._handler._model_stage = stage_model(self._model_name, docs.pipeline, self._job_files_dir)
 
         def attach(keyed):
             _, result = keyed

@@ -13,8 +13,10 @@ and replaces ``score`` (what pools, the keep/drop rule and semantic-dedup rankin
 ``combine_scores`` of the three with the configured weights. Scoring stays separate from the
 keep/drop decision: nothing is dropped here.
 
-The reference is the shipped default (MiniLM embeddings) or a JSONL file read through Beam's
-filesystems and embedded on a worker with the run's own embedding settings.
+The reference is the shipped default (MiniLM embeddings) or a JSONL file read on the launcher
+(through Beam's filesystems) when the pipeline is built; its texts travel with the job (a
+one-element input) and are embedded on a worker with the run's own embedding settings, so no
+worker opens the launcher's path.
 """
 from __future__ import annotations
 
@@ -61,8 +63,12 @@ def read_reference_texts(path: str, field: str = "text", limit: int | None = Non
     return reference_texts(reference_file_bytes(path), path, field, limit)
 
 
-def reference_embeddings(es: EmbeddingScoresConfig, embed: EmbedConfig) -> dict:
-    """{"embeddings", "source", "n_texts"} of the configured reference set."""
+def reference_embeddings(es: EmbeddingScoresConfig, embed: EmbedConfig, texts: list[str] | None = None,
+                         model_stage: str | None = None) -> dict:
+    """{"embeddings", "source", "n_texts"} of the configured reference set.
+
+    `texts`: the reference texts, read on the launcher and shipped with the job (None: read
+    `es.reference` here); `model_stage`: the staged copy of a local model folder."""
     if es.reference is None:
         from curate.scorers.embedding import DEFAULT_MODEL
         from curate.scorers.embedding_quality import DEFAULT_REFERENCE_PATH, load_default_reference
@@ -72,11 +78,30 @@ def reference_embeddings(es: EmbeddingScoresConfig, embed: EmbedConfig) -> dict:
     from curate.pipelines.embed import quiet_model_loading
     from curate.scorers.embedding import Embedder
 
+    from curate.pipelines.job_files import fetch_folder
+
     quiet_model_loading()
-    texts = read_reference_texts(es.reference, es.reference_field, es.reference_limit)
+    if texts is None:
+        texts = read_reference_texts(es.reference, es.reference_field, es.reference_limit)
     embedder = Embedder(embed.model, device=embed.device, precision=embed.precision, mode=embed.mode,
-                        backend=embed.backend)
+                        backend=embed.backend, load_from=fetch_folder(model_stage) if model_stage else None)
     return {"embeddings": embedder.encode(texts), "source": es.reference, "n_texts": len(texts)}
+
+
+def shipped_reference_texts(es: EmbeddingScoresConfig) -> list[str] | None:
+    """The user reference's texts, read on the launcher (None for the shipped default).
+
+    When `curate run` recorded the file's SHA-256 (part of the run fingerprint), the bytes
+    read now must still have it: a file changed since would give a run its fingerprint
+    does not describe."""
+    if not es.reference:
+        return None
+    import hashlib
+
+    raw = reference_file_bytes(es.reference)
+    if es.reference_sha256 and hashlib.sha256(raw).hexdigest() != es.reference_sha256:
+        raise ValueError(f"quality reference {es.reference} changed while the run was being prepared; run again")
+    return reference_texts(raw, es.reference, es.reference_field, es.reference_limit)
 
 
 def fit_reference_classifier(negatives: list, reference: dict, C: float, max_negatives: int) -> dict:
@@ -137,18 +162,25 @@ class EmbeddingScores(beam.PTransform):
     adds = (HEURISTIC_SCORE, REFERENCE_SCORE, PROTOTYPICALITY)  # and `score` is replaced
 
     def __init__(self, es: EmbeddingScoresConfig, embed: EmbedConfig, clusters, *, seed: int = 0,
-                 id_field: str = "id", embedding_field: str = "embedding"):
+                 id_field: str = "id", embedding_field: str = "embedding", job_files_dir: str | None = None):
         super().__init__()
+        self._job_files_dir = job_files_dir  # where a local model folder is staged (else the run's)
         self._es, self._embed, self._clusters = es, embed, clusters
         self._seed, self._id_field, self._field = seed, id_field, embedding_field
 
     def expand(self, docs):
         from curate.pipelines.semdedup import HashSampleRows
 
+        from curate.pipelines.job_files import stage_model
+
         es, embed, field = self._es, self._embed, self._field
+        # read here, on the launcher, and shipped with the job: workers never open the file
+        texts = shipped_reference_texts(es)
+        model_stage = stage_model(embed.model, docs.pipeline, self._job_files_dir) if texts else None
         reference = (docs.pipeline
-                     | "ReferenceSpec" >> beam.Create([None])
-                     | "EmbedReference" >> beam.Map(lambda _: reference_embeddings(es, embed)))
+                     | "ReferenceTexts" >> beam.Create([texts])
+                     | "EmbedReference" >> beam.Map(
+                         lambda t: reference_embeddings(es, embed, t, model_stage)))
         negatives, _ = docs | "NegativeSample" >> HashSampleRows(
             lambda n: min(1.0, es.negatives / max(n, 1)), self._seed, id_field=self._id_field,
             embedding_field=field)

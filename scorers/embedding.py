@@ -136,7 +136,10 @@ class Embedder:
         mode: str = "sentences",
         max_units: int = DEFAULT_MAX_UNITS,
         backend: str | None = None,
+        load_from: str | None = None,
     ):
+        """``load_from``: a local folder holding ``model`` (a worker's copy of a staged model
+        folder); ``model`` stays the model's name in ``model_id`` and the cache keys."""
         from curate.scorers.embedding_backends import OPENVINO_BATCH_TOKENS, check_backend, default_backend
 
         self.backend = check_backend(backend or default_backend())
@@ -145,6 +148,7 @@ class Embedder:
         self.mode = mode
         self.max_units = max_units
         self.model_name = model or DEFAULT_MODEL
+        self.load_from = load_from
         self.device = pick_device(device)
         self.precision = "int8" if precision == "int8" and self.backend != "torch" else \
             pick_precision(self.device, precision)
@@ -172,7 +176,7 @@ class Embedder:
     @property
     def model(self):
         if self._model is None:
-            self._model = load_model(self.model_name, self.device, self.precision)
+            self._model = load_model(self.load_from or self.model_name, self.device, self.precision)
         return self._model
 
     @property
@@ -213,7 +217,7 @@ class Embedder:
     def _fast_encoder(self):
         from curate.scorers.embedding_backends import get_encoder
 
-        return get_encoder(self.backend, resolve_model_path(self.model_name), self.num_threads)
+        return get_encoder(self.backend, resolve_model_path(self.load_from or self.model_name), self.num_threads)
 
     def encode_sequences(self, texts: list[str]) -> np.ndarray:
         """One model pass per text (truncated one token below the model's max length), unit-norm

@@ -97,3 +97,31 @@ def test_semdedup_stage_same_under_multi_processing(tmp_path):
     ref = semantic_dedup(ids, x, quality=quality, config=cfg)
     assert got == {ids[i]: ref.matched_id[i] for i in np.flatnonzero(ref.is_duplicate)}
     assert len(got) >= 55
+
+
+@pytest.mark.slow  # copies MiniLM (~90 MB) twice and loads it: 30-130 s on 2 busy cores
+def test_a_local_model_folder_is_staged_and_not_read_by_workers(news_docs, tmp_path):
+    """The launcher's model folder is gone when the pipeline runs: workers use the staged copy."""
+    import shutil
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from curate.pipelines.job_files import set_job_files_dir
+    from curate.scorers.embedding import Embedder, resolve_model_path
+
+    folder = tmp_path / "my-model"
+    shutil.copytree(resolve_model_path(), folder)
+    docs = news_docs[:12]
+    target = tmp_path / "out.jsonl"
+    options = PipelineOptions()
+    set_job_files_dir(options, str(tmp_path / "staging" / "job_files"))
+    p = beam.Pipeline(runner=FnApiRunner(), options=options)
+    (p | beam.Create(docs, reshuffle=False) | EmbedDocuments(model=str(folder), min_batch_size=4, max_batch_size=8)
+     | beam.Map(json.dumps) | beam.io.WriteToText(str(target), shard_name_template=""))
+    folder.rename(tmp_path / "moved-away")  # after building, before running
+    p.run().wait_until_finish()
+    by_id = {d["id"]: d["embedding"] for d in map(json.loads, target.read_text().splitlines())}
+    got = np.asarray([by_id[d["id"]] for d in docs], dtype=np.float32)
+    ref = Embedder().encode([d["text"] for d in docs])  # same weights, packaged copy
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    assert list((tmp_path / "staging" / "job_files").glob("model-*/MANIFEST.json"))

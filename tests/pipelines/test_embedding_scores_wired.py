@@ -268,3 +268,38 @@ def test_rerun_with_other_settings_reuses_cached_embeddings(corpus, tmp_path):
     assert manifest["embeddings"]["cache_dir"] == str(cache / "embeddings")
     a, b = _embeddings(first), _embeddings(second)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_reference_texts_travel_with_the_job(corpus, tmp_path):
+    """The reference file is deleted after the pipeline is built: the scores do not change."""
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from curate.pipelines.embedding_scores import REFERENCE_SCORE, EmbeddingScores
+    from curate.pipelines.stage_configs import EmbedConfig, EmbeddingScoresConfig
+    from curate.scorers.embedding import Embedder
+
+    root, data, _ = corpus
+    texts = [json.loads(line)["text"] for line in data.read_text(encoding="utf-8").splitlines()[:16]]
+    emb = Embedder().encode(texts)
+    docs = [{"id": f"d{i}", "text": t, "score": 0.5, "embedding": emb[i].tolist()} for i, t in enumerate(texts)]
+    reference = tmp_path / "ref.jsonl"
+    reference.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:4]), encoding="utf-8")
+    es = EmbeddingScoresConfig(enabled=True, reference=str(reference), negatives=8)
+    embed = EmbedConfig(enabled=True, precision="fp32")
+
+    def scores(delete_before_run: bool) -> dict:
+        target = tmp_path / f"scores-{delete_before_run}.jsonl"
+        p = beam.Pipeline(runner=FnApiRunner())
+        pcoll = p | beam.Create(docs, reshuffle=False)
+        out = pcoll | EmbeddingScores(es, embed, p | "NoClusters" >> beam.Create([None]))
+        (out["documents"] | beam.Map(lambda d: json.dumps([d["id"], d[REFERENCE_SCORE]]))
+         | beam.io.WriteToText(str(target), shard_name_template=""))
+        if delete_before_run:
+            reference.unlink()
+        p.run().wait_until_finish()
+        return dict(json.loads(line) for line in target.read_text().splitlines())
+
+    present = scores(False)
+    assert scores(True) == present and len(present) == 16
+    assert len(set(present.values())) > 1  # a fitted classifier, not a constant
