@@ -88,10 +88,11 @@ def check_worker_paths(inputs: list[str], output: str, cache_dir: str | None, co
     Workers on this machine: anything goes (paths are absolute by now). Workers elsewhere: a
     local cache is refused (each machine would keep a cache of its own, and the signature cache
     is listed here but read there). Dataflow's workers never see this machine's files: every
-    local input, output, cache and reference path is refused. Other runners (Flink, Spark, a
+    local input, output and cache path is refused. Other runners (Flink, Spark, a
     portable job service) may mount a shared filesystem at the same path; a file they cannot
-    read fails the run afterwards (`unreadable_file`). A local model folder is read by each
-    worker: a warning says it must be there (e.g. in the worker image).
+    read fails the run afterwards (`unreadable_file`). The quality reference is read on the
+    launcher and a local model folder staged under the run's staging folder, so neither is
+    read by a worker at its local path.
     """
     from curate.pipelines.fsutil import is_url
     from curate.pipelines.options import runner_name, workers_never_local
@@ -111,15 +112,10 @@ def check_worker_paths(inputs: list[str], output: str, cache_dir: str | None, co
                               "embed.cache_dir), or a URL every worker can write (gs://BUCKET/cache)")
     if workers_never_local(options):
         named = [("--input", p) for p in inputs] + [("--output", output)]
-        if es["enabled"] and es["reference"]:
-            named.append(("--quality-reference", es["reference"]))
         for flag, path in named:
             if not is_url(path):
                 raise CurateError(f"{flag} {path} is a local path, but {runner} workers cannot read this "
                                   "machine's files; use a URL they can read (gs://BUCKET/...)")
-    if embed["enabled"] and embed["model"] and embed["model"].startswith("/"):
-        warn(f"embed.model {embed['model']} is a local folder that every {runner} worker loads by this "
-             "path: it must be there on every worker (e.g. in the worker image)")
 
 
 def check_quality_reference(config: dict) -> None:
@@ -264,6 +260,9 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
     staging = _join(output, f"{publish.STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
     progress_dir = _join(staging, PROGRESS_DIR)
     set_runtime(options, cache_dir, progress_dir if progress else None)
+    # issue 16: a local model folder is staged here for the workers (pipelines/job_files.py)
+    from curate.pipelines.job_files import JOB_FILES_DIR, set_job_files_dir
+    set_job_files_dir(options, _join(staging, JOB_FILES_DIR))
     try:
         with quiet_worker_stderr(_multi_processing(options)) as stream:
             with (progress(progress_dir, stream) if progress else nullcontext()):
