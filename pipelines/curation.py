@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from curate.pipelines import counters
+from curate.pipelines.compact_head import CompactHead
 from curate.pipelines.allocator import limit_arenas
 from curate.pipelines.embed import CountEmbedded, EmbedDocuments
 from curate.pipelines.embedding_scores import SCORE_COLUMNS, EmbeddingScores
@@ -136,7 +137,7 @@ def _build_compact(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
     """The pipeline without embedding stages, its shuffles carrying compact records only.
 
     Texts go to the run's intermediate files as they are read (pipelines.stash); ids and exact
-    dedup run on {id, locator, hash} records; signatures, band entries and scores are computed
+    dedup run on packed (id, locator, hash) records (CompactHead); signatures, band entries and scores are computed
     from texts read back one chunk at a time and written beside them (SignAndScore, after
     exact dedup as before); near dedup reads the band entries back per partition; the
     keep/drop rule, pool cuts and the written rows come from each chunk's scored file minus
@@ -152,18 +153,13 @@ def _build_compact(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
     stash = ST.Stash(out_dir, files)
     runtime = runtime_options(p)
     caching = bool(config.near_dedup.enabled and runtime and runtime.curate_cache_dir)
-    ingested = apply(p, "Ingest", IngestAndValidate(files, config.input, stash=stash, cache_keys=caching))
-    docs = ingested["documents"]
-    dedup_rows = []
-    if config.exact_dedup.enabled:
-        exact = apply(docs, "ExactDedup", ExactDedup())
-        docs = exact["documents"]
-        dedup_rows.append(exact["dedup"])
+    ingested = apply(p, "Ingest", CompactHead(files, config.input, stash, config.exact_dedup.enabled, caching))
+    dedup_rows = [ingested["dedup"]] if config.exact_dedup.enabled else []
     score = Score.from_config(config.score)
     near = None
     if config.near_dedup.enabled:
         near = NearDedup.from_config(config.near_dedup)
-    chunks = apply(docs, "SignAndScore", SignAndScore(stash, score, near))["chunks"]
+    chunks = apply(ingested["chunks"], "SignAndScore", SignAndScore(stash, score, near))["chunks"]
     if near is not None:
         deduped = apply(chunks, "NearDedup", NearDedupOnStash(stash, near))
         removed = deduped["removed"]

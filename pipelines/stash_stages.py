@@ -31,12 +31,12 @@ from curate.pipelines import counters
 from curate.pipelines import fsutil
 from curate.pipelines.allocator import release_free_memory
 from curate.pipelines import stash as ST
-from curate.pipelines.components import ConnectedComponents
 from curate.pipelines.near_dedup import (BANDS, EXACT_PAYLOAD, NEW_SIGNATURES, SIGNATURE, SIGNATURES,
                                          SignatureCache)
 from curate.scorers.minhash import jaccard_estimate, jaccard_of_hashes
 from curate.pipelines.progress import ProgressWriter
 from curate.pipelines.runtime import runtime_options
+from curate.pipelines.packed_components import PackedConnectedComponents
 from curate.pipelines.pooling import AssignPools, QuantileCutsFn
 from curate.pipelines.scoring import FILTERED, KeepDropRule, Score, _Score, drop_reason
 from curate.pools import schema as S
@@ -144,33 +144,39 @@ class SignAndScore(beam.PTransform):
         self.stash, self.score, self.near, self.caching = stash, score, near, caching
         self.adds = ("score", "failed_rules", "source")  # in the chunks' scored files
 
-    def expand(self, docs):
-        runtime = runtime_options(docs.pipeline)
+    def expand(self, chunk_blobs):
+        """chunk_blobs: (chunk key, packed member tuples) from `compact_head.CompactHead`."""
+        runtime = runtime_options(chunk_blobs.pipeline)
         cache_dir = runtime.curate_cache_dir if runtime else None
         progress_dir = runtime.curate_progress_dir if runtime else None
         caching = bool(self.near is not None and cache_dir)
-        if caching:
-            to_sign = docs | "SignatureCache" >> SignatureCache(self.near.cache_folder(cache_dir), self.near.hasher)
-        else:
-            to_sign = docs | "NoSignatureCache" >> beam.Map(lambda d: (d, None))
         signer = self.near.signer(caching) if self.near is not None else None
         fn = _SignAndScoreChunk(self.stash, signer, self.score.heuristics_config,
                                 [c[2:] for c in self.score.adds if c.startswith("f_")], progress_dir)
-        out = (
-            to_sign
-            | "ByChunk" >> beam.Map(_by_chunk)
-            | "GroupChunks" >> beam.GroupByKey()
-            | "SignAndScoreChunk" >> beam.ParDo(fn).with_outputs(NEW_SIGNATURES, main="chunks")
-        )
+        if caching:  # the cache joins on each text's key: one record per document goes through it
+            grouped = (
+                chunk_blobs
+                | "Members" >> beam.FlatMap(lambda kb: ({"_key": m[4], "member": m} for m in unpack(kb[1])))
+                | "SignatureCache" >> SignatureCache(self.near.cache_folder(cache_dir), self.near.hasher)
+                | "ByChunk" >> beam.Map(_by_chunk)
+                | "GroupChunks" >> beam.GroupByKey()
+            )
+        else:
+            grouped = (
+                chunk_blobs
+                | "GroupChunks" >> beam.GroupByKey()
+                | "Unpack" >> beam.MapTuple(lambda key, blobs: (key, [m[:4] + (None,) for m in unpacked(blobs)]))
+            )
+        out = grouped | "SignAndScoreChunk" >> beam.ParDo(fn).with_outputs(NEW_SIGNATURES, main="chunks")
         if caching:
             self.near.write_cache(out[NEW_SIGNATURES], cache_dir)
         return {"chunks": out.chunks}
 
 
-def _by_chunk(doc_cached):
-    doc, cached = doc_cached
-    loc = doc["_order"]
-    return ST.chunk_key(loc), (ST.row_in_chunk(loc), doc["id"], loc, doc["text_hash"], cached)
+def _by_chunk(member_cached):
+    doc, cached = member_cached
+    row, doc_id, loc, hashed, _ = doc["member"]
+    return ST.chunk_key(loc), (row, doc_id, loc, hashed, cached)
 
 
 class PackByKey(beam.DoFn):
@@ -300,6 +306,10 @@ class KeepPoolAndRows(beam.PTransform):
 
 def band_partition(band_key: bytes) -> int:
     return int.from_bytes(band_key[-4:], "big") % BAND_PARTITIONS
+
+
+def components_dir(stash: ST.Stash) -> str:
+    return FileSystems.join(stash.root, "components")
 
 
 def bands_path(stash: ST.Stash, key: int) -> str:
@@ -512,9 +522,12 @@ class NearDedupOnStash(beam.PTransform):
             | "GroupPairsByChunks" >> beam.GroupByKey()
             | "VerifyPairs" >> beam.ParDo(_ChunkPairJaccard(self.stash, exact))
             | "AboveThreshold" >> beam.FlatMap(_verified, c.threshold)
+            | "KeyEdges" >> beam.Map(lambda edge: (0, edge))
+            | "PackEdges" >> beam.ParDo(PackByKey())
+            | "EdgeBlobs" >> beam.Values()
         )
-        labels = edges | "Components" >> ConnectedComponents(c.cc_rounds)
-        removed_pairs = labels | "NonSurvivors" >> beam.Filter(lambda nl: nl[0] != nl[1])
+        labels = edges | "Components" >> PackedConnectedComponents(components_dir(self.stash), c.cc_rounds)
+        removed_pairs = labels | "NonSurvivors" >> beam.FlatMap(unpack)  # (node, label), node != label
         dedup = (
             removed_pairs
             | "RemovedByChunks" >> beam.Map(_removed_pair)
