@@ -25,7 +25,9 @@ SHINGLE_HASH_SCHEME = "blake2b64-poly-xorshift"
 # odd 64-bit multipliers of the n-gram polynomial and of its final mix
 _NGRAM_MULT = np.uint64(0x9E3779B97F4A7C15)
 _NGRAM_MIX = np.uint64(0xBF58476D1CE4E5B9)
-_TOKEN_CACHE_MAX = 500_000
+# ~125 bytes per entry: 100k entries ~12 MB per worker (500k were 62 MB, a growth with the
+# vocabulary seen); Zipfian word frequencies keep most lookups hits at this size
+_TOKEN_CACHE_MAX = 100_000
 # shingle hashes signed at a time: bounds the (rows x num_perm) uint64 block to ~4 MB at 128
 # permutations (one block of every shingle took 8.7 GB for a 50 MB document)
 _SIGN_ROWS = 4096
