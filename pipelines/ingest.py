@@ -1,7 +1,10 @@
 """Ingest + validate: input files -> documents, with every bad record dead-lettered.
 
-`ReadRecords` is a DoFn over `InputFile`s (one file per call, so files are read in parallel and
-line/row numbers are exact). It never raises on bad data: unreadable or truncated files become
+`ReadRecords` is a DoFn over `InputFile`s (one file, or one piece of a big file, per call:
+`inputs.reading_plan`), so files and pieces are read in parallel. Row numbers are exact
+(pieces of Parquet/Arrow files know their first row from the metadata); a piece of a JSONL
+file after the first does not know its line numbers, so its dead letters give the line's byte
+offset instead (in `detail`). It never raises on bad data: unreadable or truncated files become
 dead letters too, after the records that could be read.
 """
 from __future__ import annotations
@@ -71,20 +74,24 @@ class ReadRecords(beam.DoFn):
     def finish_bundle(self):
         self.progress.flush()
 
-    def _dead(self, f: InputFile, reason: str, detail: str = "", raw=None, line=None, row=None):
+    def _dead(self, f: InputFile, reason: str, detail: str = "", raw=None, line=None, row=None,
+              offset=None):
         counters.inc(counters.INPUT)
         counters.inc(counters.DEAD_LETTER_PREFIX + reason)
+        if offset is not None:  # a line of a JSONL file read in pieces: its byte offset locates it
+            known = "" if line else " (line number not known: the file is read in pieces)"
+            detail = f"at byte offset {offset}{known}: {detail}"
         return beam.pvalue.TaggedOutput(DEAD, R.dead_letter(
             source=f.source, reason=reason, detail=detail, raw=raw, line=line, row=row,
             max_raw_chars=self.max_raw_chars))
 
-    def _document(self, f: InputFile, obj, position: int, line=None, row=None):
+    def _document(self, f: InputFile, obj, position: int, line=None, row=None, offset=None):
         try:
             doc = R.to_document(obj, id_field=self.id_field, text_field=self.text_field,
                                 max_text_bytes=self.max_text_bytes, source=f.source,
                                 order=(f.source, f.shard, position))
         except R.RecordError as err:
-            return self._dead(f, err.reason, err.detail, raw=obj, line=line, row=row)
+            return self._dead(f, err.reason, err.detail, raw=obj, line=line, row=row, offset=offset)
         counters.inc(counters.INPUT)
         return doc
 
@@ -92,7 +99,10 @@ class ReadRecords(beam.DoFn):
         # progress: records as read; bytes = the raw position in the current file
         before = self.progress.bytes
         self._file_start = before
-        items = self._read_jsonl(f) if f.kind == "jsonl" else self._read_table(f)
+        if f.kind == "jsonl":
+            items = self._read_jsonl_piece(f) if f.split else self._read_jsonl(f)
+        else:
+            items = self._read_table(f)
         if self.stash is None:
             yield from items
         else:
@@ -100,7 +110,7 @@ class ReadRecords(beam.DoFn):
             for item in items:
                 yield compact_document(item, writer, self.cache_keys) if isinstance(item, dict) else item
             writer.close()
-        size = _file_size(f.path)
+        size = f.nbytes if f.split else _file_size(f.path)
         self.progress.bytes = before + size if size is not None else self.progress.bytes
         self.progress.add(0)
 
@@ -131,30 +141,69 @@ class ReadRecords(beam.DoFn):
             yield self._dead(f, reason, f"after line {line_no}: {type(exc).__name__}: {exc}",
                              line=line_no + 1)
 
-    def _jsonl_line(self, f: InputFile, raw: bytes, line_no: int) -> Iterator:
+    def _read_jsonl_piece(self, f: InputFile) -> Iterator:
+        """The lines of an uncompressed JSONL file that start in [f.start, f.stop): a piece
+        skips the line that crosses its start (the piece before reads it whole) and reads the
+        one that crosses its end, so every line is read exactly once. `_order` positions are
+        byte offsets (they order lines as line numbers do); the first piece also knows line
+        numbers, the others give only the byte offset (dead letters say so in `detail`)."""
+        offset, lines = f.start, 0
+        try:
+            fh = FileSystems.open(f.path, compression_type=CompressionTypes.UNCOMPRESSED)
+        except Exception as exc:  # noqa: BLE001 - any failure to open is a dead letter
+            # the first piece stands for the file; a later one failing alone loses its part only
+            reason = R.UNREADABLE_FILE if f.piece == 0 else R.TRUNCATED_FILE
+            yield self._dead(f, reason, f"piece {f.piece + 1} of {f.pieces} (bytes {f.start}-{f.stop}) "
+                                        f"could not be opened: {type(exc).__name__}: {exc}")
+            return
+        try:
+            with fh:
+                if f.start > 0:
+                    fh.seek(f.start - 1)
+                    offset = f.start - 1 + len(fh.readline())  # to the end of the line crossing start
+                while offset < f.stop:
+                    raw = fh.readline()
+                    if not raw:
+                        break
+                    lines += 1
+                    yield from self._jsonl_line(f, raw, lines if f.piece == 0 else None, offset=offset)
+                    offset += len(raw)
+                    if lines % 256 == 0:
+                        self.progress.bytes = self._file_start + offset - f.start
+                        self.progress.add(256)
+                self.progress.records += lines % 256
+        except Exception as exc:  # noqa: BLE001
+            reason = R.TRUNCATED_FILE if lines or f.piece or isinstance(exc, EOFError) else R.UNREADABLE_FILE
+            yield self._dead(f, reason, f"at byte offset {offset} (piece {f.piece + 1} of {f.pieces}): "
+                                        f"{type(exc).__name__}: {exc}",
+                             line=lines + 1 if f.piece == 0 else None)
+
+    def _jsonl_line(self, f: InputFile, raw: bytes, line_no: int | None, offset: int | None = None) -> Iterator:
+        """offset: the line's byte offset when the file is read in pieces (then it is the
+        `_order` position and dead letters give it), else None (the line number is)."""
         raw = raw.rstrip(b"\r\n")
         if not raw.strip():
             return  # blank lines are not records
+        at = {"line": line_no, "offset": offset}
         if len(raw) > self.max_record_bytes:
             yield self._dead(f, R.RECORD_TOO_LARGE,
-                             f"line is {len(raw)} bytes > limit {self.max_record_bytes}",
-                             raw=raw, line=line_no)
+                             f"line is {len(raw)} bytes > limit {self.max_record_bytes}", raw=raw, **at)
             return
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield self._dead(f, R.INVALID_UTF8, str(exc), raw=raw, line=line_no)
+            yield self._dead(f, R.INVALID_UTF8, str(exc), raw=raw, **at)
             return
         try:
             obj = json.loads(text)
         except ValueError as exc:
-            yield self._dead(f, R.MALFORMED_JSON, str(exc), raw=text, line=line_no)
+            yield self._dead(f, R.MALFORMED_JSON, str(exc), raw=text, **at)
             return
         except RecursionError:  # nested deeper than the parser goes: this line only, read on
             yield self._dead(f, R.MALFORMED_JSON, "RecursionError: JSON nested too deeply to parse",
-                             raw=text[:1000], line=line_no)
+                             raw=text[:1000], **at)
             return
-        yield self._document(f, obj, line_no, line=line_no)
+        yield self._document(f, obj, line_no if offset is None else offset, **at)
 
     # -- Parquet / Arrow -----------------------------------------------------------------
     def _batches(self, f: InputFile, fh):
@@ -165,16 +214,18 @@ class ReadRecords(beam.DoFn):
             pf = pq.ParquetFile(fh)
             names = set(pf.schema_arrow.names)
             columns = [c for c in (self.id_field, self.text_field) if c in names]
-            yield from pf.iter_batches(batch_size=_BATCH_ROWS, columns=columns or None)
-        else:  # HF datasets save_to_disk shards are Arrow IPC *streams*
-            reader = pa.ipc.open_stream(fh)
-            names = set(reader.schema.names)
-            columns = [c for c in (self.id_field, self.text_field) if c in names]
-            for batch in reader:
-                yield batch.select(columns) if columns else batch
+            groups = list(range(f.start, f.stop)) if f.split else None  # a piece: its row groups
+            yield from pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=groups, columns=columns or None)
+            return
+        # HF datasets save_to_disk shards are Arrow IPC *streams*
+        batches = _ArrowPiece(fh, f) if f.split else pa.ipc.open_stream(fh)
+        names = set(batches.schema.names)
+        columns = [c for c in (self.id_field, self.text_field) if c in names]
+        for batch in batches:
+            yield batch.select(columns) if columns else batch
 
     def _read_table(self, f: InputFile) -> Iterator:
-        row = 0
+        row = f.first_row  # a piece's first row number comes from the file's metadata
         try:
             fh = FileSystems.open(f.path, compression_type=CompressionTypes.UNCOMPRESSED)
         except Exception as exc:  # noqa: BLE001
@@ -191,8 +242,10 @@ class ReadRecords(beam.DoFn):
                         row += 1
                     self.progress.add(batch.num_rows)
         except Exception as exc:  # noqa: BLE001
-            reason = R.TRUNCATED_FILE if row else R.UNREADABLE_FILE
-            yield self._dead(f, reason, f"after row {row}: {type(exc).__name__}: {exc}", row=row)
+            # a later piece of a file stands for its part only: it never marks the file unreadable
+            reason = R.TRUNCATED_FILE if row or f.piece else R.UNREADABLE_FILE
+            piece = f" (piece {f.piece + 1} of {f.pieces})" if f.split else ""
+            yield self._dead(f, reason, f"after row {row}{piece}: {type(exc).__name__}: {exc}", row=row)
 
 
 def compact_document(doc: dict, writer, cache_keys: bool) -> dict:
@@ -231,10 +284,31 @@ def _rows(batch):
 
 
 def _file_size(path: str) -> int | None:
-    try:
-        return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    from curate.pipelines import fsutil
+
+    try:  # not FileSystems.match: a name with [ * ? is a file here, not a pattern
+        return fsutil.metadata(path).size_in_bytes
     except Exception:  # noqa: BLE001 - progress only
         return None
+
+
+class _ArrowPiece:
+    """The record batches of one piece of an Arrow IPC stream: the schema message from the
+    start, then `f.stop` batch messages from byte `f.start` (offsets from `inputs._arrow_units`)."""
+
+    def __init__(self, fh, f: InputFile):
+        import pyarrow as pa
+
+        self.schema = pa.ipc.read_schema(pa.ipc.MessageReader.open_stream(fh).read_next_message())
+        fh.seek(f.start)
+        self._messages = pa.ipc.MessageReader.open_stream(fh)
+        self._count = f.stop
+
+    def __iter__(self):
+        import pyarrow as pa
+
+        for _ in range(self._count):
+            yield pa.ipc.read_record_batch(self._messages.read_next_message(), self.schema)
 
 
 # Renaming duplicate ids, collision-free by construction. The later copies of id X become

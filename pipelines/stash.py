@@ -12,8 +12,9 @@ need the text read one chunk at a time:
                                                                  exact-dedup survivors only
     JoinStash (per chunk)      the kept rows of a scored chunk + their pool -> WriteRun
 
-A document's *locator* is one int: file index (inputs sorted by source, shard, path) << 32 |
-its running number among the file's documents. It orders documents as `_order` = (source,
+A document's *locator* is one int: file index (inputs sorted by source, shard, path, piece;
+each piece of a file read in parts has its own) << 32 | its running number among the file's
+(piece's) documents. It orders documents as `_order` = (source,
 shard, position) does, so it replaces `_order` for tie-breaking. Chunks hold CHUNK_ROWS
 documents, which bounds what one DoFn call holds whatever the corpus size. File names are
 fixed by (file, chunk), so a retried bundle rewrites the same file with the same content and
@@ -66,17 +67,23 @@ def read_table(path: str, columns=None):
         return pq.read_table(io.BytesIO(fh.read()), columns=columns)
 
 
+def _file_key(f) -> tuple:
+    return (f.source, f.shard, f.path, f.piece)
+
+
 class Stash:
     """Where a run's intermediate files go and how inputs map to file indexes (picklable)."""
 
     def __init__(self, out_dir: str, files):
         self.root = FileSystems.join(out_dir, WORK_DIR)
-        ordered = sorted(files, key=lambda f: (f.source, f.shard, f.path))
-        self.index = {(f.source, f.shard, f.path): i for i, f in enumerate(ordered)}
+        # a piece of a file read in parts (InputFile.piece) has its own index: its own locator
+        # space, so no piece needs to know how many documents the pieces before it hold
+        ordered = sorted(files, key=_file_key)
+        self.index = {_file_key(f): i for i, f in enumerate(ordered)}
         self.sources = [f.source for f in ordered]
 
     def file_index(self, f) -> int:
-        return self.index[(f.source, f.shard, f.path)]
+        return self.index[_file_key(f)]
 
     def raw_path(self, key: int) -> str:
         return FileSystems.join(self.root, "raw", _chunk_name(key))
