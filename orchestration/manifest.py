@@ -113,7 +113,7 @@ def embedding_sections(config: dict, counts: dict, written: dict, stage_info: di
 def build_manifest(*, config: dict, inputs: list[dict], counters: dict, written: dict,
                    pool_cuts: dict, pipeline_options: dict, lsh: dict,
                    fingerprint: dict | None = None, cache_dir: str | None = None,
-                   stage_info: dict | None = None) -> dict:
+                   stage_info: dict | None = None, warnings: list[str] | None = None) -> dict:
     counts = summarise_counts(counters)
     from curate.pipelines.run_config import RunConfig
 
@@ -127,6 +127,8 @@ def build_manifest(*, config: dict, inputs: list[dict], counters: dict, written:
         "config": config,
         "pipeline_options": pipeline_options,
         "inputs": inputs,
+        # launch warnings about the inputs (e.g. a big gzip file that one worker reads whole)
+        "warnings": list(warnings or []),
         "counts": counts,
         "reconciliation": reconcile(counts),
         "written_rows": {**check_written(counts, written, emb_written),

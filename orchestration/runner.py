@@ -150,7 +150,7 @@ def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[st
     """
     from curate.orchestration.config import absolute_paths
     from curate.pipelines import fsutil, publish
-    from curate.pipelines.inputs import expand_inputs
+    from curate.pipelines.inputs import expand_inputs, reading_plan
 
     options = pipeline_options(_quiet_worker_args(list(beam_args)))
     output = fsutil.absolute(output)
@@ -158,6 +158,9 @@ def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[st
     absolute_paths(config)
     check_worker_paths(list(inputs), output, cache_dir, config, options)
     files = expand_inputs(inputs)
+    reading = reading_plan(files)  # big files in pieces; a warning for each one read whole
+    for line in reading.warnings:
+        warn(line)
     if "://" not in output and os.path.exists(output) and not os.path.isdir(output):
         raise CurateError(f"--output {output} exists and is not a directory")
     input_fps = input_fingerprints(files, cache_dir)  # whole-content hashes (size+mtime: a hint)
@@ -188,7 +191,7 @@ def execute_job(inputs: list[str], output: str, config: dict, beam_args: list[st
                                   "choose another --output")
             publish.unpublish(output)  # a killed run's partial publish: never valid, remove it
         manifest = _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, progress,
-                                     allow_unreadable)
+                                     allow_unreadable, reading=reading)
     return JobResult(manifest, output, False, fp)
 
 
@@ -248,7 +251,7 @@ def _file_failures(staging: str, limit: int) -> list[tuple[str, str]]:
 
 
 def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, progress,
-                      allow_unreadable=False) -> dict:
+                      allow_unreadable=False, reading=None) -> dict:
     from contextlib import nullcontext
 
     from curate.pipelines import fsutil, publish
@@ -266,7 +269,7 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
     try:
         with quiet_worker_stderr(_multi_processing(options)) as stream:
             with (progress(progress_dir, stream) if progress else nullcontext()):
-                outcome = run_curation(files, staging, config, options)
+                outcome = run_curation(list(reading.pieces) if reading else files, staging, config, options)
     except BaseException:
         if fsutil.exists(staging):
             fsutil.delete(staging)
@@ -306,6 +309,7 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
         fingerprint=fp,
         cache_dir=cache_dir,
         stage_info=stage_info,
+        warnings=list(reading.warnings) if reading else [],
     )
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode("utf-8")
     publish.publish(staging, output, manifest_bytes, fp["run"])
