@@ -125,3 +125,43 @@ def test_survivor_join_groups_are_bounded_by_chunks_not_components():
     removed = [stash_stages.node_key(f"a{i}", ST.locator(i % 3, i)) for i in range(1, 10_000)]
     groups = Counter(stash_stages._removed_pair((node, kept))[0] for node in removed)
     assert len(groups) > 3 and max(groups.values()) <= ST.CHUNK_ROWS
+
+
+def _survivor_similarity_peak(tmp_path, members: int) -> int:
+    """Largest traced memory of one survivor-similarity call (one pair of chunks) for a
+    component of `members` documents around one survivor, CHUNK_ROWS documents per chunk."""
+    import tracemalloc
+
+    import numpy as np
+    import pyarrow as pa
+
+    stash = ST.Stash(str(tmp_path / f"m{members}"), [])
+    locs = [ST.locator(0, i) for i in range(members)]
+    for key in sorted({ST.chunk_key(loc) for loc in locs}):
+        rows = [ST.row_in_chunk(loc) for loc in locs if ST.chunk_key(loc) == key]
+        payloads = [np.arange(r, r + 200, dtype=np.uint64).tobytes() for r in rows]
+        ST.write_table(stash.payload_path(key), pa.table({
+            stash_stages.ROW: pa.array(rows, pa.int64()), "payload": pa.array(payloads, pa.binary())}))
+    kept = stash_stages.node_key("a0", locs[0])
+    groups: dict = {}
+    for i, loc in enumerate(locs[1:], start=1):
+        chunks, pair = stash_stages._removed_pair((stash_stages.node_key(f"a{i}", loc), kept))
+        groups.setdefault(chunks, []).append(pair)
+    fn = stash_stages._ChunkPairJaccard(stash, exact=True)
+    peak = 0
+    for chunks in sorted(groups):
+        blob = stash_stages.pack(groups[chunks])
+        tracemalloc.start()
+        assert len(list(fn.process((chunks, [blob])))) == len(groups[chunks])
+        peak = max(peak, tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    return peak
+
+
+def test_survivor_similarity_memory_does_not_grow_with_component_size(tmp_path, monkeypatch):
+    """The survivor join compares each removed document with its survivor per pair of chunks:
+    a 16x larger component means 16x more calls, not a bigger one."""
+    monkeypatch.setattr(ST, "CHUNK_ROWS", 256)
+    small = _survivor_similarity_peak(tmp_path, 512)
+    large = _survivor_similarity_peak(tmp_path, 8192)
+    assert large <= 1.3 * small + 256 * 1024, (small, large)
