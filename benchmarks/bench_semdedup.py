@@ -4,8 +4,12 @@ Compares against exact all-pairs nearest-neighbour search (faiss.IndexFlatIP) on
 ``--baseline REV`` also runs the semantic dedup of git revision REV (e.g. the commit before
 a speed-up) on the same data in the same process, so the speed-up is a ratio measured under
 the same machine load.  Each row carries a per-stage breakdown of the wall time.
+``--sample-memory-mb MB`` adds a row of the current code with the k-means sample capped at
+MB (so the cap binds at 1M), and ``--sample-only`` measures the bounded bottom-k sample alone
+(every document streamed through 100 partial samples merged one at a time, as Beam's combine
+does): time and traced peak against the number of documents.
 Usage: python benchmarks/bench_semdedup.py [--sizes 100000 1000000] [--baseline REV]
-       [--out benchmarks/results/semdedup.json]
+       [--sample-memory-mb 32] [--sample-only] [--out benchmarks/results/semdedup.json]
 """
 from __future__ import annotations
 
@@ -88,7 +92,8 @@ class StageTimer:
     dedup phase (grouping by leaf, per-cluster dedup, assembly) is what is left.
     """
 
-    STAGES = {"sample_mask": "sample selection (id hash)", "fit_on_sample": "k-means fit"}
+    STAGES = {"sample_mask": "sample selection (id hash)", "training_sample_rows": "sample selection (id hash)",
+              "fit_on_sample": "k-means fit"}
 
     def __init__(self, module):
         self.module, self.seconds, self._undo = module, {}, []
@@ -108,7 +113,8 @@ class StageTimer:
 
     def __enter__(self):
         for name, label in self.STAGES.items():
-            self._wrap(self.module, name, label)
+            if hasattr(self.module, name):  # the baseline and the current code name stages differently
+                self._wrap(self.module, name, label)
         self._wrap(self.module.ClusterModel, "assign", "assign (nearest centroid, all docs)")
         return self
 
@@ -134,10 +140,10 @@ def traced_peak_mb(module, ids, x, cfg) -> float:
 
 
 def run(n: int, with_exact: bool, module=current_semdedup, label: str = "current", data=None,
-        trace: bool = True) -> dict:
+        trace: bool = True, config_kwargs: dict | None = None) -> dict:
     x, src, n_base = synthetic(n) if data is None else data
     ids = [f"doc{i:08d}" for i in range(n)]
-    cfg = module.SemDedupConfig()
+    cfg = module.SemDedupConfig(**(config_kwargs or {}))
     load_before = os.getloadavg()
     with StageTimer(module) as timer:
         t = time.perf_counter()
@@ -150,6 +156,9 @@ def run(n: int, with_exact: bool, module=current_semdedup, label: str = "current
     found = sum(1 for a, b in planted if a in flagged or b in flagged)
     row = {
         "code": label, "n_docs": n, "dim": DIM, "eps": cfg.eps, "n_clusters": result.model.n_clusters,
+        "training_rows": (len(module.training_sample_rows(ids, DIM, cfg))
+                          if hasattr(module, "training_sample_rows") else None),
+        "sample_memory_mb": getattr(cfg, "sample_memory_mb", None),
         "n_leaves": result.model.n_leaves, "seconds": round(seconds, 2),
         "docs_per_s": round(n / seconds), "numpy_peak_mb": traced_peak_mb(module, ids, x, cfg) if trace else None,
         "input_mb": round(x.nbytes / 2**20, 1), "n_by_n_matrix_gb": round(n * n * 4 / 2**30, 1),
@@ -169,6 +178,44 @@ def run(n: int, with_exact: bool, module=current_semdedup, label: str = "current
     return row
 
 
+def sample_only(n: int, partials: int = 100) -> dict:
+    """The Beam k-means sample (``pipelines.semdedup.BottomKSample``) fed all n documents.
+
+    No hash pre-filter (it would pass only ~the sample), so this is the accumulator's worst
+    case: every row offered to a partial sample, partials merged one at a time.
+    """
+    from curate.pipelines.semdedup import BottomKSample
+    from curate.scorers.clustering import DEFAULT_SAMPLE_MEMORY_MB, DEFAULT_SAMPLE_SIZE, id_hashes64
+
+    rng = np.random.default_rng(0)
+    block = rng.standard_normal((1000, DIM), dtype=np.float32)
+    payloads = [v.tobytes() for v in block]
+    ids = [f"doc{i:08d}" for i in range(n)]
+    hashes = id_hashes64(ids).tolist()
+    fn = BottomKSample(DEFAULT_SAMPLE_SIZE, DEFAULT_SAMPLE_MEMORY_MB)
+    per = -(-n // partials)
+
+    def partial(p):
+        acc = fn.create_accumulator()
+        for i in range(p * per, min(n, (p + 1) * per)):
+            fn.add_input(acc, (hashes[i], ids[i], payloads[i % 1000]))
+        return acc
+
+    t = time.perf_counter()
+    tracemalloc.start()
+    merged = fn.merge_accumulators(partial(p) for p in range(partials))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    sample = fn.extract_output(merged)
+    row = {"what": "bottom-k sample alone", "n_docs": n, "dim": DIM, "partials": partials,
+           "sample_rows": len(sample), "cap_mb": DEFAULT_SAMPLE_MEMORY_MB, "sample_size": DEFAULT_SAMPLE_SIZE,
+           "vector_mb_in_sample": round(len(sample) * DIM * 4 / 2**20, 1),
+           "traced_peak_mb": round(peak / 2**20, 1), "seconds_traced": round(time.perf_counter() - t, 2),
+           "all_vectors_mb": round(n * DIM * 4 / 2**20, 1)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -177,7 +224,13 @@ def main() -> int:
     ap.add_argument("--baseline", metavar="REV", help="also run scorers/semdedup.py of this git revision")
     ap.add_argument("--no-baseline-memory", action="store_true",
                     help="skip the (slow) traced-memory pass of the baseline")
+    ap.add_argument("--sample-memory-mb", type=float, help="also run the current code with this k-means sample cap")
+    ap.add_argument("--sample-only", action="store_true", help="measure the bounded k-means sample alone")
     args = ap.parse_args()
+    if args.sample_only:
+        rows = [sample_only(n) for n in args.sizes]
+        Path(args.out).write_text(json.dumps({"runs": rows}, indent=1) + "\n")
+        return 0
     baseline = load_baseline(args.baseline) if args.baseline else None
     rows = []
 
@@ -189,6 +242,11 @@ def main() -> int:
         row = run(n, with_exact=n <= 100_000 and not args.no_exact, data=data)
         rows.append(row)
         save()
+        if args.sample_memory_mb:
+            capped = run(n, with_exact=False, label=f"current, sample capped at {args.sample_memory_mb:g} MB",
+                         data=data, config_kwargs={"sample_memory_mb": args.sample_memory_mb})
+            rows.append(capped)
+            save()
         if baseline is not None:
             old = run(n, with_exact=False, module=baseline, label=f"baseline {args.baseline}", data=data,
                       trace=not args.no_baseline_memory)

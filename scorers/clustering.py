@@ -225,19 +225,26 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
 
 
 def as_unit_rows(x: np.ndarray, tol: float = 1e-5) -> np.ndarray:
-    """``normalize_rows(x)``, but ``x`` itself when it already is unit-norm float32.
+    """``x`` as unit-norm float32 rows, decided row by row.
 
-    Embedders already return unit rows; not copying them saves n * d * 4 bytes (1.5 GB
-    for 1M x 384).  Within ``tol`` the two differ by float rounding only.
+    A row whose squared norm is within 2 tol of 1 is kept as it is, bit for bit; any other row
+    is divided by its norm (``normalize_rows``). So a row's value depends on that row alone,
+    never on the other rows of its batch, and ``x`` itself comes back when every row is
+    already unit float32 (embedders return unit rows; not copying them saves n * d * 4
+    bytes: 1.5 GB for 1M x 384).
     """
     x = np.asarray(x)
-    if x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous and len(x):
-        # squared norms in row blocks: no n x d temporary (np.linalg.norm makes one)
-        step = 65536
-        if all(np.abs(np.einsum("ij,ij->i", x[s:s + step], x[s:s + step]) - 1.0).max() <= 2 * tol
-               for s in range(0, len(x), step)):
-            return x
-    return normalize_rows(x)
+    y = x if (x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous) else \
+        np.ascontiguousarray(np.atleast_2d(x), dtype=np.float32)
+    step = 65536  # squared norms in row blocks: no n x d temporary
+    off = np.concatenate([np.flatnonzero(np.abs(np.einsum("ij,ij->i", y[s:s + step], y[s:s + step]) - 1.0) > 2 * tol) + s
+                          for s in range(0, len(y), step)] or [np.zeros(0, dtype=np.int64)])
+    if len(off) == 0:
+        return y
+    if y is x:
+        y = x.copy()
+    y[off] = normalize_rows(y[off])
+    return y
 
 
 def import_faiss():
@@ -502,11 +509,11 @@ class ClusterModel:
     def assign(self, x: np.ndarray, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(leaf id, cosine to the top-level centroid) for each row of ``x``.
 
-        ``normalized=True`` promises unit-norm float32 rows and saves a copy of ``x``.
-        Each row's answer depends on that row only (``nearest_exact``), so any batching of
-        the same rows gives the same leaves and cosines.
+        ``normalized=True`` promises unit-norm float32 rows and skips the norm check. Each row's
+        answer depends on that row only (``as_unit_rows``, ``nearest_exact``), so any batching
+        of the same rows gives the same leaves and cosines.
         """
-        x = x if normalized else normalize_rows(x)
+        x = x if normalized else as_unit_rows(x)
         top, sim = nearest_exact(x, self.centroids)
         leaf = self.leaf_offsets[top].copy()
         for c, sub in self.sub_centroids.items():
