@@ -35,9 +35,10 @@ carries a changed label to a neighbour.
 
 What the runner holds per shuffle, E = distinct undirected edges, N' = nodes whose label is not
 themselves (the removed documents, in near dedup), d(changed) = the summed degrees of the nodes
-whose label changed in the previous round; each entry is two node keys (~2 x 65 bytes for
-near-dedup node keys, less after compression) inside one bytes object per blob, no Python object
-per entry:
+whose label changed in the previous round; each entry is two node keys inside one compressed
+bytes object per blob, no Python object per entry (benchmarks/bench_components.py, 400k edges in
+10k clusters of 16 nodes, 44-byte node keys: 7 MB adjacency, 11 MB first messages, ~4 MB per
+later round, where ConnectedComponents' tuples took the process from ~0.2 to 1.06 GB):
 
     GroupAdjacency    2E entries
     first round       N' + (sum of degrees of the nodes whose first label is not themselves) <= N' + 2E
@@ -71,7 +72,7 @@ BUFFER_ENTRIES = 65536
 RESIDUAL = "residual"
 
 
-# pack/unpack as pipelines.stash_stages (which will import this module: a copy, not an import)
+# pack/unpack as in pipelines.stash_stages, copied: stash_stages imports this module
 def pack(obj) -> bytes:
     return zlib.compress(pickle.dumps(obj, protocol=5), 1)
 
