@@ -31,7 +31,9 @@ from curate.pipelines import fsutil
 
 WORK_DIR = "_intermediate"
 CHUNK_ROWS = 8192
+CHUNK_TEXT_CHARS = 8_000_000  # a chunk also ends once its texts pass this many characters
 _FILE_SHIFT = 32
+_SEQ_LIMIT = 1 << _FILE_SHIFT
 
 
 def locator(file_index: int, seq: int) -> int:
@@ -99,20 +101,32 @@ class Stash:
 
 
 class RawWriter:
-    """Texts of one input file, in reading order, written CHUNK_ROWS at a time."""
+    """Texts of one input file, in reading order, written CHUNK_ROWS at a time, or fewer once
+    the chunk's texts pass CHUNK_TEXT_CHARS: the next chunk then starts at its own first row
+    (locators need not be dense, only unique and ordered), so what a per-chunk stage holds is
+    bounded by characters as well as rows (8,192 news articles were ~5x the texts' size in one
+    signing call)."""
 
     def __init__(self, stash: Stash, file_index: int):
         self.stash, self.file_index = stash, file_index
         self.seq = 0
+        self.chars = 0
         self.texts: list[str] = []
 
     def add(self, text: str) -> int:
         """Stash `text`; its locator."""
+        if self.seq >= _SEQ_LIMIT:
+            raise ValueError(f"more than {_SEQ_LIMIT:,} document slots in one input file or piece; "
+                             "split the file into smaller files")
         loc = locator(self.file_index, self.seq)
         self.texts.append(text)
+        self.chars += len(text)
         self.seq += 1
         if len(self.texts) == CHUNK_ROWS:
             self.flush()
+        elif self.chars >= CHUNK_TEXT_CHARS:
+            self.flush()
+            self.seq = -(-self.seq // CHUNK_ROWS) * CHUNK_ROWS  # the next chunk's first row
         return loc
 
     def flush(self) -> None:
@@ -122,7 +136,7 @@ class RawWriter:
 
         key = chunk_key(locator(self.file_index, self.seq - 1))
         write_table(self.stash.raw_path(key), pa.table({"text": pa.array(self.texts, pa.string())}))
-        self.texts = []
+        self.texts, self.chars = [], 0
 
     def close(self) -> None:
         self.flush()

@@ -88,6 +88,8 @@ def corpus(tmp_path_factory):
 @pytest.mark.parametrize("cached", [False, True])
 def test_compact_pipeline_decides_what_the_document_pipeline_decides(corpus, tmp_path, monkeypatch, cached):
     monkeypatch.setattr(ST, "CHUNK_ROWS", 5)  # many chunks: components and buckets span them
+    # and some chunks cut early by characters (texts here are ~60-400 characters)
+    monkeypatch.setattr(ST, "CHUNK_TEXT_CHARS", 900)
     monkeypatch.setattr(stash_stages, "BAND_PARTITIONS", 7)
     monkeypatch.setattr(stash_stages, "MEMBER_PARTITIONS", 3)
     cache = str(tmp_path / "cache") if cached else None
@@ -107,6 +109,25 @@ def test_compact_pipeline_decides_what_the_document_pipeline_decides(corpus, tmp
             compact["counters"].pop(f"near_dedup.{name}", None)
     assert compact["counters"] == whole["counters"]
     assert not (tmp_path / "compact" / ST.WORK_DIR).exists()  # intermediate files never stay
+
+
+def test_chunks_end_at_rows_or_characters_with_unique_ordered_locators(tmp_path, monkeypatch):
+    monkeypatch.setattr(ST, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(ST, "CHUNK_TEXT_CHARS", 10)
+    stash = ST.Stash(str(tmp_path), [])
+    writer = ST.RawWriter(stash, 3)
+    texts = ["a" * n for n in (1, 2, 3, 4, 5, 6, 1, 1, 1, 1, 12, 1)]
+    locs = [writer.add(t) for t in texts]
+    writer.close()
+    assert locs == sorted(set(locs))  # unique, in reading order
+    chunks: dict = {}
+    for loc, text in zip(locs, texts):
+        chunks.setdefault(ST.chunk_key(loc), []).append((ST.row_in_chunk(loc), text))
+    # 4 rows (and 10 chars); 5+6 chars; 4 rows; 12 chars alone; the last text at close
+    assert [len(v) for v in chunks.values()] == [4, 2, 4, 1, 1]
+    for key, rows in chunks.items():
+        stored = ST.read_table(stash.raw_path(key)).column("text").to_pylist()
+        assert [r for r, _ in rows] == list(range(len(rows))) and stored == [t for _, t in rows]
 
 
 def test_node_keys_order_as_their_ids():
