@@ -25,3 +25,16 @@ def test_release_free_memory_is_safe_to_call_anywhere():
     data = [bytes(1000) for _ in range(10_000)]
     del data
     allocator.release_free_memory()  # glibc: malloc_trim; elsewhere a no-op
+
+
+def test_the_launcher_trims_itself_in_one_background_thread(monkeypatch):
+    import threading
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    allocator.limit_arenas()
+    allocator.limit_arenas()
+    trimmers = [t for t in threading.enumerate() if t.name == "curate-malloc-trim"]
+    if allocator._LIBC is not None:
+        assert len(trimmers) == 1 and trimmers[0].daemon
+    else:
+        assert not trimmers
