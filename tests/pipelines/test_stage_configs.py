@@ -39,7 +39,7 @@ LEGACY_DEFAULTS = {
                          "weights": {"heuristic": 0.5, "reference": 0.5, "prototypicality": 0.0},
                          "reference_sha256": None},
     "semantic_dedup": {"enabled": False, "eps": 0.1, "n_clusters": None, "ranking": "quality",
-                       "max_cluster_size": 20_000, "seed": 0},
+                       "max_cluster_size": 20_000, "seed": 0, "sample_size": 131_072, "sample_memory_mb": 256.0},
 }
 
 
