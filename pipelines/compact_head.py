@@ -3,8 +3,9 @@ grouped by stash chunk, with no per-document element in any shuffle.
 
 Why: the local FnApiRunner holds every grouped value of a shuffle as a decoded Python object
 in its main process. `IngestAndValidate(stash=...)` + `ExactDedup` shuffle one dict per
-document three times (by id, by text hash, by chunk: ~400 bytes each); here every shuffle
-carries zlib-pickled blobs of many record tuples (`stash_stages.pack`), about 10x less.
+document three times (by id, by text hash, by chunk: ~520 bytes each, deep size); here every
+shuffle carries zlib-pickled blobs of many record tuples (`stash_stages.pack`): ~25 bytes per
+document (measured on the shared corpora, benchmarks/bench_compact_head.py).
 
     ReadRecords (stash mode, as IngestAndValidate)       dead letters -> "dead_letter"
       -> PackByIdRoot     per bundle, records packed by partition of the id's *root*
@@ -27,17 +28,17 @@ by chunk key and concatenates, and sorts by row: which blob holds which member d
 bundling, the multiset of members per chunk does not.
 
 Per-worker memory, N documents, P partitions (default 256), F = FLUSH_RECORDS:
-  PackByIdRoot     F record tuples (~200 bytes each) + one input file streamed: flat in N
-  UniqueIds        one partition's distinct ids (N/P dict entries, ~150 bytes each) + the
-                   locators of the copies of its duplicated ids (8 bytes each) + F buffered
-                   output tuples. The partition's blobs are read twice, never held unpacked.
-  KeepSmallestId   one partition's distinct text hashes with their smallest id (N/P entries,
-                   ~150 bytes) + F buffered tuples; a hot text (1M identical copies) is one
-                   dict entry.
-At P = 256: ~0.6 KB x N/256, i.e. ~3 MB at 1.1M documents, ~240 MB at 100M (raise P past
-that). Skew: 1M copies of one id cost 8 MB of locators plus their 1M new suffixes (~60 MB);
-ids sharing one root (a#1, a#2, ...) land in one partition. The local runner's main process
-holds each shuffle's blobs, ~40-60 bytes per document (see the test and module docs).
+  PackByIdRoot     F buffered record tuples (~230 bytes each) + one input file streamed: flat
+  UniqueIds        one partition: its blobs (~25 bytes per record, as the shuffle hands them)
+                   read twice, never held unpacked; its distinct ids with a locator (~140 bytes
+                   each); for ids with copies, their locators and new suffixes (~150 bytes per
+                   copy); F buffered output tuples
+  KeepSmallestId   one partition: its blobs; its distinct text hashes with their smallest id
+                   (~220 bytes each; a text with 1M identical copies is one entry); F tuples
+So ~0.25 KB x N/P: ~1 MB at 1.1M documents, ~100 MB at 100M (raise P beyond). Skew: all
+ids sharing one root (a, a#1, a#2, ...) are one partition; 1M copies of one id cost ~150 MB.
+(Measured with tracemalloc on 200k-record partitions; benchmarks/bench_compact_head.py
+measures the whole head against IngestAndValidate + ExactDedup.)
 """
 from __future__ import annotations
 
