@@ -244,7 +244,7 @@ def main() -> int:
         save()
         if args.sample_memory_mb:
             capped = run(n, with_exact=False, label=f"current, sample capped at {args.sample_memory_mb:g} MB",
-                         data=data, config_kwargs={"sample_memory_mb": args.sample_memory_mb})
+                         data=data, config_kwargs={"sample_memory_mb": args.sample_memory_mb}, trace=False)
             rows.append(capped)
             save()
         if baseline is not None:
