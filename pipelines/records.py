@@ -76,6 +76,10 @@ def to_document(obj, *, id_field: str, text_field: str, max_text_bytes: int, sou
         raise RecordError(BAD_ID, f"field {id_field!r} is {type(raw_id).__name__}, not a string or integer")
     else:
         doc_id = str(raw_id)
+        try:  # an id is written, hashed and keyed as UTF-8: a lone surrogate would crash a worker
+            doc_id.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise RecordError(BAD_ID, f"field {id_field!r} is not valid Unicode: {exc.reason}") from None
     return {"id": doc_id, "text": text, "source": source, "_order": order}
 
 

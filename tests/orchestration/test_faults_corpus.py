@@ -45,7 +45,8 @@ def _plant(folder: Path) -> dict:
         b'{"id": "t3", "text": {"nested": "object"}}',
         b'[1, 2, 3]',                                       # not_an_object
         b'{"id": "e1", "text": "   "}',                     # empty_text
-        b'{"id": ["bad"], "text": "an id that is a list"}',  # bad_id
+        b'{"id": ["bad"], "text": "an id that is a list"}',  # bad_id x2
+        b'{"id": "\\ud800x", "text": "an id with a lone surrogate"}',
         b'',                                                # blank line: not a record
     ]
     (folder / "bad.jsonl").write_bytes(b"\n".join(bad_lines) + b"\n")
@@ -71,7 +72,7 @@ def _plant(folder: Path) -> dict:
     (folder / "corrupt.parquet").write_bytes(b"PAR1 this is not parquet at all")
 
     dead = {"malformed_json": 3, "invalid_utf8": 3, "missing_text": 2 + 3, "null_text": 2,
-            "text_not_string": 3, "not_an_object": 1, "empty_text": 1, "bad_id": 1,
+            "text_not_string": 3, "not_an_object": 1, "empty_text": 1, "bad_id": 2,
             "record_too_large": 1, "truncated_file": 1, "unreadable_file": 1}
     kept_ids = ({d["id"] for d in good} | {"dup", "dup#1", "dup#2"}
                 | {f"tr{i}" for i in range(survivors)} | {"after-huge", "p0", "p1", "p2"})

@@ -26,6 +26,7 @@ def _doc(obj, **kw):
     ({"id": "a", "text": "bad \ud800"}, R.INVALID_UTF8),
     ({"id": {"x": 1}, "text": "fine"}, R.BAD_ID),
     ({"id": True, "text": "fine"}, R.BAD_ID),
+    ({"id": "\ud800x", "text": "fine"}, R.BAD_ID),  # used to crash the run in Beam's size estimate
 ])
 def test_bad_records_raise_with_reason(obj, reason):
     with pytest.raises(R.RecordError) as err:
