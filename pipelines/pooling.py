@@ -5,6 +5,11 @@ keeps every rank key `(-score, id)` and sorts them. Past that size the accumulat
 Beam's `ApproximateQuantilesCombineFn` (bounded memory, epsilon-approximate, and possibly
 dependent on bundling). Explicit cut points from config skip the combine altogether.
 The bucketing rule itself is plain Python in `pools.bucketing`.
+
+Merging never holds the partial accumulators together (issue 16: one list of them was ~17 GB
+at 100M documents): they are folded one at a time, so a merge holds at most `exact_max_docs`
+keys plus one incoming accumulator, or one approximate summary plus one incoming accumulator,
+whatever the number of partial accumulators.
 """
 from __future__ import annotations
 
@@ -45,15 +50,36 @@ class QuantileCutsFn(beam.CombineFn):
         return ("approx", self._approx_fn().add_input(state, tuple(key)))
 
     def merge_accumulators(self, accs):
-        accs = list(accs)
-        total = sum(len(s) for k, s in accs if k == "exact")
-        if all(k == "exact" for k, _ in accs) and total <= self.exact_max_docs:
-            merged = []
-            for _, s in accs:
-                merged.extend(s)
-            return ("exact", merged)
-        states = [s if k == "approx" else self._to_approx(s) for k, s in accs]
-        return ("approx", self._approx_fn().merge_accumulators(states))
+        """Fold `accs` one at a time (an iterable, read once): exact while the keys seen so far
+        fit `exact_max_docs`, approximate from the first accumulator that does not fit."""
+        pending = iter(accs)
+        merged: list = []
+        sizes: list[int] = []  # keys each folded accumulator brought (see _approx_states)
+        for kind, state in pending:
+            if kind == "exact" and len(merged) + len(state) <= self.exact_max_docs:
+                merged.extend(state)
+                sizes.append(len(state))
+                continue
+            states = self._approx_states(merged, sizes, (kind, state), pending)
+            return ("approx", self._approx_fn().merge_accumulators(states))
+        return ("exact", merged)
+
+    def _approx_states(self, merged: list, sizes: list[int], first, rest):
+        """Approximate states of the exact keys folded so far, then of `first` and `rest`, made one
+        at a time. Beam's merge collapses its buffers while it reads them, so fed lazily it holds
+        one summary plus one incoming state. The exact keys are converted per accumulator, as
+        they arrived, so the cuts are the ones a merge of the whole list gave (and still give)."""
+        start = 0
+        for n in sizes:
+            yield self._to_approx(merged[i] for i in range(start, start + n))
+            start += n
+        merged.clear()  # the exact keys are summarised: free them before reading the rest
+        yield self._as_approx(*first)
+        for kind, state in rest:
+            yield self._as_approx(kind, state)
+
+    def _as_approx(self, kind, state):
+        return state if kind == "approx" else self._to_approx(state)
 
     def extract_output(self, acc):
         kind, state = acc
