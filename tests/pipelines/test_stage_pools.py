@@ -65,3 +65,30 @@ def test_past_exact_max_docs_the_cuts_are_approximate_but_order_is_kept():
     assert_that(ids_and_pools(pooled), monotone, label="Pools")
     assert_that(cut_summary(out["cuts"]), equal_to([("approximate", "rank", 2)]), label="Cuts")
     p.run().wait_until_finish()
+
+
+def test_approximate_cuts_on_the_runner_are_within_epsilon_of_the_exact_ones():
+    """3000 documents, exact_max_docs=100: the cuts come from Beam's approximate quantiles
+    (merged from partial accumulators of four inputs) and each pool boundary lies within
+    epsilon * N ranks of the exact one, epsilon = 1 / (num_pools + 1) (Beam's bound)."""
+    num_pools, n = 4, 3000
+    docs = [{"id": f"d{i:05d}", "score": ((i * 7919) % 211) / 210} for i in range(n)]  # many ties
+    ranked = sorted(docs, key=lambda d: (-d["score"], d["id"]))
+    rank_of = {d["id"]: r for r, d in enumerate(ranked)}
+
+    def within_epsilon(pairs):
+        pools = [pool for _, pool in sorted(pairs, key=lambda x: rank_of[x[0]])]
+        if len(pools) != n or pools != sorted(pools):
+            raise BeamAssertException("pools are not ordered by rank")
+        for k in range(1, num_pools):
+            first = next((r for r, pool in enumerate(pools) if pool >= k), n)
+            exact = -(-k * n // num_pools)
+            if abs(first - exact) >= n / (num_pools + 1):
+                raise BeamAssertException(f"pool {k} starts at rank {first}, exact {exact}")
+
+    p = fnapi_pipeline()
+    parts = [p | f"Part{j}" >> beam.Create(docs[j::4]) for j in range(4)]
+    out = parts | beam.Flatten() | assign_pools(num_pools=num_pools, exact_max_docs=100)
+    assert_that(ids_and_pools(out["documents"]), within_epsilon, label="Pools")
+    assert_that(cut_summary(out["cuts"]), equal_to([("approximate", "rank", num_pools)]), label="Cuts")
+    p.run().wait_until_finish()
