@@ -311,9 +311,18 @@ def _run_into_staging(files, input_fps, output, config, options, fp, cache_dir, 
         stage_info=stage_info,
         warnings=list(reading.warnings) if reading else [],
     )
+    manifest["warnings"] += pool_warnings(manifest)
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode("utf-8")
     publish.publish(staging, output, manifest_bytes, fp["run"])
     return manifest
+
+
+def pool_warnings(manifest: dict) -> list[str]:
+    """Lines about the pools of a valid run that its user should still hear (empty pools)."""
+    from curate.pools.bucketing import empty_pools_warning
+
+    empty = empty_pools_warning(manifest["written_rows"]["per_pool"], manifest["pools"])
+    return [empty] if empty else []
 
 
 def _multi_processing(options) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 RankKey = tuple[float, str]
 
@@ -83,3 +83,41 @@ def rank_cuts_from_quantiles(quantiles: Sequence[RankKey], num_pools: int) -> Po
 def cuts_from_json(data: dict) -> PoolCuts:
     cuts = tuple(tuple(c) if isinstance(c, list) else c for c in data["cuts"])
     return PoolCuts(data["kind"], cuts, int(data["num_pools"]))
+
+
+def empty_pools_warning(per_pool: Mapping, cuts: Mapping) -> str | None:
+    """One line naming the pools that got no document, and why; None when none is empty.
+
+    per_pool: pool id -> documents written (every pool, empty ones with 0), as the manifest's
+    `written_rows.per_pool`; cuts: the run's cut points as the manifest's `pools` records them
+    (`PoolCuts.to_json()`, plus `mode`). An empty pool is a valid result, but a silent one made
+    `--pools 8` on 5 kept documents look like 8 pools of data.
+    """
+    sizes = {int(k): int(v) for k, v in per_pool.items()}
+    empty = sorted(k for k, v in sizes.items() if v == 0)
+    if not empty:
+        return None
+    kept, num_pools = sum(sizes.values()), len(sizes)
+    named = f"pool{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))} of {num_pools} "
+    named += "are empty" if len(empty) > 1 else "is empty"
+    if kept == 0:
+        return f"{named}: no document was kept"
+    if cuts.get("kind") == "score":
+        thresholds = [float(t) for t in cuts["cuts"]]  # descending
+        ranges = [_score_range(thresholds, k) for k in empty]
+        return (f"{named}: no kept document has a score in {'its' if len(empty) == 1 else 'their'} "
+                f"range of the explicit pools.cut_points ({'; '.join(ranges)})")
+    if kept < num_pools:
+        return (f"{named}: {kept} kept document{'s' if kept > 1 else ''} for {num_pools} pools, "
+                f"and rank cuts put at most one document in each pool; set --pools (pools.num_pools) "
+                f"to {kept} or fewer")
+    return f"{named}: the {cuts.get('mode', 'rank')} cut points left no document between them"
+
+
+def _score_range(thresholds: Sequence[float], pool: int) -> str:
+    """The scores pool `pool` takes under descending explicit thresholds."""
+    if pool == 0:
+        return f"pool 0: score >= {thresholds[0]:g}"
+    if pool == len(thresholds):
+        return f"pool {pool}: score < {thresholds[-1]:g}"
+    return f"pool {pool}: {thresholds[pool]:g} <= score < {thresholds[pool - 1]:g}"

@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
         print(dry_run_report(args.input, args.output, config, getattr(args, BEAM_ARGS, []) or [], as_json=args.json))
         return 0
     from curate.orchestration.progress import ProgressMonitor, choose_mode
-    from curate.orchestration.runner import execute_job, warn, workers_on_launcher
+    from curate.orchestration.runner import execute_job, pool_warnings, warn, workers_on_launcher
     from curate.orchestration.worker_logs import hold_beam_errors
 
     args.output = _absolute(args.output)  # the workers' folder is not this one
@@ -260,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
     run_id, warning = _register(args, args.output)
     if warning:
         warn(warning)
+    for note in pool_warnings(manifest):  # e.g. empty pools; also said when a run is reused
+        warn(note)
     if result.reused and not args.json:
         print(f"reusing the published run in {args.output}: same config, inputs and code "
               f"(fingerprint {result.fingerprint['run'][:12]}); pass --force to recompute it")
@@ -270,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
                           "catalog_warning": warning, "counts": manifest["counts"],
                           "reconciliation": manifest["reconciliation"],
                           "per_pool": manifest["written_rows"]["per_pool"],
-                          "signature_cache": cache,
+                          "signature_cache": cache, "warnings": manifest.get("warnings", []),
                           **{k: manifest[k] for k in ("embeddings", "semantic_dedup", "embedding_scores")
                              if k in manifest}}, indent=2))
     else:

@@ -3,7 +3,8 @@ import random
 import pytest
 
 from curate.pools import stats
-from curate.pools.bucketing import cuts_from_json, exact_rank_cuts, rank_cuts_from_quantiles, rank_key, score_cuts
+from curate.pools.bucketing import (cuts_from_json, empty_pools_warning, exact_rank_cuts, rank_cuts_from_quantiles,
+                                    rank_key, score_cuts)
 
 
 def test_exact_rank_cuts_give_equal_pools_even_with_ties():
@@ -58,3 +59,22 @@ def test_stats_accumulator_merges_and_finalises():
     assert row["score_mean"] == pytest.approx(0.4)
     assert row["source_share"] == '{"a": 0.6666666666666666, "b": 0.3333333333333333}'
     assert stats.finalize(stats.empty(), 3)["score_mean"] is None
+
+
+def test_empty_pools_warning_names_the_pools_and_why():
+    two_docs = [rank_key(0.9, "a"), rank_key(0.1, "b")]
+    cuts = {"mode": "exact", **exact_rank_cuts(two_docs, 4).to_json()}
+    per_pool = {str(k): sum(1 for s, i in ((0.9, "a"), (0.1, "b"))
+                            if exact_rank_cuts(two_docs, 4).assign(s, i) == k) for k in range(4)}
+    assert per_pool == {"0": 1, "1": 0, "2": 1, "3": 0}
+    note = empty_pools_warning(per_pool, cuts)
+    assert note.startswith("pools 1, 3 of 4 are empty: 2 kept documents for 4 pools")
+    assert "--pools (pools.num_pools) to 2 or fewer" in note
+    # explicit score cuts: the empty pool's score range is named
+    note = empty_pools_warning({"0": 3, "1": 0, "2": 2}, {"mode": "explicit", **score_cuts([0.5, 0.8]).to_json()})
+    assert note.startswith("pool 1 of 3 is empty: no kept document has a score in its range")
+    assert "pool 1: 0.5 <= score < 0.8" in note
+    assert empty_pools_warning({"0": 0, "1": 0}, {"mode": "exact", **exact_rank_cuts([], 2).to_json()}) == \
+        "pools 0, 1 of 2 are empty: no document was kept"
+    # no empty pool, no warning
+    assert empty_pools_warning({"0": 2, "1": 1}, {"mode": "exact", **exact_rank_cuts(two_docs[:1] * 3, 2).to_json()}) is None
