@@ -9,17 +9,20 @@
 4. Connected components over verified edges (pipelines.components); in every component the
    smallest id survives, every other member is removed with a `near` dedup row whose
    similarity is the (exact or estimated) Jaccard between it and the survivor.
+
+With a cache folder (`--cache-dir`), signatures are looked up and stored per batch of
+documents (`_Sign`) or per stash chunk (`stash_stages.SignAndScore`) in
+`scorers.signature_cache`'s partitioned files, keyed by `text_key` of the normalised text:
+no shuffle carries the cache's rows or a record per document to meet them.
 """
 from __future__ import annotations
 
 import hashlib
 import sys
-import uuid
 from dataclasses import replace
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from curate.pipelines import counters
@@ -34,18 +37,19 @@ SIGNATURES = "signatures"
 NEW_SIGNATURES = "new_signatures"
 SIG_CACHE_HITS = "near_dedup.signature_cache_hits"
 SIG_CACHE_MISSES = "near_dedup.signature_cache_misses"
-# cache rows or files found invalid while the pipeline read them (rows whose checksum or length
-# is wrong, files that could not be read to the end); their signatures are recomputed
+# cache rows or files found invalid while read (rows whose checksum is wrong, files whose
+# structure is): their signatures are recomputed
 SIG_CACHE_REJECTED = "near_dedup.signature_cache_rejected"
 # bump when MinHasher's output or the cache's file format changes for the same parameters:
-# v2 = 64-bit shingle hashes (scorers.minhash.SHINGLE_HASH_SCHEME) and a checksum per row.
-# The version names the folder, so v1 signatures (32-bit shingle hashes) are never read.
-CACHE_FORMAT = "minhash-v2"
-CORRUPT_SUFFIX = ".corrupt"
+# v2 = 64-bit shingle hashes (scorers.minhash.SHINGLE_HASH_SCHEME) and a checksum per row;
+# v3 = scorers.signature_cache's partitioned fixed-width files, looked up per chunk.
+# The version names the folder, so signatures of another format are never read.
+CACHE_FORMAT = "minhash-v3"
+OLD_CACHE_FORMATS = ("minhash-v1", "minhash-v2")
 # shingle-hash payloads (exact verification) are uint64; MinHash signatures are uint32
 EXACT_PAYLOAD = np.uint64
 SIGNATURE = np.uint32
-
+LOOKUP_BATCH = 1024  # documents signed together by _Sign (one cache lookup per batch)
 
 
 def _warn(message: str) -> None:
@@ -67,153 +71,53 @@ def _cache_name(hasher: MinHasher) -> str:
     return f"{CACHE_FORMAT}-p{hasher.num_perm}-s{hasher.shingle_size}-seed{hasher.seed}"
 
 
-def entry_checksum(folder_name: str, key: bytes, sig: bytes) -> bytes:
-    """Checksum of one cache row, bound to the parameter set: a flipped bit, a signature
-    swapped in from another text or copied from another parameter folder does not match."""
-    digest = hashlib.blake2b(digest_size=16, key=folder_name.encode("utf-8")[:64])
-    digest.update(len(key).to_bytes(4, "little"))
-    digest.update(key)
-    digest.update(sig)
-    return digest.digest()
-
-
-def _cache_schema():
-    import pyarrow as pa
-
-    return pa.schema([("key", pa.binary()), ("sig", pa.binary()), ("check", pa.binary())])
-
-
-def _valid_entries(folder_name: str, num_perm: int, table_batches):
-    """(key, sig) of each row whose signature has the right length and whose checksum holds;
-    the count of the others (ints yielded in between: rejected rows in that batch)."""
-    size = num_perm * np.dtype(SIGNATURE).itemsize
-    for batch in table_batches:
-        columns = batch.to_pydict()
-        bad = 0
-        for key, sig, check in zip(columns["key"], columns["sig"], columns["check"]):
-            if (isinstance(key, bytes) and isinstance(sig, bytes) and len(sig) == size
-                    and check == entry_checksum(folder_name, key, sig)):
-                yield key, sig
-            else:
-                bad += 1
-        if bad:
-            yield bad
-
-
-def _open_cache_file(path: str):
-    import pyarrow.parquet as pq
-
-    fh = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+def warn_old_cache_formats(cache_dir: str) -> None:
+    """One line (at pipeline construction) when the cache folder holds signatures of an earlier
+    format: they are ignored, never read or mixed with this format's."""
     try:
-        pf = pq.ParquetFile(fh)
-        missing = {"key", "sig", "check"} - set(pf.schema_arrow.names)
-        if missing:
-            raise ValueError(f"no column(s) {', '.join(sorted(missing))}")
-    except BaseException:
-        fh.close()
-        raise
-    return fh, pf
+        old = [m.path for pattern in OLD_CACHE_FORMATS
+               for m in FileSystems.match([FileSystems.join(cache_dir, f"{pattern}-*", "*")], limits=[1])[0].metadata_list]
+    except Exception:  # noqa: BLE001 - a cache folder that cannot be listed holds nothing old to mention
+        return
+    if old:
+        _warn(f"signature cache {cache_dir} holds signatures of an earlier format ({', '.join(OLD_CACHE_FORMATS)}); "
+              f"they are ignored (signed again into {CACHE_FORMAT}-*), delete those folders to reclaim the space")
 
 
-def check_cache_file(path: str, folder_name: str, num_perm: int) -> str | None:
-    """None if every row of the cache file is valid, else why not (one line)."""
-    try:
-        fh, pf = _open_cache_file(path)
-        with fh:
-            for item in _valid_entries(folder_name, num_perm, pf.iter_batches(batch_size=8192)):
-                if isinstance(item, int):
-                    return f"{item} entr{'y' if item == 1 else 'ies'} with a wrong checksum or length"
-    except Exception as exc:  # noqa: BLE001 - any failure to read it makes the file unusable
-        return f"unreadable: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return None
-
-
-def quarantine_invalid_cache_files(folder: str, hasher: MinHasher) -> list[str]:
-    """Check every cache file before the run uses it; move each invalid one aside (to
-    NAME.corrupt, never read again, kept for inspection) with a warning, so its signatures
-    are recomputed and written anew instead of failing this and every later run.
-    Returns the paths of the files left to read."""
-    pattern = FileSystems.join(folder, "*.parquet")
-    paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    good = []
-    for path in paths:
-        problem = check_cache_file(path, _cache_name(hasher), hasher.num_perm)
-        if problem is None:
-            good.append(path)
-            continue
-        try:
-            FileSystems.rename([path], [path + CORRUPT_SUFFIX])
-            where = f"moved to {path + CORRUPT_SUFFIX}"
-        except Exception:  # noqa: BLE001 - e.g. a concurrent run moved it first
-            where = "left in place, not read"
-        _warn(f"signature cache file {path} is invalid ({problem}); {where}, its signatures "
-              "are recomputed")
-    return good
-
-
-class _ReadCacheFile(beam.DoFn):
-    """cache file path -> (text key, signature bytes) of its valid rows. Checked again while
-    read (the file may have been moved or replaced since the check at construction); what
-    cannot be read counts as rejected and is recomputed, never a failure of the run."""
-
-    def __init__(self, folder_name: str, num_perm: int):
-        self.folder_name, self.num_perm = folder_name, num_perm
-
-    def process(self, path: str):
-        try:
-            fh, pf = _open_cache_file(path)
-            with fh:
-                for item in _valid_entries(self.folder_name, self.num_perm,
-                                           pf.iter_batches(batch_size=8192)):
-                    if isinstance(item, int):
-                        counters.inc(SIG_CACHE_REJECTED, item)
-                    else:
-                        yield item
-        except Exception:  # noqa: BLE001 - the rows read so far were valid; the rest recompute
-            counters.inc(SIG_CACHE_REJECTED)
-
-
-def _attach_cached(item):
-    """(text key, {"doc": [...], "sig": [...]}) -> (doc, cached signature or None) per doc."""
-    _, grouped = item
-    cached = grouped["sig"][0] if grouped["sig"] else None
-    for doc in grouped["doc"]:
-        yield doc, cached
-
-
-class SignatureCache(beam.PTransform):
-    """docs -> (doc, cached signature bytes or None), joining on the text's content key.
-
-    The cache is a folder of Parquet files (key, sig, check) checked at pipeline construction
-    (`quarantine_invalid_cache_files`) and read row by row with their checksums verified.
-    Files appear only by Beam's finalize rename, so a half-written file is never read (temp
-    files sit in beam-temp-* sub-folders the `*.parquet` glob does not match).
-    """
+class SignatureLookup:
+    """A worker's view of the signature cache (`scorers.signature_cache.SignatureCache` in the
+    run's parameter folder): batch lookups and writes, with the cache's rejected rows and files
+    counted in SIG_CACHE_REJECTED. Build it in a DoFn's setup (it holds an index and a lock)."""
 
     def __init__(self, folder: str, hasher: MinHasher):
-        super().__init__()
-        self.folder = folder
-        self.hasher = hasher
+        from curate.scorers.signature_cache import SignatureCache
 
-    def expand(self, docs):
-        files = quarantine_invalid_cache_files(self.folder, self.hasher)
-        if files:
-            cached = (docs.pipeline
-                      | "SigCacheFiles" >> beam.Create(files)
-                      | "ReadSigCache" >> beam.ParDo(_ReadCacheFile(_cache_name(self.hasher),
-                                                                    self.hasher.num_perm)))
-        else:
-            cached = docs.pipeline | "EmptySigCache" >> beam.Create([])
-        # compact records (pipelines.stash) carry the key; documents carry the text
-        keyed = docs | "KeyByText" >> beam.Map(lambda d: (d["_key"] if "_key" in d else text_key(d["_norm"]), d))
-        return ({"doc": keyed, "sig": cached}
-                | "JoinSigCache" >> beam.CoGroupByKey()
-                | "AttachCached" >> beam.FlatMap(_attach_cached))
+        self.cache = SignatureCache(folder, hasher.num_perm * np.dtype(SIGNATURE).itemsize,
+                                    _cache_name(hasher), warn=_warn)
+        self._rejected = 0
+
+    def _count_rejected(self) -> None:
+        rejected = self.cache.rejected_rows + self.cache.rejected_files
+        if rejected > self._rejected:
+            counters.inc(SIG_CACHE_REJECTED, rejected - self._rejected)
+            self._rejected = rejected
+
+    def get(self, keys: list[bytes]) -> list:
+        found = self.cache.get(keys)
+        self._count_rejected()
+        return found
+
+    def put(self, new_signatures: list[tuple[bytes, bytes]]) -> None:
+        if new_signatures:
+            keys, sigs = zip(*new_signatures)
+            self.cache.put(list(keys), list(sigs))
+            self._count_rejected()
 
 
 class Signer:
     """What one document contributes to near dedup, from its normalised text: (id, verification
-    payload) and (band key, id) per LSH band, plus a cache row for a newly computed signature.
+    payload) and (band key, id) per LSH band, plus (tagged NEW_SIGNATURES) the (text key,
+    signature bytes) of a newly computed signature when caching, for the caller to store.
 
     The payload is the sorted shingle-hash set (verify="exact": exact Jaccard, the default)
     or the MinHash signature (verify="minhash": smaller, but the estimate's noise, about
@@ -225,9 +129,10 @@ class Signer:
     def __init__(self, hasher: MinHasher, bands: int, rows: int, verify: str, caching: bool = False):
         self.hasher, self.bands, self.rows, self.verify = hasher, bands, rows, verify
         self.caching = caching
-        self.cache_name = _cache_name(hasher)
 
-    def outputs(self, doc_id: str, norm: str, cached):
+    def outputs(self, doc_id: str, norm: str, cached, key: bytes | None = None):
+        """cached: the signature bytes from the cache, or None; key: the text's cache key
+        (text_key(norm), computed here if not given)."""
         hashes = None
         if cached is not None:
             sig = np.frombuffer(cached, dtype=SIGNATURE)
@@ -237,9 +142,7 @@ class Signer:
             sig = self.hasher.signature_of_hashes(hashes)
             if self.caching:
                 counters.inc(SIG_CACHE_MISSES)
-                key, sig_bytes = text_key(norm), sig.tobytes()
-                yield beam.pvalue.TaggedOutput(NEW_SIGNATURES, {
-                    "key": key, "sig": sig_bytes, "check": entry_checksum(self.cache_name, key, sig_bytes)})
+                yield beam.pvalue.TaggedOutput(NEW_SIGNATURES, (key or text_key(norm), sig.tobytes()))
         if self.verify == "exact":
             payload = hashes if hashes is not None else self.hasher.shingle_hashes(norm)
         else:
@@ -250,22 +153,52 @@ class Signer:
 
 
 class _Sign(beam.DoFn):
-    """(doc, cached signature bytes or None) -> Signer outputs (all tagged)."""
+    """documents -> Signer outputs (all tagged), signed LOOKUP_BATCH documents at a time: with
+    a cache folder, each batch's signatures are looked up together and the new ones written
+    to the cache (no per-document join with the cache's rows)."""
 
-    def __init__(self, signer: Signer, progress_dir: str | None = None):
-        self.signer, self.progress_dir = signer, progress_dir
+    def __init__(self, signer: Signer, progress_dir: str | None = None, cache_folder: str | None = None):
+        self.signer, self.progress_dir, self.cache_folder = signer, progress_dir, cache_folder
         self.progress = ProgressWriter(None, "minhash")  # replaced in setup()
 
     def setup(self):
         self.progress = ProgressWriter(self.progress_dir, "minhash")
+        self.lookup = SignatureLookup(self.cache_folder, self.signer.hasher) if self.cache_folder else None
+
+    def start_bundle(self):
+        self.batch: list = []
+
+    def process(self, doc):
+        self.batch.append(doc)
+        if len(self.batch) >= LOOKUP_BATCH:
+            yield from self._flush(windowed=False)
 
     def finish_bundle(self):
+        yield from self._flush(windowed=True)
         self.progress.flush()
 
-    def process(self, item):
-        doc, cached = item
-        yield from self.signer.outputs(doc["id"], doc["_norm"], cached)
-        self.progress.add(1)
+    def _flush(self, windowed: bool):
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        batch, self.batch = self.batch, []
+        if not batch:
+            return
+        keys = [text_key(d["_norm"]) for d in batch] if self.lookup else [None] * len(batch)
+        cached = self.lookup.get(keys) if self.lookup else [None] * len(batch)
+        new = []
+        for doc, key, sig in zip(batch, keys, cached):
+            for out in self.signer.outputs(doc["id"], doc["_norm"], sig, key):
+                if out.tag == NEW_SIGNATURES:
+                    new.append(out.value)
+                elif windowed:  # finish_bundle's outputs carry their window
+                    yield beam.pvalue.TaggedOutput(out.tag, WindowedValue(
+                        out.value, GlobalWindow().max_timestamp(), [GlobalWindow()]))
+                else:
+                    yield out
+        if self.lookup:
+            self.lookup.put(new)
+        self.progress.add(len(batch))
 
 
 def _candidate_pairs(item, max_all_pairs: int):
@@ -426,14 +359,6 @@ class NearDedup(beam.PTransform):
     def cache_folder(self, cache_dir: str) -> str:
         return cache_folder(cache_dir, self.hasher)
 
-    def write_cache(self, new_signatures, cache_dir: str) -> None:
-        """Newly computed signatures -> a new file in the cache (unique prefix per run:
-        concurrent runs never write the same cache file)."""
-        (new_signatures
-         | "WriteSigCache" >> beam.io.WriteToParquet(
-             FileSystems.join(self.cache_folder(cache_dir), f"sigs-{uuid.uuid4().hex[:12]}"), _cache_schema(),
-             file_name_suffix=".parquet"))
-
     def expand(self, docs):
         c = self.config
         exact = c.verify == "exact"
@@ -442,14 +367,12 @@ class NearDedup(beam.PTransform):
             runtime = runtime_options(docs.pipeline)
             cache_dir = runtime.curate_cache_dir if runtime else None
             progress_dir = runtime.curate_progress_dir if runtime else None
+            folder = None
             if cache_dir:
-                to_sign = docs | "SignatureCache" >> SignatureCache(self.cache_folder(cache_dir), self.hasher)
-            else:
-                to_sign = docs | "NoSignatureCache" >> beam.Map(lambda d: (d, None))
-            signed = to_sign | "Sign" >> beam.ParDo(_Sign(self.signer(bool(cache_dir)), progress_dir)).with_outputs(
-                SIGNATURES, BANDS, NEW_SIGNATURES)
-            if cache_dir:
-                self.write_cache(signed[NEW_SIGNATURES], cache_dir)
+                warn_old_cache_formats(cache_dir)
+                folder = self.cache_folder(cache_dir)
+            signed = docs | "Sign" >> beam.ParDo(_Sign(self.signer(bool(cache_dir)), progress_dir, folder)).with_outputs(
+                SIGNATURES, BANDS)
         signatures = signed[SIGNATURES]
         candidates = (
             signed[BANDS]

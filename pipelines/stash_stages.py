@@ -32,7 +32,7 @@ from curate.pipelines import fsutil
 from curate.pipelines.allocator import release_free_memory
 from curate.pipelines import stash as ST
 from curate.pipelines.near_dedup import (BANDS, EXACT_PAYLOAD, NEW_SIGNATURES, SIGNATURE, SIGNATURES,
-                                         SignatureCache)
+                                         SignatureLookup, text_key, warn_old_cache_formats)
 from curate.scorers.minhash import jaccard_estimate, jaccard_of_hashes
 from curate.pipelines.progress import ProgressWriter
 from curate.pipelines.runtime import runtime_options
@@ -66,10 +66,16 @@ def scored_schema(feature_names):
 
 
 class _SignAndScoreChunk(beam.DoFn):
-    def __init__(self, stash: ST.Stash, signer, heuristics_config, feature_names, progress_dir=None):
+    """(chunk key, member tuples) -> the chunk's scored, payload and band files; the chunk key.
+    With `cache_folder`, the chunk's signatures are looked up in the signature cache in one
+    batch (keys: `near_dedup.text_key` of each normalised text) and the ones computed here are
+    written to it as new files, before the chunk key goes on."""
+
+    def __init__(self, stash: ST.Stash, signer, heuristics_config, feature_names, progress_dir=None,
+                 cache_folder: str | None = None):
         self.stash, self.signer = stash, signer
         self.heuristics_config, self.feature_names = heuristics_config, list(feature_names)
-        self.progress_dir = progress_dir
+        self.progress_dir, self.cache_folder = progress_dir, cache_folder
         self.progress = ProgressWriter(None, "minhash")  # replaced in setup()
 
     def setup(self):
@@ -77,6 +83,9 @@ class _SignAndScoreChunk(beam.DoFn):
         self.scorer.setup()
         self.schema = scored_schema(self.feature_names)
         self.progress = ProgressWriter(self.progress_dir, "minhash")
+        self.lookup = None
+        if self.cache_folder and self.signer is not None:
+            self.lookup = SignatureLookup(self.cache_folder, self.signer.hasher)
 
     def finish_bundle(self):
         self.progress.flush()
@@ -87,20 +96,23 @@ class _SignAndScoreChunk(beam.DoFn):
         from curate.scorers.text import normalise_text
 
         key, members = item
-        # (row, id, locator, text_hash, cached signature): rows in input order
+        # (row, id, locator, text_hash, _): rows in input order
         members = sorted(members, key=lambda m: m[0])
         texts = ST.read_table(self.stash.raw_path(key), ["text"]).column("text").to_pylist()
+        norms = [normalise_text(texts[m[0]]) for m in members]
+        cache_keys = [text_key(norm) for norm in norms] if self.lookup else [None] * len(members)
+        cached = self.lookup.get(cache_keys) if self.lookup else [None] * len(members)
+        new_signatures = []
         source_index = key >> ST._FILE_SHIFT
         source = self.stash.sources[source_index]
         columns = self.schema.names
         rows = []
         payload_rows, payloads = [], []
         bands: dict[int, tuple[list, list, list]] = {}
-        for row, doc_id, loc, hashed, cached in members:
+        for (row, doc_id, loc, hashed, _), norm, cache_key, sig in zip(members, norms, cache_keys, cached):
             text = texts[row]
-            norm = normalise_text(text)
             if self.signer is not None:
-                for out in self.signer.outputs(doc_id, norm, cached):
+                for out in self.signer.outputs(doc_id, norm, sig, cache_key):
                     if out.tag == SIGNATURES:
                         payload_rows.append(row)
                         payloads.append(out.value[1])
@@ -110,8 +122,8 @@ class _SignAndScoreChunk(beam.DoFn):
                         keys.append(band_key)
                         ids.append(doc_id)
                         locs.append(loc)
-                    else:
-                        yield out
+                    elif out.tag == NEW_SIGNATURES:
+                        new_signatures.append(out.value)
             [scored] = self.scorer.process({"id": doc_id, "text": text, "source": source, "_norm": norm})
             scored[ROW], scored["text_hash"] = row, hashed
             rows.append(scored)
@@ -122,17 +134,22 @@ class _SignAndScoreChunk(beam.DoFn):
             ST.write_table(self.stash.payload_path(key), pa.table({
                 ROW: pa.array(payload_rows, pa.int64()), "payload": pa.array(payloads, pa.binary())}))
             write_bands(bands_path(self.stash, key), bands)
+        if self.lookup is not None:
+            self.lookup.put(new_signatures)
         yield key
-        del texts, rows, table, payloads, bands
+        del texts, norms, rows, table, payloads, bands, cached, new_signatures
         release_free_memory()
 
 
 class SignAndScore(beam.PTransform):
-    """compact records -> {"chunks": one chunk key per chunk, NEW_SIGNATURES (cache rows)}.
+    """compact records -> {"chunks": one chunk key per chunk}.
 
     Per chunk, the scored rows (every written column but `pool`), the verification payloads
     (shingle-hash sets or signatures) and the LSH band entries (`bands/`, one Arrow batch per
     partition of the band-key space) are written to the stash; nothing per document goes on.
+    With a cache folder (the run's `--cache-dir`), each chunk looks its signatures up in the
+    signature cache and adds the ones it computed (`_SignAndScoreChunk`): the shuffle is the
+    same packed blobs per chunk as without a cache.
 
     near: the run's NearDedup (its Signer settings), or None when near dedup is off.
     """
@@ -151,32 +168,19 @@ class SignAndScore(beam.PTransform):
         progress_dir = runtime.curate_progress_dir if runtime else None
         caching = bool(self.near is not None and cache_dir)
         signer = self.near.signer(caching) if self.near is not None else None
-        fn = _SignAndScoreChunk(self.stash, signer, self.score.heuristics_config,
-                                [c[2:] for c in self.score.adds if c.startswith("f_")], progress_dir)
-        if caching:  # the cache joins on each text's key: one record per document goes through it
-            grouped = (
-                chunk_blobs
-                | "Members" >> beam.FlatMap(lambda kb: ({"_key": m[4], "member": m} for m in unpack(kb[1])))
-                | "SignatureCache" >> SignatureCache(self.near.cache_folder(cache_dir), self.near.hasher)
-                | "ByChunk" >> beam.Map(_by_chunk)
-                | "GroupChunks" >> beam.GroupByKey()
-            )
-        else:
-            grouped = (
-                chunk_blobs
-                | "GroupChunks" >> beam.GroupByKey()
-                | "Unpack" >> beam.MapTuple(lambda key, blobs: (key, [m[:4] + (None,) for m in unpacked(blobs)]))
-            )
-        out = grouped | "SignAndScoreChunk" >> beam.ParDo(fn).with_outputs(NEW_SIGNATURES, main="chunks")
+        folder = None
         if caching:
-            self.near.write_cache(out[NEW_SIGNATURES], cache_dir)
-        return {"chunks": out.chunks}
-
-
-def _by_chunk(member_cached):
-    doc, cached = member_cached
-    row, doc_id, loc, hashed, _ = doc["member"]
-    return ST.chunk_key(loc), (row, doc_id, loc, hashed, cached)
+            warn_old_cache_formats(cache_dir)
+            folder = self.near.cache_folder(cache_dir)
+        fn = _SignAndScoreChunk(self.stash, signer, self.score.heuristics_config,
+                                [c[2:] for c in self.score.adds if c.startswith("f_")], progress_dir, folder)
+        out = (
+            chunk_blobs
+            | "GroupChunks" >> beam.GroupByKey()
+            | "Unpack" >> beam.MapTuple(lambda key, blobs: (key, unpacked(blobs)))
+            | "SignAndScoreChunk" >> beam.ParDo(fn)
+        )
+        return {"chunks": out}
 
 
 class PackByKey(beam.DoFn):

@@ -103,7 +103,11 @@ def test_compact_pipeline_decides_what_the_document_pipeline_decides(corpus, tmp
     for key in ("pools", "dedup", "filtered", "dead", "stats"):
         assert compact[key] == whole[key], key
     if cached:  # the second run read every signature from the cache the first one wrote
+        assert whole["counters"].get("near_dedup.signature_cache_misses", 0) > 0
         assert compact["counters"].get("near_dedup.signature_cache_hits", 0) > 0
+        assert compact["counters"].get("near_dedup.signature_cache_misses", 0) == 0
+        assert not list((tmp_path / "cache").glob("minhash-v2-*"))
+        assert list((tmp_path / "cache").glob("minhash-v3-*/p=*/part-*.sig"))
         for name in ("signature_cache_hits", "signature_cache_misses"):
             whole["counters"].pop(f"near_dedup.{name}", None)
             compact["counters"].pop(f"near_dedup.{name}", None)

@@ -11,7 +11,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
-from curate.pipelines.near_dedup import SIG_CACHE_HITS, SIG_CACHE_MISSES, NearDedup
+from curate.pipelines.near_dedup import SIG_CACHE_HITS, SIG_CACHE_MISSES, SIG_CACHE_REJECTED, NearDedup
 from curate.pipelines.stage_configs import NearDedupConfig
 from tests.pipelines.stage_helpers import document, fnapi_pipeline, run_counting, words
 
@@ -129,8 +129,8 @@ def test_signature_cache_is_filled_then_read(tmp_path):
     assert second.get(SIG_CACHE_HITS) == 3 and second.get(SIG_CACHE_MISSES, 0) == 0
 
 
-def _cache_files(folder, suffix=".parquet"):
-    return sorted(p for p in folder.rglob(f"*{suffix}") if "beam-temp" not in str(p))
+def _cache_files(folder, suffix=".sig"):
+    return sorted(folder.rglob(f"*{suffix}"))
 
 
 def _run_cached(tmp_path, docs, survivors, **settings):
@@ -140,72 +140,84 @@ def _run_cached(tmp_path, docs, survivors, **settings):
     return run_counting(p)
 
 
-def test_old_scheme_signatures_are_never_read(tmp_path):
-    """Signatures from 32-bit shingle hashes (cache format v1) live in another folder."""
+def test_signatures_of_other_formats_are_never_read_and_mentioned_once(tmp_path, capsys):
+    """Signatures from 32-bit shingle hashes (v1) or in the Parquet files read whole (v2) live
+    in other folders: ignored, with one warning line."""
     from curate.pipelines.near_dedup import cache_folder
     from curate.scorers.minhash import MinHasher
 
     folder = cache_folder(str(tmp_path), MinHasher(128, 2, 42))
-    assert "minhash-v2-p128-s2-seed42" in folder and "minhash-v1" not in folder
+    assert "minhash-v3-p128-s2-seed42" in folder and "minhash-v2" not in folder
+    old = tmp_path / "minhash-v2-p128-s2-seed42"
+    old.mkdir()
+    (old / "sigs-0.parquet").write_bytes(b"an old cache file")
+    capsys.readouterr()
+    first = _run_cached(tmp_path, [D3, D2, D1], ["d1", "d3"], threshold=0.85)
+    assert first.get(SIG_CACHE_MISSES) == 3 and first.get(SIG_CACHE_HITS, 0) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "earlier format" in line]
+    assert len(warned) == 1 and warned[0].startswith("curate run: warning: signature cache ")
+    assert (old / "sigs-0.parquet").exists()  # left for the user to delete
 
 
 def test_a_corrupt_cache_file_is_moved_aside_with_a_warning_and_rebuilt(tmp_path, capsys):
     """A corrupt signature-cache file failed every later run in the workspace (the reliability
-    issue's item 6)."""
+    issue's item 6): now each is moved aside when read, and its signatures are recomputed."""
     first = _run_cached(tmp_path, [D3, D2, D1], ["d1", "d3"], threshold=0.85)
     assert first.get(SIG_CACHE_MISSES) == 3
-    (good,) = _cache_files(tmp_path)
-    good.write_bytes(good.read_bytes()[:-40])  # truncated: the Parquet footer is gone
-    garbage = good.parent / "sigs-garbage.parquet"
-    garbage.write_bytes(b"not parquet at all")
+    files = _cache_files(tmp_path)
+    assert 1 <= len(files) <= 3  # one file per key partition the three keys fall in
+    for good in files:
+        good.write_bytes(good.read_bytes()[:-40])  # cut short: the trailer is gone
+    garbage = files[0].parent / "part-r0000001-garbage.sig"
+    garbage.write_bytes(b"not a cache file at all")
     capsys.readouterr()
     second = _run_cached(tmp_path, [D3, D2, D1], ["d1", "d3"], threshold=0.85)
     assert second.get(SIG_CACHE_HITS, 0) == 0 and second.get(SIG_CACHE_MISSES) == 3  # rebuilt
+    assert second.get(SIG_CACHE_REJECTED) == len(files) + 1
     warned = [line for line in capsys.readouterr().err.splitlines() if "signature cache file" in line]
-    assert len(warned) == 2 and all(w.startswith("curate run: warning: ") and "recomputed" in w
-                                    for w in warned)
+    assert len(warned) == len(files) + 1 and all(
+        w.startswith("curate run: warning: ") and "recomputed" in w for w in warned)
     assert {p.name for p in _cache_files(tmp_path, ".corrupt")} == {
-        good.name + ".corrupt", "sigs-garbage.parquet.corrupt"}
+        *(f.name + ".corrupt" for f in files), garbage.name + ".corrupt"}
     third = _run_cached(tmp_path, [D3, D2, D1], ["d1", "d3"], threshold=0.85)
     assert third.get(SIG_CACHE_HITS) == 3 and third.get(SIG_CACHE_MISSES, 0) == 0
 
 
-def _write_cache(path, rows):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _signature_cache(stage, tmp_path):
+    from curate.pipelines.near_dedup import cache_folder
+    from curate.scorers.signature_cache import SignatureCache
 
-    from curate.pipelines.near_dedup import _cache_schema
-
-    pq.write_table(pa.Table.from_pylist(rows, schema=_cache_schema()), path)
+    folder = cache_folder(str(tmp_path), stage.hasher)
+    return SignatureCache(folder, stage.hasher.num_perm * 4, folder.rsplit("/", 1)[1])
 
 
 def test_poisoned_signatures_of_the_right_length_are_rejected_by_their_checksum(tmp_path, capsys):
     """A signature replaced by another text's (right length, wrong content) silently changed
     dedup decisions (the reliability issue's item 6). With verify=minhash the cached signature
     decides alone, so a poisoned entry for d3 that copies d1's signature would remove d3."""
-    from curate.pipelines.near_dedup import cache_folder, entry_checksum, text_key
+    from curate.pipelines.near_dedup import text_key
 
     stage = near_dedup(verify="minhash", threshold=0.85)
-    folder = cache_folder(str(tmp_path), stage.hasher)
-    name = folder.rsplit("/", 1)[1]
     key_d3 = text_key(D3["_norm"])
     real_d3 = stage.hasher.signature(D3["_norm"]).tobytes()
     poison = stage.hasher.signature(D1["_norm"]).tobytes()
     assert len(poison) == len(real_d3)
-    os.makedirs(folder)
-    # the bytes of d3's signature replaced after its checksum was written
-    _write_cache(f"{folder}/sigs-poisoned.parquet",
-                 [{"key": key_d3, "sig": poison, "check": entry_checksum(name, key_d3, real_d3)}])
+    _signature_cache(stage, tmp_path).put([key_d3], [real_d3])
+    (path,) = _cache_files(tmp_path)
+    data = path.read_bytes()
+    assert data[:len(real_d3)] == real_d3  # row 0 of the only file: d3's signature, then its check
+    path.write_bytes(poison + data[len(poison):])  # replaced after its checksum was written
     found = _run_cached(tmp_path, [D3, D1, UNRELATED], ["d0", "d1", "d3"], verify="minhash",
                         threshold=0.85)
     assert found.get(SIG_CACHE_HITS, 0) == 0 and found.get(SIG_CACHE_MISSES) == 3
-    assert "sigs-poisoned.parquet is invalid (1 entry with a wrong checksum" in capsys.readouterr().err
+    assert found.get(SIG_CACHE_REJECTED) == 1
+    assert "a row with a wrong checksum" in capsys.readouterr().err
     # control: the same entry with a checksum that matches is trusted (that is what a cache
     # is for), and it does change the decision; so the checksum is what caught it above
-    for path in _cache_files(tmp_path):
-        path.unlink()
-    _write_cache(f"{folder}/sigs-trusted.parquet",
-                 [{"key": key_d3, "sig": poison, "check": entry_checksum(name, key_d3, poison)}])
+    for p in tmp_path.rglob("*"):
+        if p.is_file():
+            p.unlink()
+    _signature_cache(stage, tmp_path).put([key_d3], [poison])
     trusted = _run_cached(tmp_path, [D3, D1, UNRELATED], ["d0", "d1"], verify="minhash",
                           threshold=0.85)
     assert trusted.get(SIG_CACHE_HITS) == 1
