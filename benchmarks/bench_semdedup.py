@@ -198,7 +198,8 @@ def sample_only(n: int, partials: int = 100) -> dict:
     def partial(p):
         acc = fn.create_accumulator()
         for i in range(p * per, min(n, (p + 1) * per)):
-            fn.add_input(acc, (hashes[i], ids[i], payloads[i % 1000]))
+            # a distinct object per row, as rows arriving from a shuffle are
+            fn.add_input(acc, (hashes[i], ids[i], bytearray(payloads[i % 1000])))
         return acc
 
     t = time.perf_counter()
