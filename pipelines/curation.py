@@ -24,6 +24,7 @@ from curate.pipelines import counters
 from curate.pipelines.compact_head import CompactHead
 from curate.pipelines.allocator import limit_arenas
 from curate.pipelines.embed import CountEmbedded, EmbedDocuments
+from curate.pipelines.embed_on_stash import EmbedOnStash, RowsWithPools
 from curate.pipelines.embedding_scores import SCORE_COLUMNS, EmbeddingScores
 from curate.pipelines.exact_dedup import ExactDedup
 from curate.pipelines.ingest import IngestAndValidate
@@ -54,17 +55,13 @@ def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
 
     `config`: a RunConfig, or its `to_dict()` form (what the manifest records). Returns the
     document stages in the order they were applied (each declares the fields it `reads` and
-    `adds`), for checks on the wiring. `compact`: shuffles carry compact records, texts stay
-    in intermediate files (`_build_compact`); None: whenever no embedding stage runs (those
-    still carry whole documents). False: whole documents throughout (the reference the
-    compact path is tested against).
+    `adds`), for checks on the wiring. `compact` (True or None, the default): shuffles carry
+    compact records, texts stay in intermediate files (`_build_compact`), with or without
+    embedding stages. False: whole documents throughout (the reference the compact path is
+    tested against).
     """
     config = RunConfig.of(config)
-    if compact is None:
-        compact = not config.embed.enabled
-    if compact and config.embed.enabled:
-        raise ValueError("the compact pipeline has no embedding stages")
-    if compact:
+    if compact is None or compact:
         return _build_compact(p, files, out_dir, config)
     stages = []
 
@@ -95,28 +92,11 @@ def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
 
     embedded, infos = None, []
     if config.embed.enabled:
-        sem, es = config.semantic_dedup, config.embedding_scores
         runtime = runtime_options(p)
         stage_cache = runtime.curate_cache_dir if runtime else None
         embedded = (apply(scored, "Embed", EmbedDocuments.from_config(config.embed, stage_cache))
                     | "CountEmbedded" >> beam.ParDo(CountEmbedded(runtime.curate_progress_dir if runtime else None)))
-        scored = embedded
-        clusters = None
-        if sem.enabled or es.enabled:  # one clustering serves dedup and prototypicality
-            cluster_config = sem.clustering()
-            clusters = apply(embedded, "FitClusters", FitClusters(cluster_config))
-            infos.append(clusters | "ClusterInfo" >> beam.Map(
-                lambda model: ("clusters", cluster_info(model, cluster_config))))
-        if es.enabled:  # before semantic dedup: ranking "quality" then uses the final score
-            rescored = apply(scored, "EmbeddingScores", EmbeddingScores(es, config.embed, clusters, seed=sem.seed))
-            scored = rescored["documents"]
-            infos.append(rescored["info"] | "EmbeddingScoresInfo" >> beam.Map(lambda i: ("embedding_scores", i)))
-        if sem.enabled:
-            semantic = apply(scored, "SemanticDedup", SemanticStage(sem, clusters))
-            scored = semantic["documents"]
-            dedup_rows.append(semantic["dedup"])
-        else:  # the vectors are written from `embedded`; later stages do not need them
-            scored = apply(scored, "DropEmbeddings", DropSemanticFields())
+        scored = _embedding_stages(apply, embedded, config, dedup_rows, infos)
 
     kept = apply(scored, "KeepDropRule", KeepDropRule.from_config(config.filter))
     docs = kept["documents"] | "CountKept" >> beam.Map(_count_kept)
@@ -133,16 +113,51 @@ def build_curation(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
     return stages
 
 
+def _embedding_stages(apply, embedded, config: RunConfig, dedup_rows: list, infos: list):
+    """embedded documents (or compact records) -> clusters, embedding scores, semantic dedup;
+    the documents that go on, without their vectors. Appends semantic dedup rows to
+    `dedup_rows` and what the stages report for the manifest to `infos`."""
+    sem, es = config.semantic_dedup, config.embedding_scores
+    scored, clusters = embedded, None
+    if sem.enabled or es.enabled:  # one clustering serves dedup and prototypicality
+        cluster_config = sem.clustering()
+        clusters = apply(embedded, "FitClusters", FitClusters(cluster_config))
+        infos.append(clusters | "ClusterInfo" >> beam.Map(
+            lambda model: ("clusters", cluster_info(model, cluster_config))))
+    if es.enabled:  # before semantic dedup: ranking "quality" then uses the final score
+        rescored = apply(scored, "EmbeddingScores", EmbeddingScores(es, config.embed, clusters, seed=sem.seed))
+        scored = rescored["documents"]
+        infos.append(rescored["info"] | "EmbeddingScoresInfo" >> beam.Map(lambda i: ("embedding_scores", i)))
+    if sem.enabled:
+        semantic = apply(scored, "SemanticDedup", SemanticStage(sem, clusters))
+        scored = semantic["documents"]
+        dedup_rows.append(semantic["dedup"])
+    else:  # the vectors are written from `embedded`; later stages do not need them
+        scored = apply(scored, "DropEmbeddings", DropSemanticFields())
+    return scored
+
+
 def _build_compact(p: beam.Pipeline, files: list[InputFile], out_dir: str, config: RunConfig) -> list:
-    """The pipeline without embedding stages, its shuffles carrying compact records only.
+    """The pipeline with compact records in its shuffles, texts in intermediate files.
 
     Texts go to the run's intermediate files as they are read (pipelines.stash); ids and exact
-    dedup run on packed (id, locator, hash) records (CompactHead); signatures, band entries and scores are computed
-    from texts read back one chunk at a time and written beside them (SignAndScore, after
-    exact dedup as before); near dedup reads the band entries back per partition; the
-    keep/drop rule, pool cuts and the written rows come from each chunk's scored file minus
-    the removed rows (KeepPoolAndRows). Same decisions and rows as the document path above
-    (tested).
+    dedup run on packed (id, locator, hash) records (CompactHead); signatures, band entries and
+    scores are computed from texts read back one chunk at a time and written beside them
+    (SignAndScore, after exact dedup as before); near dedup reads the band entries back per
+    partition. Without embedding stages, the keep/drop rule, pool cuts and the written rows
+    come from each chunk's scored file minus the removed rows (KeepPoolAndRows).
+
+    With embedding stages, each chunk's survivors are embedded from the chunk's texts
+    (EmbedOnStash) and go on as compact records {id, _order, score, failed_rules, source,
+    embedding}, one per document, through the document path's own stages (FitClusters,
+    EmbeddingScores, SemanticStage, KeepDropRule, AssignPools); the vectors are dropped after
+    semantic dedup, and the written rows are joined back per chunk (RowsWithPools). These
+    per-document records (no text, no features) still cross the embedding stages' shuffles:
+    semantic dedup groups them, vectors included, by cluster, and the local runner holds them
+    while pool cuts and the k-means fit are computed.
+
+    Same decisions and rows as the document path above (tests/pipelines/test_compact_pipeline.py,
+    test_compact_embedding.py).
     """
     stages = []
 
@@ -166,12 +181,32 @@ def _build_compact(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
         dedup_rows.append(deduped["dedup"])
     else:
         removed = p | "NothingRemoved" >> beam.Create([])
-    tail = apply(chunks, "KeepPoolAndRows", KeepPoolAndRows(
-        stash, score, KeepDropRule.from_config(config.filter), AssignPools.from_config(config.pools), removed))
+    if not config.embed.enabled:
+        tail = apply(chunks, "KeepPoolAndRows", KeepPoolAndRows(
+            stash, score, KeepDropRule.from_config(config.filter), AssignPools.from_config(config.pools), removed))
+        dedup = (dedup_rows or [p | "NoDedup" >> beam.Create([])]) | "AllDedupRows" >> beam.Flatten()
+        tail["documents"] | "Write" >> WriteRun(
+            out_dir, config.pools.count, feature_columns(config), dedup, tail["filtered"],
+            ingested["dead_letter"], tail["cuts"])
+        return stages
+
+    embedded = apply(chunks, "Embed", EmbedOnStash(
+        stash, config.embed, removed, runtime.curate_cache_dir if runtime else None,
+        runtime.curate_progress_dir if runtime else None))
+    infos: list = []
+    scored = _embedding_stages(apply, embedded, config, dedup_rows, infos)
+    kept = apply(scored, "KeepDropRule", KeepDropRule.from_config(config.filter))
+    docs = kept["documents"] | "CountKept" >> beam.Map(_count_kept)
+    pooled = apply(docs, "AssignPools", AssignPools.from_config(config.pools))
+    extra = [name for name, _ in SCORE_COLUMNS] if config.embedding_score_columns else []
+    rows = apply(pooled["documents"], "RowsWithPools", RowsWithPools(
+        stash, config.score.feature_names(), extra))
     dedup = (dedup_rows or [p | "NoDedup" >> beam.Create([])]) | "AllDedupRows" >> beam.Flatten()
-    tail["documents"] | "Write" >> WriteRun(
-        out_dir, config.pools.count, feature_columns(config), dedup, tail["filtered"],
-        ingested["dead_letter"], tail["cuts"])
+    rows | "Write" >> WriteRun(
+        out_dir, config.pools.count, feature_columns(config), dedup, kept["filtered"],
+        ingested["dead_letter"], pooled["cuts"], extra_columns=list(SCORE_COLUMNS) if extra else [],
+        embeddings=embedded if config.embed.write else None, embedding_dtype=config.embed.dtype,
+        stage_info=infos)
     return stages
 
 

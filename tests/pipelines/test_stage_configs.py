@@ -146,8 +146,9 @@ WIRINGS = {
 }
 
 
+@pytest.mark.parametrize("compact", [None, False])
 @pytest.mark.parametrize("wiring", list(WIRINGS))
-def test_every_field_a_stage_reads_was_added_before(wiring, tmp_path):
+def test_every_field_a_stage_reads_was_added_before(wiring, compact, tmp_path):
     """Walk the stages in the order build_curation applies them: every field a stage reads
     comes from ingest or an earlier stage, and every pool column is there before writing."""
     import apache_beam as beam
@@ -159,9 +160,10 @@ def test_every_field_a_stage_reads_was_added_before(wiring, tmp_path):
     from curate.pools.schema import document_schema
 
     config = RunConfig.from_dict(WIRINGS[wiring])
-    stages = build_curation(beam.Pipeline(runner="FnApiRunner"), [], str(tmp_path / "out"), config)
-    # the compact pipeline (no embedding stage) reads through CompactHead
-    assert isinstance(stages[0], IngestAndValidate if config.embed.enabled else CompactHead)
+    stages = build_curation(beam.Pipeline(runner="FnApiRunner"), [], str(tmp_path / "out"), config,
+                            compact=compact)
+    # the compact pipeline (the default, with or without embedding stages) reads through CompactHead
+    assert isinstance(stages[0], CompactHead if compact is None else IngestAndValidate)
     available: set[str] = set()
     for stage in stages:
         missing = set(stage.reads) - available
