@@ -407,8 +407,9 @@ def _bucket_members(partition: int, chunk_keys: list, stash: ST.Stash, max_all_p
 def _bucket_pairs(item, max_all_pairs: int):
     """(member-set partition, packed member sets) -> (chunk pair, packed candidate pairs):
     the pairs of each distinct member set (`_candidate_pairs` on its ids, counted upstream);
-    a pair is (id_a, locator_a, id_b, locator_b) with id_a < id_b, sent to the pair of
-    chunks holding the two payloads."""
+    a pair is (locator_a, locator_b) with id_a < id_b, packed as an int64 array (~16 bytes a
+    pair before compression; the ids, ~4x that, are read back where the pair is verified),
+    sent to the pair of chunks holding the two payloads."""
     _, blobs = item
     distinct = dict.fromkeys(m for blob in blobs for m in unpack(blob))
     by_chunks: dict[tuple, list] = {}
@@ -422,17 +423,37 @@ def _bucket_pairs(item, max_all_pairs: int):
             pairs = [(ids[0], x) for x in ids[1:]] + [(ids[i], ids[i + 1]) for i in range(1, n - 1)]
         for a, b in pairs:
             la, lb = members[a], members[b]
-            by_chunks.setdefault((ST.chunk_key(la), ST.chunk_key(lb)), []).append((a, la, b, lb))
+            by_chunks.setdefault((ST.chunk_key(la), ST.chunk_key(lb)), []).append((la, lb))
+    del distinct
     for chunks in sorted(by_chunks):
-        yield chunks, pack(by_chunks[chunks])
+        yield chunks, pack(np.asarray(by_chunks[chunks], dtype=np.int64).reshape(-1, 2))
 
 
 class _ChunkPairJaccard(beam.DoFn):
-    """(chunk pair, packed (id_a, loc_a, id_b, loc_b) lists) -> ((id_a, loc_a), (id_b, loc_b),
-    Jaccard) per distinct pair, with the payloads read from the two chunks' payload files."""
+    """(chunk pair, packed pairs) -> ((id_a, loc_a), (id_b, loc_b), Jaccard) per distinct pair,
+    with the payloads read from the two chunks' payload files. Pairs are (id_a, loc_a, id_b,
+    loc_b) tuples, or with `ids_from_stash` (loc_a, loc_b) int64 arrays whose ids are read
+    from the two chunks' scored files."""
 
-    def __init__(self, stash: ST.Stash, exact: bool):
-        self.stash, self.exact = stash, exact
+    def __init__(self, stash: ST.Stash, exact: bool, ids_from_stash: bool = False):
+        self.stash, self.exact, self.ids_from_stash = stash, exact, ids_from_stash
+
+    def _ids(self, key: int, rows: set) -> dict:
+        table = ST.read_table(self.stash.scored_path(key), [ROW, "id"])
+        return {r: i for r, i in zip(table.column(ROW).to_pylist(), table.column("id").to_pylist()) if r in rows}
+
+    def _pairs(self, key_a: int, key_b: int, blobs) -> list:
+        if not self.ids_from_stash:
+            return list(dict.fromkeys(p for blob in blobs for p in unpack(blob)))  # distinct, first-seen order
+        locs = np.unique(np.concatenate([unpack(blob) for blob in blobs]), axis=0)  # distinct, sorted
+        rows_a = {ST.row_in_chunk(int(la)) for la in locs[:, 0]}
+        rows_b = {ST.row_in_chunk(int(lb)) for lb in locs[:, 1]}
+        if key_a == key_b:
+            ids_a = ids_b = self._ids(key_a, rows_a | rows_b)
+        else:
+            ids_a, ids_b = self._ids(key_a, rows_a), self._ids(key_b, rows_b)
+        return [(ids_a[ST.row_in_chunk(la)], la, ids_b[ST.row_in_chunk(lb)], lb)
+                for la, lb in locs.tolist()]
 
     def _payloads(self, key: int, rows: set) -> dict:
         table = ST.read_table(self.stash.payload_path(key))
@@ -442,7 +463,7 @@ class _ChunkPairJaccard(beam.DoFn):
 
     def process(self, item):
         (key_a, key_b), blobs = item
-        pairs = list(dict.fromkeys(p for blob in blobs for p in unpack(blob)))  # distinct, first-seen order
+        pairs = self._pairs(key_a, key_b, blobs)
         need_a = {ST.row_in_chunk(la) for _, la, _, _ in pairs}
         need_b = {ST.row_in_chunk(lb) for _, _, _, lb in pairs}
         if key_a == key_b:
@@ -524,7 +545,7 @@ class NearDedupOnStash(beam.PTransform):
             | "GroupMemberSets" >> beam.GroupByKey()
             | "BucketPairs" >> beam.FlatMap(_bucket_pairs, c.max_bucket_all_pairs)
             | "GroupPairsByChunks" >> beam.GroupByKey()
-            | "VerifyPairs" >> beam.ParDo(_ChunkPairJaccard(self.stash, exact))
+            | "VerifyPairs" >> beam.ParDo(_ChunkPairJaccard(self.stash, exact, ids_from_stash=True))
             | "AboveThreshold" >> beam.FlatMap(_verified, c.threshold)
             | "KeyEdges" >> beam.Map(lambda edge: (0, edge))
             | "PackEdges" >> beam.ParDo(PackByKey())
