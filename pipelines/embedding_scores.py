@@ -23,6 +23,7 @@ from __future__ import annotations
 import apache_beam as beam
 import numpy as np
 
+from curate.pipelines.batching import BatchedDoFn
 from curate.pipelines.stage_configs import EmbedConfig, EmbeddingScoresConfig
 
 REFERENCE_SCORE = "reference_score"
@@ -129,26 +130,37 @@ def fit_reference_classifier(negatives: list, reference: dict, C: float, max_neg
     return {"classifier": clf, "info": info}
 
 
-class _ScoreDocument(beam.DoFn):
+class _ScoreDocument(BatchedDoFn):
+    """Embedding scores per document; prototypicality from one nearest-centroid search per
+    batch of documents (`ClusterModel.assign_batch`, each row's answer independent of its
+    batch) instead of one per document."""
+
     def __init__(self, weights: dict, embedding_field: str):
+        super().__init__()
         self._weights = dict(weights)
         self._field = embedding_field
 
-    def process(self, doc, fitted, clusters):
+    def process(self, doc, fitted, clusters, timestamp=beam.DoFn.TimestampParam,
+                window=beam.DoFn.WindowParam):
+        yield from self.add(doc, (fitted, clusters), timestamp, window)
+
+    def handle_batch(self, docs, fitted, clusters):
         from curate.scorers.embedding_quality import combine_scores, round_score
 
-        x = np.asarray(doc[self._field], dtype=np.float32)
-        # rounded (SCORE_DECIMALS) before pools and dedup rank them; ties then go by id
-        reference = round_score(fitted["classifier"].score(x[None, :])[0])
-        proto = float("nan")
-        if clusters is not None:
-            _, sim = clusters.assign_one(x)
-            proto = round_score(1.0 - float(sim))
-        heuristic = float(doc["score"])
-        combined = combine_scores({"heuristic": heuristic, "reference": reference, "prototypicality": proto},
-                                  self._weights)[0]
-        yield {**doc, HEURISTIC_SCORE: heuristic, REFERENCE_SCORE: reference,
-               PROTOTYPICALITY: None if np.isnan(proto) else proto, "score": round_score(combined)}
+        x = np.asarray([d[self._field] for d in docs], dtype=np.float32)
+        sims = clusters.assign_batch(x)[1] if clusters is not None else [None] * len(docs)
+        out = []
+        for doc, row, sim in zip(docs, x, sims):
+            # rounded (SCORE_DECIMALS) before pools and dedup rank them; ties then go by id.
+            # The classifier stays per row: a batched product may round its low bits differently
+            reference = round_score(fitted["classifier"].score(row[None, :])[0])
+            proto = float("nan") if sim is None else round_score(1.0 - float(sim))
+            heuristic = float(doc["score"])
+            combined = combine_scores({"heuristic": heuristic, "reference": reference, "prototypicality": proto},
+                                      self._weights)[0]
+            out.append({**doc, HEURISTIC_SCORE: heuristic, REFERENCE_SCORE: reference,
+                        PROTOTYPICALITY: None if np.isnan(proto) else proto, "score": round_score(combined)})
+        return out
 
 
 class EmbeddingScores(beam.PTransform):
@@ -188,7 +200,7 @@ class EmbeddingScores(beam.PTransform):
             fit_reference_classifier, reference=beam.pvalue.AsSingleton(reference), C=float(es.C),
             max_negatives=int(es.negatives))
         scored = docs | "ScoreDocuments" >> beam.ParDo(
-            _ScoreDocument(es.weights, field), fitted=beam.pvalue.AsSingleton(fitted),
-            clusters=beam.pvalue.AsSingleton(self._clusters))
+            _ScoreDocument(es.weights, field), beam.pvalue.AsSingleton(fitted),
+            beam.pvalue.AsSingleton(self._clusters))  # positional: BatchedDoFn passes them on
         info = fitted | "Info" >> beam.Map(lambda f: {**f["info"], "weights": dict(es.weights)})
         return {"documents": scored, "info": info}
