@@ -167,8 +167,8 @@ def _build_compact(p: beam.Pipeline, files: list[InputFile], out_dir: str, confi
 
     stash = ST.Stash(out_dir, files)
     runtime = runtime_options(p)
-    caching = bool(config.near_dedup.enabled and runtime and runtime.curate_cache_dir)
-    ingested = apply(p, "Ingest", CompactHead(files, config.input, stash, config.exact_dedup.enabled, caching))
+    # cache_keys False: SignAndScore computes the signature cache's keys per chunk itself
+    ingested = apply(p, "Ingest", CompactHead(files, config.input, stash, config.exact_dedup.enabled, False))
     dedup_rows = [ingested["dedup"]] if config.exact_dedup.enabled else []
     score = Score.from_config(config.score)
     near = None
