@@ -48,10 +48,10 @@ def unknown_beam_args(beam_args: list[str]) -> list[str]:
 
 def pipeline_options(beam_args: list[str]):
     """PipelineOptions from pass-through args (default runner pinned); CurateError on unknown ones."""
-    from curate.pipelines.options import build_options
+    from curate.pipelines.options import build_options, with_local_workers
 
     try:
-        return build_options(beam_args, DEFAULT_RUNNER)
+        return build_options(with_local_workers(beam_args), DEFAULT_RUNNER)
     except ValueError as exc:
         raise CurateError(str(exc)) from None
 

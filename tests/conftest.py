@@ -8,6 +8,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# `curate run` defaults to one worker process per CPU (pipelines.options.with_local_workers);
+# tests run in-process unless they ask for workers (starting processes per run costs seconds)
+os.environ.setdefault("CURATE_LOCAL_WORKERS", "1")
 # tests that run `curate run` without --workspace must not share caches (MinHash signatures,
 # embeddings) or a catalog with the developer's ./curate-workspace or with earlier test runs
 if "CURATE_WORKSPACE" not in os.environ:

@@ -48,7 +48,9 @@ See docs/runners.md.
 
 Standard Apache Beam options pass through, e.g. --runner=FlinkRunner,
 --direct_num_workers=2 --direct_running_mode=multi_processing. The default runner is the
-local FnApiRunner.
+local FnApiRunner with one worker process per CPU (at most 4; measured faster than one
+in-process worker on 2 CPUs, at ~1.85x the memory: benchmarks/results/scale.md);
+CURATE_LOCAL_WORKERS=1 runs in-process, the least memory.
 """
 from __future__ import annotations
 
