@@ -40,7 +40,6 @@ import bisect
 import hashlib
 import heapq
 import logging
-import math
 import os
 import threading
 import uuid
@@ -50,15 +49,15 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from curate.scorers.tiered_files import MERGE_FILES, TOP_TIER, BoundedIndex, rows_in_name, tier_to_merge  # noqa: F401 - re-exported
+
 log = logging.getLogger(__name__)
 
 FORMAT = "v2"
 PARTITION_DIGITS = 1  # 16 partitions: a put of a 256-text batch writes 16 files, not ~160
 ROW_GROUP_ROWS = 128
-MERGE_FILES = 8  # files of one size tier merged at a time
 #: files of 8**5 = 32,768 rows or more are not merged again: a file has fewer than 262,144 rows
 #: (its footer, ~2,048 row groups, is what one lookup reads at most at a time)
-TOP_TIER = 5
 BITMAP_MAX_ROWS = 1024  # above this the 4096-bit prefix bitmap is too full to skip anything
 INDEX_BUDGET = 65_536
 _BITMAP_BITS = 4096  # key digits 3-5 (12 bits)
@@ -88,11 +87,6 @@ def _bitmap(keys: Sequence[str]) -> bytes:
     return np.packbits(bits).tobytes()
 
 
-def _rows_in_name(name: str) -> int:
-    try:
-        return int(name.split("-")[1][1:])
-    except (IndexError, ValueError):
-        return 1 << 30  # not ours: never picked as a small file to merge
 
 
 class _FileInfo:
@@ -119,7 +113,7 @@ class _Gone(Exception):
     """A listed file vanished (a concurrent merge deleted it): list the partition again."""
 
 
-class EmbeddingCache:
+class EmbeddingCache(BoundedIndex):
     """Embeddings keyed by (model id, text hash), stored as partitioned Parquet files.
 
     ``directory`` is a local path or any URI pyarrow.fs understands (gs://, s3://, ...).
@@ -190,24 +184,6 @@ class EmbeddingCache:
                          and f.base_name.startswith("part-") and f.base_name.endswith(".parquet"))
         self._remember(partition, listing, 1 + len(listing))
         return listing
-
-    def _remember(self, key, value, cost: int) -> None:
-        self._index[key] = value
-        self._costs[key] = cost
-        self._cost += cost
-        while self._cost > self.index_budget and len(self._index) > 1:
-            old, _ = self._index.popitem(last=False)
-            self._cost -= self._costs.pop(old)
-
-    def _drop(self, key) -> None:
-        if self._index.pop(key, None) is not None:
-            self._cost -= self._costs.pop(key)
-
-    def _forget(self, partition: str) -> None:
-        """Drop a partition's listing and the infos of its files (they changed)."""
-        for name in self._index.get(partition) or []:
-            self._drop((partition, name))
-        self._drop(partition)
 
     def _info(self, partition: str, name: str, pf) -> "_FileInfo":
         info = self._index.get((partition, name))
@@ -337,7 +313,7 @@ class EmbeddingCache:
                 part = rows[partition]
                 keys = sorted(part)
                 self._write(partition, ((k, part[k]) for k in keys), len(keys))
-                names = _tier_to_merge(self._listing(partition))
+                names = tier_to_merge(self._listing(partition))
                 if names:
                     self._merge(partition, names)
 
@@ -444,20 +420,6 @@ class EmbeddingCache:
         self._forget(partition)  # listed again when next needed
 
 
-def _tier_to_merge(names) -> list[str]:
-    """MERGE_FILES files of one size tier (rows within a factor MERGE_FILES), or [].
-
-    Size-tiered merging: a vector is rewritten once per tier it climbs (log_8 of a partition's
-    rows times), and a partition holds fewer than MERGE_FILES files per tier."""
-    tiers: dict[int, list[str]] = {}
-    for name in names:
-        rows = _rows_in_name(name)
-        if rows < 1 << 30:
-            tiers.setdefault(int(math.log(max(rows, 1), MERGE_FILES)), []).append(name)
-    for tier in sorted(tiers):
-        if tier < TOP_TIER and len(tiers[tier]) >= MERGE_FILES:
-            return sorted(tiers[tier])[:MERGE_FILES]
-    return []
 
 
 def _rows_of(pf) -> Iterator[tuple[str, np.ndarray]]:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import logging
-import math
 import os
 import struct
 import threading
@@ -52,6 +51,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from curate.scorers.tiered_files import MERGE_FILES, TOP_TIER, BoundedIndex, rows_in_name, tier_to_merge  # noqa: F401 - re-exported
+
 log = logging.getLogger(__name__)
 
 KEY_BYTES = 16
@@ -61,8 +62,6 @@ MAGIC = b"CURSIG3\n"
 _TRAILER = struct.Struct("<8sQIII")  # magic, rows, signature bytes, block, CRC-32
 FILE_SUFFIX = ".sig"
 CORRUPT_SUFFIX = ".corrupt"
-MERGE_FILES = 8
-TOP_TIER = 5  # files of 8**5 = 32,768 rows or more are not merged again
 INDEX_BUDGET = 16 << 20  # bytes of listings and fences kept per instance
 COALESCE_BYTES = 64 << 10  # nearby reads joined into one, up to this size
 READ_ROWS = 4096  # rows per file held while merging
@@ -92,24 +91,8 @@ def partition_of(key: bytes) -> str:
     return format(key[0] >> 4, "x")
 
 
-def _rows_in_name(name: str) -> int:
-    try:
-        return int(name.split("-")[1][1:])
-    except (IndexError, ValueError):
-        return 1 << 30  # not ours: never picked as a small file to merge
 
 
-def tier_to_merge(names: Sequence[str]) -> list[str]:
-    """MERGE_FILES files of one size tier (rows within a factor MERGE_FILES), or []."""
-    tiers: dict[int, list[str]] = {}
-    for name in names:
-        rows = _rows_in_name(name)
-        if rows < 1 << 30:
-            tiers.setdefault(int(math.log(max(rows, 1), MERGE_FILES)), []).append(name)
-    for tier in sorted(tiers):
-        if tier < TOP_TIER and len(tiers[tier]) >= MERGE_FILES:
-            return sorted(tiers[tier])[:MERGE_FILES]
-    return []
 
 
 def _runs(sorted_items: Sequence[int], span: int, gap: int) -> Iterator[list[int]]:
@@ -124,7 +107,7 @@ def _runs(sorted_items: Sequence[int], span: int, gap: int) -> Iterator[list[int
         yield run
 
 
-class SignatureCache:
+class SignatureCache(BoundedIndex):
     """Fixed-size binary values (MinHash signatures) keyed by 16-byte keys, stored as
     partitioned, sorted, checksummed files in ``folder`` (a local path or a pyarrow.fs URI).
 
@@ -178,24 +161,6 @@ class SignatureCache:
         return zlib.crc32(value, zlib.crc32(key, self._seed)).to_bytes(CHECK_BYTES, "little")
 
     # -- the index: listings and fences in one LRU bounded in bytes ---------------------------
-
-    def _remember(self, key, value, cost: int) -> None:
-        self._drop(key)
-        self._index[key] = value
-        self._costs[key] = cost
-        self._cost += cost
-        while self._cost > self.index_budget and len(self._index) > 1:
-            old, _ = self._index.popitem(last=False)
-            self._cost -= self._costs.pop(old)
-
-    def _drop(self, key) -> None:
-        if self._index.pop(key, None) is not None:
-            self._cost -= self._costs.pop(key)
-
-    def _forget(self, partition: str) -> None:
-        for name in self._index.get(partition) or []:
-            self._drop((partition, name))
-        self._drop(partition)
 
     def _listing(self, partition: str) -> list[str]:
         listing = self._index.get(partition)

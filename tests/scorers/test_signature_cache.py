@@ -49,7 +49,7 @@ def test_many_batches_are_merged_by_tier_and_every_value_stays_findable(tmp_path
     fill(tmp_path, 20_000, 500)  # 40 batches: ~31 rows per partition each, merged 8 at a time
     files = sorted(tmp_path.rglob("*.sig"))
     assert len(files) < 16 * 8, len(files)  # fewer than MERGE_FILES files per tier and partition
-    assert max(SC._rows_in_name(f.name) for f in files) > 100  # merges (a batch: ~31 rows a partition)
+    assert max(SC.rows_in_name(f.name) for f in files) > 100  # merges (a batch: ~31 rows a partition)
     keys = keys_of(0, 20_000)
     assert cache(tmp_path).get(keys) == [value_of(k) for k in keys]
     assert not list(tmp_path.rglob(".tmp-*"))
@@ -74,7 +74,7 @@ def test_a_damaged_key_is_a_miss(tmp_path):
     cache(tmp_path).put(keys, [value_of(k) for k in keys])
     path = sorted(tmp_path.rglob("*.sig"))[0]
     data = bytearray(path.read_bytes())
-    rows = SC._rows_in_name(path.name)
+    rows = SC.rows_in_name(path.name)
     data[rows * (VALUE + SC.CHECK_BYTES) + 3] ^= 0x40  # a byte of the first key
     path.write_bytes(bytes(data))
     got = cache(tmp_path).get(keys)
