@@ -53,8 +53,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from curate.pipelines import counters
 from curate.pipelines import stash as ST
-from curate.pipelines.ingest import DEAD, ReadRecords, _suffixes_above, split_suffix
-from curate.pipelines.runtime import runtime_options
+from curate.pipelines.ingest import DEAD, _suffixes_above, read_files, split_suffix
 from curate.pipelines.stage_configs import IngestConfig
 from curate.pipelines.stash_stages import pack, unpack
 
@@ -253,17 +252,7 @@ class CompactHead(beam.PTransform):
         self.partitions, self.flush_records = partitions, flush_records
 
     def expand(self, pbegin):
-        c = self.ingest_config
-        runtime = runtime_options(pbegin.pipeline)
-        read = ReadRecords(c.id_field, c.text_field, c.max_text_bytes, c.max_record_bytes,
-                           c.dead_letter_max_chars, runtime.curate_progress_dir if runtime else None,
-                           stash=self.stash, cache_keys=self.cache_keys)
-        parsed = (
-            pbegin
-            | "ListFiles" >> beam.Create(self.files)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadRecords" >> beam.ParDo(read).with_outputs(DEAD, main="documents")
-        )
+        parsed = read_files(pbegin, self.files, self.ingest_config, self.stash, self.cache_keys)
         unique = (
             parsed.documents
             | "PackByIdRoot" >> beam.ParDo(_PackByIdRoot(self.partitions, self.flush_records)).with_output_types(Blob)

@@ -375,6 +375,21 @@ def _renamed(item):
         yield {**doc, "id": f"{doc_id}#{suffix}"}
 
 
+def read_files(pbegin, files, config: IngestConfig, stash=None, cache_keys: bool = False):
+    """The input files (or pieces), spread over workers, read by `ReadRecords`: a tagged
+    output with the documents ("documents") and dead letters (DEAD)."""
+    runtime = runtime_options(pbegin.pipeline)
+    read = ReadRecords(config.id_field, config.text_field, config.max_text_bytes, config.max_record_bytes,
+                       config.dead_letter_max_chars, runtime.curate_progress_dir if runtime else None,
+                       stash=stash, cache_keys=cache_keys)
+    return (
+        pbegin
+        | "ListFiles" >> beam.Create(files)
+        | "SpreadFiles" >> beam.Reshuffle()
+        | "ReadRecords" >> beam.ParDo(read).with_outputs(DEAD, main="documents")
+    )
+
+
 class IngestAndValidate(beam.PTransform):
     """InputFiles -> {"documents": ..., "dead_letter": ...} with unique ids.
 
@@ -401,17 +416,7 @@ class IngestAndValidate(beam.PTransform):
             self.adds = ("id", "_order", "text_hash")
 
     def expand(self, pbegin):
-        c = self.config
-        runtime = runtime_options(pbegin.pipeline)
-        read = ReadRecords(c.id_field, c.text_field, c.max_text_bytes, c.max_record_bytes,
-                           c.dead_letter_max_chars, runtime.curate_progress_dir if runtime else None,
-                           stash=self.stash, cache_keys=self.cache_keys)
-        parsed = (
-            pbegin
-            | "ListFiles" >> beam.Create(self.files)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadRecords" >> beam.ParDo(read).with_outputs(DEAD, main="documents")
-        )
+        parsed = read_files(pbegin, self.files, self.config, self.stash, self.cache_keys)
         by_id = (
             parsed.documents
             | "KeyById" >> beam.Map(lambda d: (d["id"], d))

@@ -352,10 +352,12 @@ def write_bands(path: str, bands: dict) -> None:
 def read_band_partition(path: str, partition: int) -> tuple[list, list, list]:
     """One partition's (band keys, ids, locators) of a chunk: a seek to its batch, not the file."""
     import pyarrow as pa
-    from apache_beam.io.filesystem import CompressionTypes
+    import pyarrow.fs as pafs
 
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-        batch = pa.ipc.open_file(pa.PythonFile(fh, mode="r")).get_batch(partition)
+    # a native Arrow file (no Python file object that Arrow's threads would call back into)
+    fs, native = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
+    with fs.open_input_file(native) as fh:
+        batch = pa.ipc.open_file(fh).get_batch(partition)
         return (batch.column(0).to_pylist(),
                 [i.decode("utf-8", "surrogatepass") for i in batch.column(1).to_pylist()],
                 batch.column(2).to_pylist())
