@@ -101,7 +101,7 @@ def check_worker_paths(inputs: list[str], output: str, cache_dir: str | None, co
     if on_launcher(options):
         return
     runner = runner_name(options)
-    embed, es = config["embed"], config["embedding_scores"]
+    embed = config["embed"]
     caches = [("--cache-dir", cache_dir)] if cache_dir else []
     if embed["enabled"] and embed["cache_dir"]:
         caches.append(("embed.cache_dir", embed["cache_dir"]))
