@@ -1,69 +1,22 @@
-"""Keep the C allocator from holding freed memory (glibc only; a no-op elsewhere).
+"""Keep glibc's malloc arenas few in the local runner's worker processes.
 
-Measured (benchmarks/results/scale.md): a Beam worker has many threads (gRPC, progress,
-bundle processing), glibc gives each a malloc arena of its own, and the per-chunk work
-(texts, shingle sets, Arrow tables) leaves each arena holding its high-water mark: two
-multi-processing workers grew to ~1.2 GB each on 280k documents while holding one chunk at a
-time. Two arenas per process and a trim after each chunk give the memory back.
+Measured (benchmarks/results/scale.md and the issue 16 notes): a Beam worker has many threads
+(gRPC, progress, bundle processing), glibc gives each thread an arena of its own, and each
+arena keeps its high-water mark: two multi-processing workers grew to ~1.2 GB each on 280k
+documents while holding one chunk at a time, and plateaued at ~0.6 GB with MALLOC_ARENA_MAX=2.
 
-`limit_arenas()` runs on the launcher: it sets MALLOC_ARENA_MAX for worker processes the local
-runner starts (they inherit the environment), applies the same limit to this process and trims
-it every few seconds (the in-process runner holds and frees the shuffles there).
+`limit_arenas()` runs on the launcher before the runner starts its worker processes: they
+inherit the environment, and glibc reads it when a process starts (changing arenas or trimming
+at run time, from another thread, crashed a test process: only the environment is used).
 Remote workers get it from their image (docker/Dockerfile.*: ENV MALLOC_ARENA_MAX=2).
-`release_free_memory()` runs in a worker after a chunk.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import threading
-import time
 
 ARENAS = 2
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number
-
-
-def _glibc():
-    try:
-        name = ctypes.util.find_library("c")
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    if libc is None or not hasattr(libc, "malloc_trim") or not hasattr(libc, "mallopt"):
-        return None
-    return libc
-
-
-_LIBC = _glibc()
-
-
-TRIM_INTERVAL_S = 5.0
-_trimmer: threading.Thread | None = None
 
 
 def limit_arenas(arenas: int = ARENAS) -> None:
-    """MALLOC_ARENA_MAX for child processes (unless the user set it) and for this one, and a
-    daemon thread returning this process's free memory every few seconds: the local runner's
-    main process decodes and frees every shuffle's elements and otherwise keeps the high-water
-    mark."""
-    global _trimmer  # noqa: PLW0603 - one trimmer per process, started on first use
+    """MALLOC_ARENA_MAX for the worker processes started from here (unless the user set it)."""
     os.environ.setdefault("MALLOC_ARENA_MAX", str(arenas))
-    if _LIBC is None:
-        return
-    _LIBC.mallopt(_M_ARENA_MAX, int(os.environ["MALLOC_ARENA_MAX"]))
-    if _trimmer is None:
-        _trimmer = threading.Thread(target=_trim_forever, name="curate-malloc-trim", daemon=True)
-        _trimmer.start()
-
-
-def _trim_forever() -> None:
-    while True:
-        time.sleep(TRIM_INTERVAL_S)
-        release_free_memory()
-
-
-def release_free_memory() -> None:
-    """Return the allocator's free pages to the OS (after a chunk: ~ms against seconds)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)

@@ -24,7 +24,6 @@ import numpy as np
 
 from curate.pipelines import counters
 from curate.pipelines import stash as ST
-from curate.pipelines.allocator import release_free_memory
 from curate.pipelines.embed import EMBEDDING_FIELD, EmbedDocuments
 from curate.pipelines.job_files import stage_model
 from curate.pipelines.progress import ProgressWriter
@@ -86,7 +85,6 @@ class _EmbedChunk(beam.DoFn):
             yield {"id": doc_id, "_order": row_locator(key, row), "score": score, "failed_rules": failed,
                    "source": source, EMBEDDING_FIELD: embedding}
         del vectors, kept
-        release_free_memory()
 
 
 class EmbedOnStash(beam.PTransform):
@@ -138,7 +136,6 @@ class _ChunkRowsWithPools(beam.DoFn):
             record.update(zip(self.columns, values))
             yield record
         del table, wanted
-        release_free_memory()
 
 
 def _row_values(doc: dict, columns: tuple):

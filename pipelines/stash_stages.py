@@ -29,7 +29,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from curate.pipelines import counters
 from curate.pipelines import fsutil
-from curate.pipelines.allocator import release_free_memory
 from curate.pipelines import stash as ST
 from curate.pipelines.near_dedup import (BANDS, EXACT_PAYLOAD, NEW_SIGNATURES, SIGNATURE, SIGNATURES,
                                          SignatureLookup, text_key, warn_old_cache_formats)
@@ -138,7 +137,6 @@ class _SignAndScoreChunk(beam.DoFn):
             self.lookup.put(new_signatures)
         yield key
         del texts, norms, rows, table, payloads, bands, cached, new_signatures
-        release_free_memory()
 
 
 class SignAndScore(beam.PTransform):
@@ -246,7 +244,6 @@ class _ChunkSurvivors(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(FILTERED, {"id": doc_id, "source": source, "reason": reason,
                                                           "score": score})
         del table
-        release_free_memory()
 
 
 class _ChunkPools(beam.DoFn):
@@ -269,7 +266,6 @@ class _ChunkPools(beam.DoFn):
             record["pool"] = int(cuts.assign(record["score"], record["id"]))
             yield record
         del table
-        release_free_memory()
 
 
 class KeepPoolAndRows(beam.PTransform):
@@ -352,15 +348,21 @@ def write_bands(path: str, bands: dict) -> None:
 def read_band_partition(path: str, partition: int) -> tuple[list, list, list]:
     """One partition's (band keys, ids, locators) of a chunk: a seek to its batch, not the file."""
     import pyarrow as pa
-    import pyarrow.fs as pafs
 
-    # a native Arrow file (no Python file object that Arrow's threads would call back into)
-    fs, native = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
-    with fs.open_input_file(native) as fh:
-        batch = pa.ipc.open_file(fh).get_batch(partition)
-        return (batch.column(0).to_pylist(),
-                [i.decode("utf-8", "surrogatepass") for i in batch.column(1).to_pylist()],
-                batch.column(2).to_pylist())
+    if "://" in path:  # any filesystem Beam knows (gs://, s3://, ...), through a Python file
+        from apache_beam.io.filesystem import CompressionTypes
+
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            return _band_columns(pa.ipc.open_file(pa.PythonFile(fh, mode="r")).get_batch(partition))
+    # a local file opened natively: no Python file object for Arrow's threads to call back into
+    with pa.OSFile(path, "rb") as fh:
+        return _band_columns(pa.ipc.open_file(fh).get_batch(partition))
+
+
+def _band_columns(batch) -> tuple[list, list, list]:
+    return (batch.column(0).to_pylist(),
+            [i.decode("utf-8", "surrogatepass") for i in batch.column(1).to_pylist()],
+            batch.column(2).to_pylist())
 
 
 # ------------------------------------------------------------------ near dedup on the stash
@@ -403,7 +405,6 @@ def _bucket_members(partition: int, chunk_keys: list, stash: ST.Stash, max_all_p
     del buckets
     for member_partition in sorted(out):
         yield member_partition, pack(out[member_partition])
-    release_free_memory()
 
 
 def _bucket_pairs(item, max_all_pairs: int):
@@ -480,7 +481,6 @@ class _ChunkPairJaccard(beam.DoFn):
                 continue
             yield (a, la), (b, lb), float(measure(pa_, pb_))
         del payload_a, payload_b, pairs
-        release_free_memory()
 
 
 def node_key(doc_id: str, loc: int) -> bytes:
