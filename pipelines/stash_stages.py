@@ -313,7 +313,7 @@ def components_dir(stash: ST.Stash) -> str:
 
 
 def bands_path(stash: ST.Stash, key: int) -> str:
-    return FileSystems.join(stash.root, "bands", ST._chunk_name(key)[: -len(".parquet")] + ".arrow")
+    return FileSystems.join(stash.root, "bands", ST._chunk_name(key)[: -len(".parquet")] + ".bands")
 
 
 _BANDS_SCHEMA = None
@@ -329,37 +329,49 @@ def _bands_schema():
 
 
 def write_bands(path: str, bands: dict) -> None:
-    """{partition: (band keys, ids, locators)} -> one Arrow IPC file, batch i = partition i
-    (ids as UTF-8 bytes with surrogates passed: any id JSON can carry)."""
+    """{partition: (band keys, ids, locators)} -> one file: P, then P + 1 byte offsets (uint64,
+    little-endian), then per partition one Arrow IPC stream of one record batch (ids as UTF-8
+    bytes with surrogates passed: any id JSON can carry). A reader seeks to its partition and
+    hands Arrow bytes, never a Python file object (Arrow's threads calling back into one were
+    the suspects of segfaults in test processes)."""
+    import struct
+
     import pyarrow as pa
 
     schema = _bands_schema()
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, schema) as writer:
-        for partition in range(BAND_PARTITIONS):
-            keys, ids, locs = bands.get(partition, ((), (), ()))
+    parts = []
+    for partition in range(BAND_PARTITIONS):
+        keys, ids, locs = bands.get(partition, ((), (), ()))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, schema) as writer:
             writer.write_batch(pa.record_batch([
                 pa.array(keys, pa.binary()),
                 pa.array([i.encode("utf-8", "surrogatepass") for i in ids], pa.binary()),
                 pa.array(locs, pa.int64())], schema=schema))
-    fsutil.write_bytes(path, sink.getvalue().to_pybytes())
+        parts.append(sink.getvalue().to_pybytes())
+    offsets = [8 * (len(parts) + 2)]
+    for part in parts:
+        offsets.append(offsets[-1] + len(part))
+    header = struct.pack(f"<{len(offsets) + 1}Q", len(parts), *offsets)
+    fsutil.write_bytes(path, header + b"".join(parts))
 
 
 def read_band_partition(path: str, partition: int) -> tuple[list, list, list]:
-    """One partition's (band keys, ids, locators) of a chunk: a seek to its batch, not the file."""
+    """One partition's (band keys, ids, locators) of a chunk: two seeks, not the whole file."""
+    import struct
+
     import pyarrow as pa
+    from apache_beam.io.filesystem import CompressionTypes
 
-    if "://" in path:  # any filesystem Beam knows (gs://, s3://, ...), through a Python file
-        from apache_beam.io.filesystem import CompressionTypes
-
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-            return _band_columns(pa.ipc.open_file(pa.PythonFile(fh, mode="r")).get_batch(partition))
-    # a local file opened natively: no Python file object for Arrow's threads to call back into
-    with pa.OSFile(path, "rb") as fh:
-        return _band_columns(pa.ipc.open_file(fh).get_batch(partition))
-
-
-def _band_columns(batch) -> tuple[list, list, list]:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        (count,) = struct.unpack("<Q", fh.read(8))
+        if not 0 <= partition < count:
+            raise ValueError(f"{path}: no band partition {partition} (the file has {count})")
+        fh.seek(8 * (partition + 1))
+        start, stop = struct.unpack("<2Q", fh.read(16))
+        fh.seek(start)
+        data = fh.read(stop - start)
+    batch = pa.ipc.open_stream(pa.py_buffer(data)).read_next_batch()
     return (batch.column(0).to_pylist(),
             [i.decode("utf-8", "surrogatepass") for i in batch.column(1).to_pylist()],
             batch.column(2).to_pylist())
