@@ -37,7 +37,7 @@ demo: $(STAMP)
 	$(BIN)/curate sample-corpus --output $(DEMO)/corpus
 	@mkdir -p $(DEMO) && echo '{"pools": {"cut_points": $(POOL_CUTS)}}' > $(DEMO)/run-config.json
 	$(BIN)/curate run --input '$(DEMO)/corpus/*.jsonl.gz' --output $(DEMO)/run --config $(DEMO)/run-config.json \
-	    --workspace $(DEMO)/workspace
+	    --workspace $(DEMO)/workspace --overwrite
 	$(BIN)/curate stats $(DEMO)/run
 	$(BIN)/curate probe $(DEMO)/run --time-budget $(PROBE_BUDGET) -o $(DEMO)/observations.parquet \
 	    --target $(DEMO)/corpus/target/news100.jsonl.gz --validate --workspace $(DEMO)/workspace
