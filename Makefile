@@ -45,7 +45,7 @@ demo: $(STAMP)
 	    -o $(DEMO)/law.json --plot $(DEMO)/fit.png --workspace $(DEMO)/workspace
 	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(SMALL_BUDGET) -o $(DEMO)/plan-small.json
 	$(BIN)/curate materialize $(DEMO)/plan-small.json --run $(DEMO)/run --output $(DEMO)/train-small --quiet \
-	    --workspace $(DEMO)/workspace
+	    --workspace $(DEMO)/workspace --overwrite
 	@echo "(the plan at $(PLAN_BUDGET) is printed once its replay is in)"
 	$(BIN)/curate plan --law $(DEMO)/law.json --budget $(PLAN_BUDGET) --sweep $(SWEEP) -o $(DEMO)/plan.json > /dev/null
 	$(BIN)/curate validate $(DEMO)/plan-small.json --run $(DEMO)/run --observations $(DEMO)/observations.parquet \
