@@ -143,7 +143,7 @@ class SignAndScore(beam.PTransform):
     """compact records -> {"chunks": one chunk key per chunk}.
 
     Per chunk, the scored rows (every written column but `pool`), the verification payloads
-    (shingle-hash sets or signatures) and the LSH band entries (`bands/`, one Arrow batch per
+    (shingle-hash sets or signatures) and the LSH band entries (`bands/`, one Arrow IPC stream per
     partition of the band-key space) are written to the stash; nothing per document goes on.
     With a cache folder (the run's `--cache-dir`), each chunk looks its signatures up in the
     signature cache and adds the ones it computed (`_SignAndScoreChunk`): the shuffle is the
