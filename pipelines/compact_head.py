@@ -55,7 +55,7 @@ from curate.pipelines import counters
 from curate.pipelines import stash as ST
 from curate.pipelines.ingest import DEAD, _suffixes_above, read_files, split_suffix
 from curate.pipelines.stage_configs import IngestConfig
-from curate.pipelines.stash_stages import pack, unpack
+from curate.pipelines.packing import pack, unpack
 
 PARTITIONS = 256
 # records buffered per DoFn instance before every buffered partition is packed and emitted:

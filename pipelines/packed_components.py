@@ -53,7 +53,6 @@ bytes. `work_dir` must be a folder used by this transform only; the caller delet
 """
 from __future__ import annotations
 
-import pickle
 import zlib
 
 import apache_beam as beam
@@ -64,6 +63,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from curate.pipelines import counters, fsutil
 from curate.pipelines.components import union_find_min
+from curate.pipelines.packing import pack, unpack
 
 # a partition's entries leave as one blob at FLUSH_ENTRIES; all of a DoFn's buffers together at
 # BUFFER_ENTRIES (bounds what a bundle holds whatever the number of partitions)
@@ -72,13 +72,6 @@ BUFFER_ENTRIES = 65536
 RESIDUAL = "residual"
 
 
-# pack/unpack as in pipelines.stash_stages, copied: stash_stages imports this module
-def pack(obj) -> bytes:
-    return zlib.compress(pickle.dumps(obj, protocol=5), 1)
-
-
-def unpack(blob: bytes):
-    return pickle.loads(zlib.decompress(blob))  # noqa: S301 - our own blobs, within one run
 
 
 def partition_of(node: bytes, partitions: int) -> int:

@@ -20,8 +20,6 @@ duplicates found (see docs/architecture.md, per-stage memory).
 from __future__ import annotations
 
 import hashlib
-import pickle
-import zlib
 
 import apache_beam as beam
 import numpy as np
@@ -29,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from curate.pipelines import counters
 from curate.pipelines import fsutil
+from curate.pipelines.packing import pack, unpack
 from curate.pipelines import stash as ST
 from curate.pipelines.near_dedup import (BANDS, EXACT_PAYLOAD, NEW_SIGNATURES, SIGNATURE, SIGNATURES,
                                          SignatureLookup, text_key, warn_old_cache_formats)
@@ -48,12 +47,6 @@ BAND_PARTITIONS = 256
 MEMBER_PARTITIONS = 256  # where equal bucket member sets meet (see _bucket_members)
 
 
-def pack(obj) -> bytes:
-    return zlib.compress(pickle.dumps(obj, protocol=5), 1)
-
-
-def unpack(blob: bytes):
-    return pickle.loads(zlib.decompress(blob))  # noqa: S301 - our own blobs, within one run
 
 
 def scored_schema(feature_names):
