@@ -55,7 +55,7 @@ from curate.pipelines import counters
 from curate.pipelines import stash as ST
 from curate.pipelines.ingest import DEAD, _suffixes_above, read_files, split_suffix
 from curate.pipelines.stage_configs import IngestConfig
-from curate.pipelines.packing import pack, unpack
+from curate.pipelines.packing import pack, spill, unpack
 
 PARTITIONS = 256
 # records buffered per DoFn instance before every buffered partition is packed and emitted:
@@ -93,10 +93,11 @@ def hash_partition(digest: bytes, partitions: int) -> int:
 
 class _Packer:
     """Record tuples buffered per key, packed into one blob per key at most every
-    `flush_records` records (and at `drain`)."""
+    `flush_records` records (and at `drain`); with `spill_folder`, a flush's blobs go to one
+    file there and references to them go on (`packing.spill`)."""
 
-    def __init__(self, flush_records: int):
-        self.flush_records = flush_records
+    def __init__(self, flush_records: int, spill_folder: str | None = None):
+        self.flush_records, self.spill_folder = flush_records, spill_folder
         self.buffers: dict[int, list] = {}
         self.count = 0
 
@@ -108,18 +109,18 @@ class _Packer:
     def drain(self) -> list:
         out = [(key, pack(self.buffers[key])) for key in sorted(self.buffers)]
         self.buffers, self.count = {}, 0
-        return out
+        return spill(self.spill_folder, out)
 
 
 class _PackByIdRoot(beam.DoFn):
     """compact records {id, _order, text_hash[, _key]} -> (id-root partition, blob of
     (id, locator, 16-byte text hash, key)), packed across the records of a bundle."""
 
-    def __init__(self, partitions: int, flush_records: int):
-        self.partitions, self.flush_records = partitions, flush_records
+    def __init__(self, partitions: int, flush_records: int, spill_folder: str | None = None):
+        self.partitions, self.flush_records, self.spill_folder = partitions, flush_records, spill_folder
 
     def start_bundle(self):
-        self.packer = _Packer(self.flush_records)
+        self.packer = _Packer(self.flush_records, self.spill_folder)
 
     def process(self, doc):
         record = (doc["id"], doc["_order"], bytes.fromhex(doc["text_hash"]), doc.get("_key"))
@@ -142,8 +143,9 @@ class _UniqueIds(beam.DoFn):
     the later ones in locator order become X#(m+1), X#(m+2), ... with m the largest k of the
     input ids X#k."""
 
-    def __init__(self, partitions: int, flush_records: int, exact_dedup: bool):
+    def __init__(self, partitions: int, flush_records: int, exact_dedup: bool, spill_folder: str | None = None):
         self.partitions, self.flush_records, self.exact_dedup = partitions, flush_records, exact_dedup
+        self.spill_folder = spill_folder
 
     def process(self, item):
         _, blobs = item
@@ -162,7 +164,7 @@ class _UniqueIds(beam.DoFn):
                     locs.append(loc)
         renames = self._renames(seen, copies) if copies else {}
         del seen, copies
-        packer = _Packer(self.flush_records)
+        packer = _Packer(self.flush_records, self.spill_folder)
         renamed = 0
         for blob in blobs:
             for doc_id, loc, digest, key in unpack(blob):
@@ -201,8 +203,8 @@ class _KeepSmallestId(beam.DoFn):
     """(partition, blobs) -> chunk members of the exact-dedup survivors (smallest id per text
     hash), and tagged `removed`, one dedup row per removed document (as `ExactDedup`'s)."""
 
-    def __init__(self, flush_records: int):
-        self.flush_records = flush_records
+    def __init__(self, flush_records: int, spill_folder: str | None = None):
+        self.flush_records, self.spill_folder = flush_records, spill_folder
 
     def process(self, item):
         _, blobs = item
@@ -212,7 +214,7 @@ class _KeepSmallestId(beam.DoFn):
                 best = kept.get(digest)
                 if best is None or doc_id < best:
                     kept[digest] = doc_id
-        packer = _Packer(self.flush_records)
+        packer = _Packer(self.flush_records, self.spill_folder)
         removed = 0
         for blob in blobs:
             for doc_id, loc, digest, key in unpack(blob):
@@ -253,11 +255,13 @@ class CompactHead(beam.PTransform):
 
     def expand(self, pbegin):
         parsed = read_files(pbegin, self.files, self.ingest_config, self.stash, self.cache_keys)
+        spills = self.stash.spill_folder
         unique = (
             parsed.documents
-            | "PackByIdRoot" >> beam.ParDo(_PackByIdRoot(self.partitions, self.flush_records)).with_output_types(Blob)
+            | "PackByIdRoot" >> beam.ParDo(_PackByIdRoot(self.partitions, self.flush_records, spills))
+            .with_output_types(Blob)
             | "GroupByIdRoot" >> beam.GroupByKey()
-            | "UniqueIds" >> beam.ParDo(_UniqueIds(self.partitions, self.flush_records, self.exact_dedup))
+            | "UniqueIds" >> beam.ParDo(_UniqueIds(self.partitions, self.flush_records, self.exact_dedup, spills))
             .with_output_types(Blob)
         )
         if not self.exact_dedup:
@@ -266,7 +270,7 @@ class CompactHead(beam.PTransform):
         deduped = (
             unique
             | "GroupByHash" >> beam.GroupByKey()
-            | "KeepSmallestId" >> beam.ParDo(_KeepSmallestId(self.flush_records))
+            | "KeepSmallestId" >> beam.ParDo(_KeepSmallestId(self.flush_records, spills))
             .with_outputs(REMOVED, main="chunks")
         )
         return {"chunks": deduped.chunks, "dead_letter": parsed[DEAD], "dedup": deduped[REMOVED]}

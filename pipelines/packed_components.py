@@ -63,7 +63,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from curate.pipelines import counters, fsutil
 from curate.pipelines.components import union_find_min
-from curate.pipelines.packing import pack, unpack
+from curate.pipelines.packing import pack, spill, unpack
 
 # a partition's entries leave as one blob at FLUSH_ENTRIES; all of a DoFn's buffers together at
 # BUFFER_ENTRIES (bounds what a bundle holds whatever the number of partitions)
@@ -120,15 +120,14 @@ class _Directed(beam.DoFn):
     """edge blobs -> (partition, packed [(node, neighbour)]), both directions, self-loops dropped
     (a node whose only edge is to itself is a component of one: label = itself)."""
 
-    def __init__(self, partitions: int):
-        self.partitions = partitions
+    def __init__(self, partitions: int, spill_folder: str | None = None):
+        self.partitions, self.spill_folder = partitions, spill_folder
 
     def start_bundle(self):
         self.buffers = _Buffers()
 
     def _emit(self, ready):
-        for key, (entries,) in ready:
-            yield key, pack(entries)
+        yield from spill(self.spill_folder, [(key, pack(entries)) for key, (entries,) in ready])
 
     def process(self, blob):
         for a, b in unpack(blob):
@@ -145,15 +144,14 @@ class _Directed(beam.DoFn):
 class _Messages(beam.DoFn):
     """Base of the stages that send messages: buffers (partition -> (self, neighbour) lists)."""
 
-    def __init__(self, work_dir: str, partitions: int):
-        self.work_dir, self.partitions = work_dir, partitions
+    def __init__(self, work_dir: str, partitions: int, spill_folder: str | None = None):
+        self.work_dir, self.partitions, self.spill_folder = work_dir, partitions, spill_folder
 
     def start_bundle(self):
         self.buffers = _Buffers(kinds=2)
 
     def _emit(self, ready):
-        for key, (own, neighbours) in ready:
-            yield key, pack((own, neighbours))
+        yield from spill(self.spill_folder, [(key, pack((own, neighbours))) for key, (own, neighbours) in ready])
 
     def _send(self, labels: dict, changed, adjacency):
         """Self messages for every node whose label is not itself; the new label of each changed
@@ -231,9 +229,15 @@ class _Final(beam.DoFn):
     itself, and (tagged RESIDUAL) packed residual pairs (smaller label, larger label), one per
     distinct label a neighbour sent that differs from the receiver's."""
 
+    def __init__(self, spill_folder: str | None = None):
+        self.spill_folder = spill_folder
+
     def start_bundle(self):
         self.labels = _Buffers()
         self.residual: set = set()
+
+    def _blobs(self, ready):
+        return [blob for _, blob in spill(self.spill_folder, [(0, pack(entries)) for _, (entries,) in ready])]
 
     def process(self, item):
         _, blobs = item
@@ -251,12 +255,11 @@ class _Final(beam.DoFn):
                     self.residual.add((label, mine) if label < mine else (mine, label))
         del received
         for node, label in own.items():
-            for _, (entries,) in self.labels.add(0, (node, label)):
-                yield pack(entries)
+            yield from self._blobs(self.labels.add(0, (node, label)))
 
     def finish_bundle(self):
-        for _, (entries,) in self.labels.drain():
-            yield _global(pack(entries))
+        for blob in self._blobs(self.labels.drain()):
+            yield _global(blob)
         if self.residual:
             counters.inc(counters.CC_RESIDUAL_EDGES, len(self.residual))
             yield beam.pvalue.TaggedOutput(RESIDUAL, _global(pack(sorted(self.residual))))
@@ -293,33 +296,35 @@ class PackedConnectedComponents(beam.PTransform):
     smallest node of its component, is not itself). Each node is in exactly one label blob.
 
     work_dir: a folder for this transform's adjacency files (one per partition), readable by
-    every worker; the caller deletes it after the pipeline."""
+    every worker; the caller deletes it after the pipeline. spill_folder: where shuffled blobs
+    go (`packing.spill`; None: inline)."""
 
-    def __init__(self, work_dir: str, rounds: int = 5, partitions: int = 256):
+    def __init__(self, work_dir: str, rounds: int = 5, partitions: int = 256, spill_folder: str | None = None):
         super().__init__()
         if rounds < 0:
             raise ValueError("connected-components rounds must be >= 0")
         if partitions < 1:
             raise ValueError("connected-components partitions must be >= 1")
         self.work_dir, self.rounds, self.partitions = work_dir, rounds, partitions
+        self.spill_folder = spill_folder
 
     def expand(self, edge_blobs):
         messages = (
             edge_blobs
-            | "Directed" >> beam.ParDo(_Directed(self.partitions))
+            | "Directed" >> beam.ParDo(_Directed(self.partitions, self.spill_folder))
             | "GroupAdjacency" >> beam.GroupByKey()
-            | "WriteAdjacency" >> beam.ParDo(_WriteAdjacency(self.work_dir, self.partitions))
+            | "WriteAdjacency" >> beam.ParDo(_WriteAdjacency(self.work_dir, self.partitions, self.spill_folder))
         )
         for r in range(self.rounds):
             messages = (
                 messages
                 | f"GroupMessages{r}" >> beam.GroupByKey()
-                | f"Round{r}" >> beam.ParDo(_Round(self.work_dir, self.partitions))
+                | f"Round{r}" >> beam.ParDo(_Round(self.work_dir, self.partitions, self.spill_folder))
             )
         final = (
             messages
             | "GroupFinal" >> beam.GroupByKey()
-            | "Final" >> beam.ParDo(_Final()).with_outputs(RESIDUAL, main="labels")
+            | "Final" >> beam.ParDo(_Final(self.spill_folder)).with_outputs(RESIDUAL, main="labels")
         )
         remap = (
             final[RESIDUAL]

@@ -87,6 +87,11 @@ class Stash:
     def file_index(self, f) -> int:
         return self.index[_file_key(f)]
 
+    @property
+    def spill_folder(self) -> str:
+        """Where shuffled blobs are spilled (packing.spill): the shuffles carry references."""
+        return FileSystems.join(self.root, "spill")
+
     def raw_path(self, key: int) -> str:
         return FileSystems.join(self.root, "raw", _chunk_name(key))
 

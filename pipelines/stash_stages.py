@@ -27,7 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from curate.pipelines import counters
 from curate.pipelines import fsutil
-from curate.pipelines.packing import pack, unpack
+from curate.pipelines.packing import pack, spill, unpack
 from curate.pipelines import stash as ST
 from curate.pipelines.near_dedup import (BANDS, EXACT_PAYLOAD, NEW_SIGNATURES, SIGNATURE, SIGNATURES,
                                          SignatureLookup, text_key, warn_old_cache_formats)
@@ -177,10 +177,11 @@ class SignAndScore(beam.PTransform):
 class PackByKey(beam.DoFn):
     """(key, value) -> (key, packed list of values), one blob per key per bundle (or per
     `limit` values): what a shuffle then holds is bytes, ~10x less than a Python object per
-    value in the local runner's grouping buffers."""
+    value in the local runner's grouping buffers; with `spill_folder`, references to the blobs
+    written there (`packing.spill`)."""
 
-    def __init__(self, limit: int = 50_000):
-        self.limit = limit
+    def __init__(self, limit: int = 50_000, spill_folder: str | None = None):
+        self.limit, self.spill_folder = limit, spill_folder
 
     def start_bundle(self):
         self.buffers: dict = {}
@@ -191,15 +192,16 @@ class PackByKey(beam.DoFn):
         buffer.append(value)
         if len(buffer) >= self.limit:
             del self.buffers[key]
-            yield key, pack(buffer)
+            yield from spill(self.spill_folder, [(key, pack(buffer))])
 
     def finish_bundle(self):
         from apache_beam.transforms.window import GlobalWindow
         from apache_beam.utils.windowed_value import WindowedValue
 
-        for key in sorted(self.buffers):
-            yield WindowedValue((key, pack(self.buffers[key])), GlobalWindow().max_timestamp(), [GlobalWindow()])
+        items = spill(self.spill_folder, [(key, pack(self.buffers[key])) for key in sorted(self.buffers)])
         self.buffers = {}
+        for item in items:
+            yield WindowedValue(item, GlobalWindow().max_timestamp(), [GlobalWindow()])
 
 
 def unpacked(blobs) -> list:
@@ -408,11 +410,10 @@ def _bucket_members(partition: int, chunk_keys: list, stash: ST.Stash, max_all_p
     if pairs:
         counters.inc(counters.NEAR_CANDIDATE_PAIRS, pairs)
     del buckets
-    for member_partition in sorted(out):
-        yield member_partition, pack(out[member_partition])
+    yield from spill(stash.spill_folder, [(m, pack(out[m])) for m in sorted(out)])
 
 
-def _bucket_pairs(item, max_all_pairs: int):
+def _bucket_pairs(item, max_all_pairs: int, spill_folder: str | None = None):
     """(member-set partition, packed member sets) -> (chunk pair, packed candidate pairs):
     the pairs of each distinct member set (`_candidate_pairs` on its ids, counted upstream);
     a pair is (locator_a, locator_b) with id_a < id_b, packed as an int64 array (~16 bytes a
@@ -433,8 +434,8 @@ def _bucket_pairs(item, max_all_pairs: int):
             la, lb = members[a], members[b]
             by_chunks.setdefault((ST.chunk_key(la), ST.chunk_key(lb)), []).append((la, lb))
     del distinct
-    for chunks in sorted(by_chunks):
-        yield chunks, pack(np.asarray(by_chunks[chunks], dtype=np.int64).reshape(-1, 2))
+    yield from spill(spill_folder, [(chunks, pack(np.asarray(by_chunks[chunks], dtype=np.int64).reshape(-1, 2)))
+                                    for chunks in sorted(by_chunks)])
 
 
 class _ChunkPairJaccard(beam.DoFn):
@@ -542,6 +543,7 @@ class NearDedupOnStash(beam.PTransform):
     def expand(self, chunks):
         c = self.near.config
         exact = c.verify == "exact"
+        spills = self.stash.spill_folder
         chunk_list = chunks | "ChunkList" >> beam.combiners.ToList() | "SortChunks" >> beam.Map(sorted)
         edges = (
             chunks.pipeline
@@ -550,20 +552,21 @@ class NearDedupOnStash(beam.PTransform):
             | "BucketMembers" >> beam.FlatMap(_bucket_members, beam.pvalue.AsSingleton(chunk_list), self.stash,
                                               c.max_bucket_all_pairs)
             | "GroupMemberSets" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.FlatMap(_bucket_pairs, c.max_bucket_all_pairs)
+            | "BucketPairs" >> beam.FlatMap(_bucket_pairs, c.max_bucket_all_pairs, spills)
             | "GroupPairsByChunks" >> beam.GroupByKey()
             | "VerifyPairs" >> beam.ParDo(_ChunkPairJaccard(self.stash, exact, ids_from_stash=True))
             | "AboveThreshold" >> beam.FlatMap(_verified, c.threshold)
             | "KeyEdges" >> beam.Map(lambda edge: (0, edge))
-            | "PackEdges" >> beam.ParDo(PackByKey())
+            | "PackEdges" >> beam.ParDo(PackByKey(spill_folder=spills))
             | "EdgeBlobs" >> beam.Values()
         )
-        labels = edges | "Components" >> PackedConnectedComponents(components_dir(self.stash), c.cc_rounds)
+        labels = edges | "Components" >> PackedConnectedComponents(components_dir(self.stash), c.cc_rounds,
+                                                                       spill_folder=spills)
         removed_pairs = labels | "NonSurvivors" >> beam.FlatMap(unpack)  # (node, label), node != label
         dedup = (
             removed_pairs
             | "RemovedByChunks" >> beam.Map(_removed_pair)
-            | "PackRemovedPairs" >> beam.ParDo(PackByKey())
+            | "PackRemovedPairs" >> beam.ParDo(PackByKey(spill_folder=spills))
             | "GroupRemovedByChunks" >> beam.GroupByKey()
             | "SurvivorSimilarity" >> beam.ParDo(_ChunkPairJaccard(self.stash, exact))
             | "DedupRows" >> beam.MapTuple(lambda removed, kept, sim: {
@@ -571,5 +574,5 @@ class NearDedupOnStash(beam.PTransform):
         )
         removed = (removed_pairs
                    | "RemovedRows" >> beam.Map(_removed_row)
-                   | "PackRemovedRows" >> beam.ParDo(PackByKey()))
+                   | "PackRemovedRows" >> beam.ParDo(PackByKey(spill_folder=spills)))
         return {"removed": removed, "dedup": dedup}

@@ -14,7 +14,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
 
-from curate.pipelines import counters
+from curate.pipelines import counters, packing
 from curate.pipelines import stash as ST
 from curate.pipelines import stash_stages
 from curate.pipelines.curation import build_curation
@@ -66,6 +66,7 @@ def _run(paths, out: Path, compact: bool, cache_dir=None) -> dict:
     build_curation(p, expand_inputs(paths), str(out), config, compact=compact)
     result = p.run()
     result.wait_until_finish()
+    spilled = len(list((out / ST.WORK_DIR / "spill").glob("*.blobs")))
     ST.delete(str(out))
 
     def rows(sub, key):
@@ -77,7 +78,7 @@ def _run(paths, out: Path, compact: bool, cache_dir=None) -> dict:
     dead = sorted(line for f in (out / "dead_letter").glob("*.jsonl") for line in f.read_text().splitlines())
     return {"pools": rows("pools", "id"), "dedup": rows("dedup", "removed_id"),
             "filtered": rows("filtered", "id"), "dead": dead, "counters": counters.query(result),
-            "stats": pq.read_table(out / "stats.parquet").to_pylist()}
+            "stats": pq.read_table(out / "stats.parquet").to_pylist(), "spilled": spilled}
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +86,11 @@ def corpus(tmp_path_factory):
     return _corpus(tmp_path_factory.mktemp("corpus"))
 
 
-@pytest.mark.parametrize("cached", [False, True])
-def test_compact_pipeline_decides_what_the_document_pipeline_decides(corpus, tmp_path, monkeypatch, cached):
+@pytest.mark.parametrize("cached, spill_all", [(False, False), (True, False), (False, True)],
+                         ids=["plain", "cached", "every-blob-spilled"])
+def test_compact_pipeline_decides_what_the_document_pipeline_decides(corpus, tmp_path, monkeypatch, cached, spill_all):
+    if spill_all:  # every shuffled blob goes to a file and the shuffles carry references
+        monkeypatch.setattr(packing, "SPILL_MIN_BYTES", 0)
     monkeypatch.setattr(ST, "CHUNK_ROWS", 5)  # many chunks: components and buckets span them
     # and some chunks cut early by characters (texts here are ~60-400 characters)
     monkeypatch.setattr(ST, "CHUNK_TEXT_CHARS", 900)
@@ -102,6 +106,10 @@ def test_compact_pipeline_decides_what_the_document_pipeline_decides(corpus, tmp
     assert len(big) == 44 and {r["kept_id"] for r in big} == {"b000"}  # buckets of 45 ids: star + chain
     for key in ("pools", "dedup", "filtered", "dead", "stats"):
         assert compact[key] == whole[key], key
+    if spill_all:
+        assert compact["spilled"] > 20, compact["spilled"]  # head, pairs, edges, components, rows
+    else:
+        assert compact["spilled"] == 0  # blobs this small stay inline
     if cached:  # the second run read every signature from the cache the first one wrote
         assert whole["counters"].get("near_dedup.signature_cache_misses", 0) > 0
         assert compact["counters"].get("near_dedup.signature_cache_hits", 0) > 0
