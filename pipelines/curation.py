@@ -22,7 +22,7 @@ import apache_beam as beam
 
 from curate.pipelines import counters
 from curate.pipelines.compact_head import CompactHead
-from curate.pipelines.allocator import limit_arenas
+from curate.pipelines.allocator import tune_allocator
 from curate.pipelines.embed import CountEmbedded, EmbedDocuments
 from curate.pipelines.embed_on_stash import EmbedOnStash, RowsWithPools
 from curate.pipelines.embedding_scores import SCORE_COLUMNS, EmbeddingScores
@@ -223,7 +223,7 @@ class CurationOutcome:
 
 def run_curation(files: list[InputFile], out_dir: str, config: RunConfig | dict, options) -> CurationOutcome:
     """Build, run to completion, and read back counters and written row counts."""
-    limit_arenas()  # before the runner starts its worker processes: they inherit it
+    tune_allocator()  # before the runner starts its worker processes: they inherit it
     p = beam.Pipeline(options=options)
     build_curation(p, files, out_dir, config)
     result = p.run()

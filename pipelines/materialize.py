@@ -40,7 +40,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from curate.pipelines.allocator import limit_arenas
+from curate.pipelines.allocator import tune_allocator
 from curate.pipelines import fsutil
 from curate.pipelines.materialize_core import (BUCKETS_PER_SHARD, PoolTarget, batch_units, bucket_edges,
                                                bucket_of, copies_of, index_name, jsonl_bytes, order_key,
@@ -330,7 +330,7 @@ def run_materialize(spec: MaterializeSpec, staging: str, options, progress_dir: 
     """Run the pipeline into `staging`; returns the info the manifest is built from."""
     fsutil.mkdirs(FileSystems.join(staging, DATA_DIR))
     fsutil.mkdirs(FileSystems.join(staging, SPILL_DIR))
-    limit_arenas()  # before the runner starts its worker processes: they inherit it
+    tune_allocator()  # before the runner starts its worker processes: they inherit it
     try:
         with beam.Pipeline(options=options) as p:
             build_materialize(p, spec, staging, progress_dir)
