@@ -20,6 +20,8 @@ duplicates found (see docs/architecture.md, per-stage memory).
 from __future__ import annotations
 
 import hashlib
+import struct
+import zlib
 
 import apache_beam as beam
 import numpy as np
@@ -45,6 +47,7 @@ ROW = "_row"  # the row's number within its chunk, in the scored files
 # shuffle then holds ~35 bytes per entry instead of a Python tuple per entry (16 per document)
 BAND_PARTITIONS = 256
 MEMBER_PARTITIONS = 256  # where equal bucket member sets meet (see _bucket_members)
+PAIR_PARTITIONS = 256  # where candidate pairs meet, several pairs of chunks each (see pair_partition)
 
 
 
@@ -329,8 +332,6 @@ def write_bands(path: str, bands: dict) -> None:
     bytes with surrogates passed: any id JSON can carry). A reader seeks to its partition and
     hands Arrow bytes, never a Python file object (Arrow's threads calling back into one were
     the suspects of segfaults in test processes)."""
-    import struct
-
     import pyarrow as pa
 
     schema = _bands_schema()
@@ -353,8 +354,6 @@ def write_bands(path: str, bands: dict) -> None:
 
 def read_band_partition(path: str, partition: int) -> tuple[list, list, list]:
     """One partition's (band keys, ids, locators) of a chunk: two seeks, not the whole file."""
-    import struct
-
     import pyarrow as pa
     from apache_beam.io.filesystem import CompressionTypes
 
@@ -414,14 +413,14 @@ def _bucket_members(partition: int, chunk_keys: list, stash: ST.Stash, max_all_p
 
 
 def _bucket_pairs(item, max_all_pairs: int, spill_folder: str | None = None):
-    """(member-set partition, packed member sets) -> (chunk pair, packed candidate pairs):
+    """(member-set partition, packed member sets) -> (pair partition, packed candidate pairs):
     the pairs of each distinct member set (`_candidate_pairs` on its ids, counted upstream);
     a pair is (locator_a, locator_b) with id_a < id_b, packed as an int64 array (~16 bytes a
     pair before compression; the ids, ~4x that, are read back where the pair is verified),
-    sent to the pair of chunks holding the two payloads."""
+    sent to the partition of the pair of chunks holding the two payloads."""
     _, blobs = item
     distinct = dict.fromkeys(m for blob in blobs for m in unpack(blob))
-    by_chunks: dict[tuple, list] = {}
+    by_partition: dict[int, list] = {}
     for ordered in distinct:
         members = dict(ordered)
         ids = [i for i, _ in ordered]
@@ -432,17 +431,27 @@ def _bucket_pairs(item, max_all_pairs: int, spill_folder: str | None = None):
             pairs = [(ids[0], x) for x in ids[1:]] + [(ids[i], ids[i + 1]) for i in range(1, n - 1)]
         for a, b in pairs:
             la, lb = members[a], members[b]
-            by_chunks.setdefault((ST.chunk_key(la), ST.chunk_key(lb)), []).append((la, lb))
+            by_partition.setdefault(pair_partition(ST.chunk_key(la), ST.chunk_key(lb)), []).append((la, lb))
     del distinct
-    yield from spill(spill_folder, [(chunks, pack(np.asarray(by_chunks[chunks], dtype=np.int64).reshape(-1, 2)))
-                                    for chunks in sorted(by_chunks)])
+    yield from spill(spill_folder, [(part, pack(np.asarray(by_partition[part], dtype=np.int64).reshape(-1, 2)))
+                                    for part in sorted(by_partition)])
+
+
+def pair_partition(chunk_a: int, chunk_b: int) -> int:
+    """Where the pairs of one pair of chunks meet: one of PAIR_PARTITIONS groups, so a shuffle
+    holds a bounded number of blobs (or spill references) however many chunk pairs there are
+    (~20k at 1.1M documents; one reference per chunk pair and upstream partition was ~0.1 GB
+    in the local runner's process)."""
+    return zlib.crc32(struct.pack("<qq", chunk_a, chunk_b)) % PAIR_PARTITIONS
 
 
 class _ChunkPairJaccard(beam.DoFn):
-    """(chunk pair, packed pairs) -> ((id_a, loc_a), (id_b, loc_b), Jaccard) per distinct pair,
-    with the payloads read from the two chunks' payload files. Pairs are (id_a, loc_a, id_b,
-    loc_b) tuples, or with `ids_from_stash` (loc_a, loc_b) int64 arrays whose ids are read
-    from the two chunks' scored files."""
+    """(pair partition, packed pairs) -> ((id_a, loc_a), (id_b, loc_b), Jaccard) per distinct pair,
+    with the payloads read from the two chunks' payload files, one pair of chunks at a time
+    (sorted; a chunk's payloads are kept while consecutive chunk pairs share it). Pairs are
+    (id_a, loc_a, id_b, loc_b) tuples, or with `ids_from_stash` (loc_a, loc_b) int64 arrays whose
+    ids are read from the two chunks' scored files. The key is not used: each pair's chunks
+    come from its locators."""
 
     def __init__(self, stash: ST.Stash, exact: bool, ids_from_stash: bool = False):
         self.stash, self.exact, self.ids_from_stash = stash, exact, ids_from_stash
@@ -451,42 +460,69 @@ class _ChunkPairJaccard(beam.DoFn):
         table = ST.read_table(self.stash.scored_path(key), [ROW, "id"])
         return {r: i for r, i in zip(table.column(ROW).to_pylist(), table.column("id").to_pylist()) if r in rows}
 
-    def _pairs(self, key_a: int, key_b: int, blobs) -> list:
+    def _by_chunks(self, blobs) -> dict:
+        """{(chunk a, chunk b): pairs} of the distinct pairs in the blobs."""
+        groups: dict = {}
         if not self.ids_from_stash:
-            return list(dict.fromkeys(p for blob in blobs for p in unpack(blob)))  # distinct, first-seen order
-        locs = np.unique(np.concatenate([unpack(blob) for blob in blobs]), axis=0)  # distinct, sorted
-        rows_a = {ST.row_in_chunk(int(la)) for la in locs[:, 0]}
-        rows_b = {ST.row_in_chunk(int(lb)) for lb in locs[:, 1]}
+            for pair in dict.fromkeys(p for blob in blobs for p in unpack(blob)):  # distinct, first-seen order
+                groups.setdefault((ST.chunk_key(pair[1]), ST.chunk_key(pair[3])), []).append(pair)
+            return groups
+        arrays = [unpack(blob) for blob in blobs]
+        locs = np.unique(np.concatenate(arrays), axis=0) if arrays else np.empty((0, 2), np.int64)  # sorted
+        del arrays
+        for la, lb in locs.tolist():
+            groups.setdefault((ST.chunk_key(la), ST.chunk_key(lb)), []).append((la, lb))
+        return groups
+
+    def _with_ids(self, key_a: int, key_b: int, locs: list) -> list:
+        rows_a = {ST.row_in_chunk(la) for la, _ in locs}
+        rows_b = {ST.row_in_chunk(lb) for _, lb in locs}
         if key_a == key_b:
             ids_a = ids_b = self._ids(key_a, rows_a | rows_b)
         else:
             ids_a, ids_b = self._ids(key_a, rows_a), self._ids(key_b, rows_b)
-        return [(ids_a[ST.row_in_chunk(la)], la, ids_b[ST.row_in_chunk(lb)], lb)
-                for la, lb in locs.tolist()]
+        return [(ids_a[ST.row_in_chunk(la)], la, ids_b[ST.row_in_chunk(lb)], lb) for la, lb in locs]
 
     def _payloads(self, key: int, rows: set) -> dict:
+        """{row: payload} for the wanted rows only: Arrow picks them, so the chunk's other
+        payloads never become Python objects."""
+        import pyarrow as pa
+
         table = ST.read_table(self.stash.payload_path(key))
+        stored = table.column(ROW).to_numpy()
+        order = np.argsort(stored, kind="stable")
+        wanted = np.fromiter(sorted(rows), dtype=np.int64, count=len(rows))
+        at = np.minimum(np.searchsorted(stored[order], wanted), max(len(stored) - 1, 0))
+        found = stored[order][at] == wanted if len(stored) else np.zeros(len(wanted), bool)
+        picked = table.column("payload").take(pa.array(order[at][found]))
         dtype = EXACT_PAYLOAD if self.exact else SIGNATURE
-        return {r: np.frombuffer(p, dtype=dtype)
-                for r, p in zip(table.column(ROW).to_pylist(), table.column("payload").to_pylist()) if r in rows}
+        return {int(r): np.frombuffer(p, dtype=dtype) for r, p in zip(wanted[found], picked.to_pylist())}
 
     def process(self, item):
-        (key_a, key_b), blobs = item
-        pairs = self._pairs(key_a, key_b, blobs)
-        need_a = {ST.row_in_chunk(la) for _, la, _, _ in pairs}
-        need_b = {ST.row_in_chunk(lb) for _, _, _, lb in pairs}
-        if key_a == key_b:
-            payload_a = payload_b = self._payloads(key_a, need_a | need_b)
-        else:
-            payload_a, payload_b = self._payloads(key_a, need_a), self._payloads(key_b, need_b)
+        _, blobs = item
+        groups = self._by_chunks(blobs)
         measure = jaccard_of_hashes if self.exact else jaccard_estimate
-        for a, la, b, lb in pairs:
-            pa_ = payload_a.get(ST.row_in_chunk(la))
-            pb_ = payload_b.get(ST.row_in_chunk(lb))
-            if pa_ is None or pb_ is None:
-                continue
-            yield (a, la), (b, lb), float(measure(pa_, pb_))
-        del payload_a, payload_b, pairs
+        held: tuple = (None, {})  # (chunk, its payloads) kept for the next chunk pair
+        for key_a, key_b in sorted(groups):
+            pairs = groups.pop((key_a, key_b))
+            if self.ids_from_stash:
+                pairs = self._with_ids(key_a, key_b, pairs)
+            need_a = {ST.row_in_chunk(la) for _, la, _, _ in pairs}
+            need_b = {ST.row_in_chunk(lb) for _, _, _, lb in pairs}
+            if key_a == key_b:
+                payload_a = payload_b = self._payloads(key_a, need_a | need_b)
+                held = (None, {})
+            else:
+                if held[0] != key_a or not need_a <= held[1].keys():
+                    held = (key_a, self._payloads(key_a, need_a))
+                payload_a, payload_b = held[1], self._payloads(key_b, need_b)
+            for a, la, b, lb in pairs:
+                pa_ = payload_a.get(ST.row_in_chunk(la))
+                pb_ = payload_b.get(ST.row_in_chunk(lb))
+                if pa_ is None or pb_ is None:
+                    continue
+                yield (a, la), (b, lb), float(measure(pa_, pb_))
+            del payload_a, payload_b, pairs
 
 
 def node_key(doc_id: str, loc: int) -> bytes:
@@ -553,7 +589,7 @@ class NearDedupOnStash(beam.PTransform):
                                               c.max_bucket_all_pairs)
             | "GroupMemberSets" >> beam.GroupByKey()
             | "BucketPairs" >> beam.FlatMap(_bucket_pairs, c.max_bucket_all_pairs, spills)
-            | "GroupPairsByChunks" >> beam.GroupByKey()
+            | "GroupPairsByPartition" >> beam.GroupByKey()
             | "VerifyPairs" >> beam.ParDo(_ChunkPairJaccard(self.stash, exact, ids_from_stash=True))
             | "AboveThreshold" >> beam.FlatMap(_verified, c.threshold)
             | "KeyEdges" >> beam.Map(lambda edge: (0, edge))

@@ -96,6 +96,7 @@ def test_compact_pipeline_decides_what_the_document_pipeline_decides(corpus, tmp
     monkeypatch.setattr(ST, "CHUNK_TEXT_CHARS", 900)
     monkeypatch.setattr(stash_stages, "BAND_PARTITIONS", 7)
     monkeypatch.setattr(stash_stages, "MEMBER_PARTITIONS", 3)
+    monkeypatch.setattr(stash_stages, "PAIR_PARTITIONS", 2)  # many pairs of chunks per verifying call
     cache = str(tmp_path / "cache") if cached else None
     whole = _run(corpus, tmp_path / "whole", compact=False, cache_dir=cache)
     compact = _run(corpus, tmp_path / "compact", compact=True, cache_dir=cache)
