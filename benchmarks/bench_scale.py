@@ -221,6 +221,8 @@ def run_curate(inputs: Path, out: Path, args) -> dict:
         cmd += ["--input", str(path)]
     if args.workers > 1:
         cmd += [f"--direct_num_workers={args.workers}", "--direct_running_mode=multi_processing"]
+    else:  # in-process: curate's own default is one worker process per CPU
+        env["CURATE_LOCAL_WORKERS"] = "1"
     cmd += args.curate_arg
     log = out.parent / f"{out.name}.stderr.txt"
     log.parent.mkdir(parents=True, exist_ok=True)
