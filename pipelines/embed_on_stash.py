@@ -162,7 +162,7 @@ class RowsWithPools(beam.PTransform):
         return (
             pooled
             | "RowValues" >> beam.Map(_row_values, columns)
-            | "PackRowValues" >> beam.ParDo(PackByKey())
+            | "PackRowValues" >> beam.ParDo(PackByKey(spill_folder=self.stash.spill_folder))
             | "GroupRowsByChunk" >> beam.GroupByKey()
             | "RowsWithPools" >> beam.ParDo(_ChunkRowsWithPools(self.stash, columns))
         )
