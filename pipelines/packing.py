@@ -33,7 +33,7 @@ def pack(obj) -> bytes:
 
 
 def unpack(blob: bytes):
-    if blob[:len(REF)] == REF:
+    if is_ref(blob):
         blob = _read_ref(blob)
     return pickle.loads(zlib.decompress(blob))  # noqa: S301 - our own blobs, within one run
 

@@ -491,9 +491,10 @@ class _ChunkPairJaccard(beam.DoFn):
         table = ST.read_table(self.stash.payload_path(key))
         stored = table.column(ROW).to_numpy()
         order = np.argsort(stored, kind="stable")
+        ordered = stored[order]
         wanted = np.fromiter(sorted(rows), dtype=np.int64, count=len(rows))
-        at = np.minimum(np.searchsorted(stored[order], wanted), max(len(stored) - 1, 0))
-        found = stored[order][at] == wanted if len(stored) else np.zeros(len(wanted), bool)
+        at = np.minimum(np.searchsorted(ordered, wanted), max(len(stored) - 1, 0))
+        found = ordered[at] == wanted if len(stored) else np.zeros(len(wanted), bool)
         picked = table.column("payload").take(pa.array(order[at][found]))
         dtype = EXACT_PAYLOAD if self.exact else SIGNATURE
         return {int(r): np.frombuffer(p, dtype=dtype) for r, p in zip(wanted[found], picked.to_pylist())}
