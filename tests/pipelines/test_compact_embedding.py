@@ -12,10 +12,8 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import re
 from pathlib import Path
 
-import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -26,24 +24,13 @@ pytest.importorskip("sentence_transformers")
 from curate.pipelines import counters  # noqa: E402
 from curate.pipelines import stash as ST  # noqa: E402
 from curate.pipelines import stash_stages  # noqa: E402
-from curate.pipelines.curation import build_curation  # noqa: E402
 from curate.pipelines.inputs import expand_inputs  # noqa: E402
 from curate.pipelines.run_config import RunConfig  # noqa: E402
-from curate.pipelines.runtime import set_runtime  # noqa: E402
 from curate.pools import rundir  # noqa: E402
+from tests.pipelines.curation_runs import (SPLIT, dead_letter_lines, paraphrase,  # noqa: E402
+                                           run_curation_pipeline, sorted_rows, write_gzip_parts)
 
-SPLIT = re.compile(r"(?<=[.!?])\s+")
-HEADER = "Home | News | Sports | Subscribe to our newsletter. Advertisement\n\n"
 N_NEWS, N_TWEETS, N_REF, N_PLANTED = 24, 12, 20, 4
-
-
-def _paraphrase(text: str, seed: int) -> str:
-    sentences = SPLIT.split(text.strip())
-    shuffled = sentences[:]
-    while shuffled == sentences:
-        random.Random(seed).shuffle(shuffled)
-        seed += 1
-    return HEADER + " ".join(shuffled)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +55,7 @@ def corpus(corpora_dir, tmp_path_factory):
                 break
     records: list = [{"id": f"news-{i}", "text": t} for i, t in enumerate(news)]
     records += [{"id": f"tweet-{i}", "text": t} for i, t in enumerate(tweets)]
-    records += [{"id": f"para-{i}", "text": _paraphrase(news[i], i)} for i in range(N_PLANTED)]
+    records += [{"id": f"para-{i}", "text": paraphrase(news[i], i)} for i in range(N_PLANTED)]
     for i in (5, 9, 13):  # near copies: one word changed (word-bigram Jaccard ~0.96)
         words = news[i].split()
         words[len(words) // 2] = "changed"
@@ -79,13 +66,7 @@ def corpus(corpora_dir, tmp_path_factory):
                 {"id": "blank", "text": "   "}, "not an object"]
     random.Random(5).shuffle(records)
     root = tmp_path_factory.mktemp("compact_embedding")
-    paths = []
-    for part in range(3):
-        path = root / f"part{part}.jsonl.gz"
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            for r in records[part::3]:
-                fh.write(json.dumps(r) + "\n")
-        paths.append(str(path))
+    paths = write_gzip_parts(records, root)
     reference = root / "reference.jsonl"
     reference.write_text("".join(json.dumps({"text": t}) + "\n" for t in ref), encoding="utf-8")
     return paths, str(reference)
@@ -104,26 +85,13 @@ def _config(name: str, reference: str) -> dict:
 
 
 def _run(paths, out: Path, config: dict, compact: bool, cache_dir=None) -> dict:
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    options = PipelineOptions(["--runner=FnApiRunner"])
-    set_runtime(options, cache_dir, None)
-    p = beam.Pipeline(options=options)
-    build_curation(p, expand_inputs(paths), str(out), RunConfig.from_dict(config), compact=compact)
-    result = p.run()
-    result.wait_until_finish()
+    result = run_curation_pipeline(expand_inputs(paths), out, RunConfig.from_dict(config), compact,
+                                   cache_dir=cache_dir)
     ST.delete(str(out))
-
-    def rows(sub, key):
-        out_rows = []
-        for f in sorted((out / sub).rglob("*.parquet")):
-            out_rows += pq.read_table(f).to_pylist()
-        return sorted(out_rows, key=lambda r: r[key])
-
-    dead = sorted(line for f in (out / "dead_letter").glob("*.jsonl") for line in f.read_text().splitlines())
-    embeddings = {r["id"]: np.asarray(r["embedding"]) for r in rows("embeddings", "id")}
-    return {"pools": rows("pools", "id"), "dedup": rows("dedup", "removed_id"),
-            "filtered": rows("filtered", "id"), "dead": dead, "counters": counters.query(result),
+    embeddings = {r["id"]: np.asarray(r["embedding"]) for r in sorted_rows(out, "embeddings", "id")}
+    return {"pools": sorted_rows(out, "pools", "id"), "dedup": sorted_rows(out, "dedup", "removed_id"),
+            "filtered": sorted_rows(out, "filtered", "id"), "dead": dead_letter_lines(out),
+            "counters": counters.query(result),
             "stats": pq.read_table(out / "stats.parquet").to_pylist(), "embeddings": embeddings,
             "info": json.loads((out / rundir.STAGE_INFO).read_text()) if (out / rundir.STAGE_INFO).exists() else None,
             "cuts": json.loads((out / rundir.CUTS).read_text())}

@@ -5,22 +5,18 @@ with chunks small enough that documents, buckets and near-duplicate components s
 chunks, big LSH buckets (star + chain pairs), renamed duplicate ids and exact duplicates."""
 from __future__ import annotations
 
-import gzip
-import json
 import random
 from pathlib import Path
 
-import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
 
 from curate.pipelines import counters, packing
 from curate.pipelines import stash as ST
 from curate.pipelines import stash_stages
-from curate.pipelines.curation import build_curation
 from curate.pipelines.inputs import expand_inputs
 from curate.pipelines.run_config import RunConfig
-from curate.pipelines.runtime import set_runtime
+from tests.pipelines.curation_runs import dead_letter_lines, run_curation_pipeline, sorted_rows, write_gzip_parts
 
 MIN_SCORE = 0.245  # drops a few of these word-salad texts (scores ~0.239-0.26)
 
@@ -46,38 +42,17 @@ def _corpus(folder: Path) -> list[str]:
                 {"text": "no id at all, so the content decides one"}, {"id": "z", "text": "   "},
                 "not an object"]
     rng.shuffle(records)
-    paths = []
-    for part in range(3):
-        path = folder / f"part{part}.jsonl.gz"
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            for r in records[part::3]:
-                fh.write(json.dumps(r) + "\n")
-        paths.append(str(path))
-    return paths
+    return write_gzip_parts(records, folder)
 
 
 def _run(paths, out: Path, compact: bool, cache_dir=None) -> dict:
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    options = PipelineOptions(["--runner=FnApiRunner"])
-    set_runtime(options, cache_dir, None)
     config = RunConfig.from_dict({"filter": {"min_score": MIN_SCORE}, "pools": {"num_pools": 3}})
-    p = beam.Pipeline(options=options)
-    build_curation(p, expand_inputs(paths), str(out), config, compact=compact)
-    result = p.run()
-    result.wait_until_finish()
+    result = run_curation_pipeline(expand_inputs(paths), out, config, compact, cache_dir=cache_dir)
     spilled = len(list((out / ST.WORK_DIR / "spill").glob("*.blobs")))
     ST.delete(str(out))
-
-    def rows(sub, key):
-        out_rows = []
-        for f in sorted((out / sub).rglob("*.parquet")):
-            out_rows += pq.read_table(f).to_pylist()
-        return sorted(out_rows, key=lambda r: r[key])
-
-    dead = sorted(line for f in (out / "dead_letter").glob("*.jsonl") for line in f.read_text().splitlines())
-    return {"pools": rows("pools", "id"), "dedup": rows("dedup", "removed_id"),
-            "filtered": rows("filtered", "id"), "dead": dead, "counters": counters.query(result),
+    return {"pools": sorted_rows(out, "pools", "id"), "dedup": sorted_rows(out, "dedup", "removed_id"),
+            "filtered": sorted_rows(out, "filtered", "id"), "dead": dead_letter_lines(out),
+            "counters": counters.query(result),
             "stats": pq.read_table(out / "stats.parquet").to_pylist(), "spilled": spilled}
 
 

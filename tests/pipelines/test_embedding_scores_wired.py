@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import random
-import re
 from pathlib import Path
 
 import numpy as np
@@ -24,20 +23,10 @@ pytest.importorskip("sentence_transformers")
 
 from curate.orchestration.cli import main  # noqa: E402
 from curate.orchestration.errors import CurateError  # noqa: E402
+from tests.pipelines.curation_runs import SPLIT, paraphrase  # noqa: E402
 
 RUNNER = ["--runner=FnApiRunner", "--no-catalog", "--cache-dir", "none", "--quiet"]
-SPLIT = re.compile(r"(?<=[.!?])\s+")
-HEADER = "Home | News | Sports | Subscribe to our newsletter. Advertisement\n\n"
 N_NEWS, N_TWEETS, N_REF, N_PLANTED = 30, 30, 60, 4
-
-
-def _paraphrase(text: str, seed: int) -> str:
-    sentences = SPLIT.split(text.strip())
-    shuffled = sentences[:]
-    while shuffled == sentences:
-        random.Random(seed).shuffle(shuffled)
-        seed += 1
-    return HEADER + " ".join(shuffled)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +53,7 @@ def corpus(corpora_dir, tmp_path_factory):
                 break
     rows = [{"id": f"news-{i}", "text": t} for i, t in enumerate(news)]
     rows += [{"id": f"tweet-{i}", "text": t} for i, t in enumerate(tweets)]
-    rows += [{"id": f"para-{i}", "text": _paraphrase(news[i], i)} for i in range(N_PLANTED)]
+    rows += [{"id": f"para-{i}", "text": paraphrase(news[i], i)} for i in range(N_PLANTED)]
     random.Random(3).shuffle(rows)
     root = tmp_path_factory.mktemp("embedding_scores")
     data, reference = root / "corpus.jsonl", root / "reference.jsonl"

@@ -19,11 +19,10 @@ import pytest
 
 from curate.pipelines import counters
 from curate.pipelines import stash as ST
-from curate.pipelines.curation import build_curation
 from curate.pipelines.ingest import DEAD, ReadRecords, _file_size
 from curate.pipelines.inputs import expand_inputs, read_pieces, reading_plan
 from curate.pipelines.run_config import RunConfig
-from curate.pipelines.runtime import set_runtime
+from tests.pipelines.curation_runs import dead_letter_lines, run_curation_pipeline, sorted_rows
 
 
 def _records(n: int, seed: int) -> list:
@@ -190,32 +189,14 @@ def _corpus(folder: Path) -> list[str]:
 
 
 def _run(files, out: Path, workers: int, compact: bool) -> dict:
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    flags = ["--runner=FnApiRunner"]
-    if workers > 1:
-        flags += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_threading"]
-    options = PipelineOptions(flags)
-    set_runtime(options, None, None)
-    p = beam.Pipeline(options=options)
-    build_curation(p, files, str(out), RunConfig.from_dict({"pools": {"num_pools": 2}}), compact=compact)
-    result = p.run()
-    result.wait_until_finish()
+    flags = [f"--direct_num_workers={workers}", "--direct_running_mode=multi_threading"] if workers > 1 else []
+    result = run_curation_pipeline(files, out, RunConfig.from_dict({"pools": {"num_pools": 2}}), compact,
+                                   flags=flags)
     ST.delete(str(out))
-
-    def rows(sub, key):
-        found = []
-        for f in sorted((out / sub).rglob("*.parquet")):
-            found += pq.read_table(f).to_pylist()
-        return sorted(found, key=lambda r: r[key])
-
-    dead = []
-    for f in (out / "dead_letter").glob("*.jsonl"):
-        for line in f.read_text().splitlines():
-            row = json.loads(line)
-            dead.append((row["source"], row["reason"], row["raw"], row["row"]))
-    return {"pools": rows("pools", "id"), "dedup": rows("dedup", "removed_id"), "dead": sorted(dead),
-            "counters": counters.query(result)}
+    dead = [(row["source"], row["reason"], row["raw"], row["row"])
+            for row in map(json.loads, dead_letter_lines(out))]
+    return {"pools": sorted_rows(out, "pools", "id"), "dedup": sorted_rows(out, "dedup", "removed_id"),
+            "dead": sorted(dead), "counters": counters.query(result)}
 
 
 @pytest.mark.parametrize("compact", [True, pytest.param(False, marks=pytest.mark.slow)])
